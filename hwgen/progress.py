@@ -31,7 +31,9 @@ def step(label: str, heartbeat_s: float = 10.0, stream=None) -> Iterator[None]:
         yield
     except BaseException:
         done.set()
-        print(f"[hwgen] {label}: failed after {time.monotonic() - start:.1f} s", file=out, flush=True)
+        print(
+            f"[hwgen] {label}: failed after {time.monotonic() - start:.1f} s", file=out, flush=True
+        )
         raise
     done.set()
     print(f"[hwgen] {label}: done in {time.monotonic() - start:.1f} s", file=out, flush=True)

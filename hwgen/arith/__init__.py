@@ -1,0 +1,1 @@
+"""Integer arithmetic that knows nothing about hardware: CSD digits, intervals, rounding."""

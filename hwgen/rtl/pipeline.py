@@ -1,0 +1,58 @@
+"""The streaming top: a chain of hardwired layers behind one valid/ready interface."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..ir import Program
+from .linear import HardwiredQ4Linear
+
+
+class HardwiredPipeline(wiring.Component):
+    """A whole IR program as one stream component with a fixed latency and II = 1.
+
+    Flow control is a global stall: every pipeline register advances when the output
+    register is empty or being read (`en = ~o.valid | o.ready`), and the input is ready
+    exactly then. Bubbles (input gaps) travel through the pipeline; nothing is dropped.
+    Reset (synchronous) clears the valid bits, discarding the items in flight.
+
+    Attributes
+    ----------
+    i : In(stream) — payload is the input vector in the program's input format.
+    o : Out(stream) — payload is the output vector, `latency` accepted cycles later.
+    """
+
+    def __init__(self, program: Program, register_every: int = 1):
+        self.program = program
+        self.layers = [HardwiredQ4Linear(layer, register_every) for layer in program.layers]
+        self.latency = sum(layer.latency for layer in self.layers)
+        in_fmt, out_fmt = program.input_format, program.output_format
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(signed(in_fmt.width), program.n_inputs))),
+                "o": Out(
+                    stream.Signature(data.ArrayLayout(signed(out_fmt.width), program.n_outputs))
+                ),
+            }
+        )
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        en = Signal()
+        valid = Signal(self.latency)
+        m.d.comb += [
+            en.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(en),
+            self.o.valid.eq(valid[-1]),
+        ]
+        with m.If(en):
+            m.d.sync += valid.eq((valid << 1) | self.i.valid)
+        x = self.i.payload
+        for n, layer in enumerate(self.layers):
+            m.submodules[f"layer{n}"] = layer
+            m.d.comb += [layer.en.eq(en), layer.x.eq(x)]
+            x = layer.y
+        m.d.comb += self.o.payload.eq(x)
+        return m

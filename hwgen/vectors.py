@@ -1,0 +1,56 @@
+"""Test vectors for a design: random inputs over the full range plus real samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .arith.fixed import quantize_to_fixed
+from .errors import InputError
+from .golden import run
+from .ir import Program
+
+
+def make_vectors(
+    program: Program, n_random: int, real: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, kinds): full-range uniform integers, then quantized real samples.
+
+    The first and last two random vectors are all-minimum and all-maximum, so the extremes
+    of the input range are always exercised.
+    """
+    rng = np.random.default_rng(seed)
+    lo, hi = program.input_format.range
+    rand = rng.integers(lo, hi + 1, size=(n_random, program.n_inputs), dtype=np.int64)
+    if n_random >= 2:
+        rand[0], rand[1] = lo, hi
+    parts, kinds = [rand], [np.zeros(n_random, dtype=np.int8)]
+    if real is not None and len(real):
+        fmt = program.input_format
+        parts.append(quantize_to_fixed(real, fmt.width, fmt.frac_bits))
+        kinds.append(np.ones(len(real), dtype=np.int8))
+    return np.concatenate(parts), np.concatenate(kinds)
+
+
+def write_vectors(
+    path: Path, program: Program, inputs: np.ndarray, kinds: np.ndarray | None = None
+) -> np.ndarray:
+    """Run the golden model on `inputs` and write inputs/expected(/kind) as .npz."""
+    expected = run(program, inputs)
+    arrays = {"inputs": inputs, "expected": expected}
+    if kinds is not None:
+        arrays["kind"] = kinds
+    np.savez(path, **arrays)
+    return expected
+
+
+def read_vectors(path: Path) -> dict[str, np.ndarray]:
+    """Load a vectors .npz (no pickle), with a clear error for a bad file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: vectors file not found") from e
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a valid vectors file: {e}") from e
