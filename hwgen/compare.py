@@ -1,0 +1,135 @@
+"""The `compare` job: float vs Q4 fake-quant vs golden (integer) vs RTL, in one table.
+
+All four are evaluated on the same real model inputs. Distances are in the model's
+output units (here: normalized outputs). The RTL row comes from a simulation of those
+exact vectors: it is bit-identical to the golden row when mismatches is 0.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .arith.fixed import quantize_to_fixed
+from .checkpoint import load_mlp_checkpoint
+from .design import float_layers
+from .errors import InputError
+from .golden import run
+from .ir import load_program
+from .metrics import Distance, distance
+from .model_data import real_inputs
+from .reference import fake_quant_model, float_model, predict
+from .vectors import write_vectors
+
+
+@dataclass
+class CompareReport:
+    """Rows keyed by variant; each row is a Distance to the float model (or None)."""
+
+    design: str
+    samples: int
+    rows: dict[str, Distance | None]
+    rtl_mismatches: int | None = None
+    rtl_vectors: int | None = None
+    simulator: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "design": self.design,
+            "samples": self.samples,
+            "rows": {k: (v.to_dict() if v else None) for k, v in self.rows.items()},
+            "rtl_mismatches": self.rtl_mismatches,
+            "rtl_vectors": self.rtl_vectors,
+            "simulator": self.simulator,
+            "notes": self.notes,
+        }
+
+
+def compare(
+    checkpoint: Path,
+    design_dir: Path,
+    samples: int = 2000,
+    seed: int = 7,
+    simulator: str | None = "icarus",
+) -> CompareReport:
+    """Evaluate every variant on `samples` real inputs; simulate the RTL unless simulator=None."""
+    ckpt = load_mlp_checkpoint(checkpoint)
+    program = load_program(design_dir / "program.npz")
+    if program.n_inputs != ckpt.layer_sizes[0] or program.n_outputs != ckpt.layer_sizes[-1]:
+        raise InputError(f"{design_dir}: design does not match checkpoint {checkpoint}")
+    x = real_inputs(ckpt.config, samples, seed)
+    notes = []
+    if x is None:
+        x = np.random.default_rng(seed).standard_normal((samples, program.n_inputs))
+        notes.append("no known dataset in config.json: standard normal inputs used")
+    ref = predict(float_model(ckpt), x)
+    deq = [layer.weight.dequantize() for layer in float_layers(ckpt)]
+    fq = predict(fake_quant_model(ckpt, deq), x)
+    in_fmt, out_fmt = program.input_format, program.output_format
+    x_int = quantize_to_fixed(x, in_fmt.width, in_fmt.frac_bits)
+    golden_int = run(program, x_int)
+    golden = golden_int / 2.0**out_fmt.frac_bits
+    report = CompareReport(
+        design=program.name,
+        samples=len(x),
+        rows={
+            "float (PyTorch)": distance(ref, ref),
+            "Q4 fake-quant (PyTorch)": distance(fq, ref),
+            "golden (integer IR)": distance(golden, ref),
+            "RTL": None,
+        },
+        notes=notes,
+    )
+    clipped = float(np.mean(np.abs(x_int) == (1 << (in_fmt.width - 1)) - 1))
+    report.notes.append(f"{clipped:.2%} of input elements saturate the input format")
+    if simulator:
+        from sim.runner import run_simulation
+
+        vec_path = design_dir / "compare_vectors.npz"
+        write_vectors(vec_path, program, x_int)
+        result = run_simulation(design_dir, vec_path, simulator)
+        report.rtl_mismatches, report.rtl_vectors = result.mismatches, result.compared
+        report.simulator = simulator
+        if result.mismatches == 0 and result.compared == len(x):
+            report.rows["RTL"] = report.rows["golden (integer IR)"]
+            report.notes.append(
+                f"RTL output = golden output on all {len(x)} vectors "
+                f"({simulator}), so its distance is the golden row's"
+            )
+    return report
+
+
+def format_compare(r: CompareReport) -> str:
+    """One table: each variant's distance to the float model."""
+    lines = [
+        f"compare: {r.design} on {r.samples} real samples (distance to the float model)",
+        f"{'variant':26s} {'cos mean':>9s} {'cos min':>9s} {'max |err|':>10s} "
+        f"{'rms err':>9s}  bit-exact vs golden",
+    ]
+    for name, d in r.rows.items():
+        if name == "RTL":
+            exact = (
+                "not simulated"
+                if r.rtl_mismatches is None
+                else f"{r.rtl_mismatches} mismatches / {r.rtl_vectors} vectors"
+            )
+        else:
+            exact = "-" if name != "golden (integer IR)" else "(reference)"
+        if d is None:
+            lines.append(f"{name:26s} {'-':>9s} {'-':>9s} {'-':>10s} {'-':>9s}  {exact}")
+        else:
+            lines.append(
+                f"{name:26s} {d.cosine_mean:9.5f} {d.cosine_min:9.5f} "
+                f"{d.max_abs_error:10.5f} {d.rms_error:9.5f}  {exact}"
+            )
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines)
+
+
+def write_compare(r: CompareReport, design_dir: Path) -> None:
+    (design_dir / "compare.txt").write_text(format_compare(r) + "\n")
+    (design_dir / "compare.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
