@@ -32,11 +32,21 @@ from typing import Any
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from sim.runner import Manifest, load_manifest, load_vectors
 
 RESET_CYCLES = 2  # rising edges with reset asserted
+
+
+class BenchFailure(AssertionError):
+    """A protocol or progress check failed (the message says what and when)."""
+
+
+def check(condition: object, message: str) -> None:
+    """Fail the test with `message` (plain raise: no assertion rewriting noise)."""
+    if not condition:
+        raise BenchFailure(message)
 
 
 @dataclass(frozen=True)
@@ -122,9 +132,9 @@ class StreamBench:
 
     def drive_driver(self, allow_new: bool) -> None:
         """Offer the next vector; once valid is high it stays high until accepted."""
-        if self.current is None and allow_new and self.pending:
-            if self.rng.random() >= self.cfg.gap:
-                self.current = self.pending.popleft()
+        offer = self.current is None and allow_new and self.pending
+        if offer and self.rng.random() >= self.cfg.gap:
+            self.current = self.pending.popleft()
         self.valid_now = int(self.current is not None)
         self.i_valid.value = self.valid_now
         if self.current is not None:
@@ -155,12 +165,11 @@ class StreamBench:
             self.check_quiet_after_reset()
             return
         i_ready, o_valid = _bit(self.i_ready), _bit(self.o_valid)
-        assert i_ready is not None, f"{self.man.input.ready_port} is X/Z at cycle {self.cycle}"
-        assert o_valid is not None, f"{self.man.output.valid_port} is X/Z at cycle {self.cycle}"
+        check(i_ready is not None, f"{self.man.input.ready_port} is X/Z at cycle {self.cycle}")
+        check(o_valid is not None, f"{self.man.output.valid_port} is X/Z at cycle {self.cycle}")
         if o_valid and self.ready_now:
             self.receive()
         if self.valid_now and i_ready:
-            assert self.current is not None
             self.in_flight.append((self.current, self.cycle))
             self.current = None
             self.accepted += 1
@@ -171,16 +180,18 @@ class StreamBench:
         if self.reset_edges_left == RESET_CYCLES:
             return  # reset not yet seen by a rising edge: old outputs may still be valid
         o_valid = _bit(self.o_valid)
-        assert o_valid == 0, (
+        check(
+            o_valid == 0,
             f"{self.man.output.valid_port} must be low during and right after reset, "
-            f"got {self.o_valid.value} at cycle {self.cycle}"
+            f"got {self.o_valid.value} at cycle {self.cycle}",
         )
 
     def receive(self) -> None:
         """Match an output transfer to the oldest input in flight and compare it."""
-        assert self.in_flight, (
+        check(
+            self.in_flight,
             f"output transfer at cycle {self.cycle} without any input in flight "
-            f"(payload {self.o_payload.value})"
+            f"(payload {self.o_payload.value})",
         )
         idx, t_in = self.in_flight.popleft()
         self.last_transfer = self.cycle
@@ -190,7 +201,7 @@ class StreamBench:
             got: list[int] | str = self.man.output.unpack(self.o_payload.value.to_unsigned())
         except ValueError:
             got = str(self.o_payload.value)  # X/Z bits
-        assert not self.done[idx], f"vector {idx} received twice"
+        check(not self.done[idx], f"vector {idx} received twice")
         self.done[idx] = True
         self.compared += 1
         if got != self.expected[idx]:
@@ -218,7 +229,7 @@ class StreamBench:
     async def run(self, max_cycles: int, stall_limit: int) -> None:
         """Stream every vector through; reset once mid-stream; stop when all are compared."""
         reset_at = self.n // 3 if self.cfg.reset_at is None else self.cfg.reset_at
-        reset_pending = 0 <= reset_at
+        reset_pending = reset_at >= 0
         while self.compared < self.n:
             await FallingEdge(self.clk)
             self.cycle += 1
@@ -241,15 +252,17 @@ class StreamBench:
             self.drive_sink(always_ready=warmup)
             await ReadOnly()
             self.sample()
-            assert self.cycle - self.last_transfer <= stall_limit, (
+            check(
+                self.cycle - self.last_transfer <= stall_limit,
                 f"design hangs: no transfer for {stall_limit} cycles at cycle {self.cycle} "
                 f"(compared {self.compared} of {self.n}, {len(self.in_flight)} in flight, "
                 f"{self.man.input.ready_port}={self.i_ready.value}, "
-                f"{self.man.output.valid_port}={self.o_valid.value})"
+                f"{self.man.output.valid_port}={self.o_valid.value})",
             )
-            assert self.cycle <= max_cycles, (
+            check(
+                self.cycle <= max_cycles,
                 f"timeout: {max_cycles} cycles for {self.n} vectors; compared {self.compared}, "
-                f"{len(self.in_flight)} in flight"
+                f"{len(self.in_flight)} in flight",
             )
 
     def results(self, sim_seconds: float, error: str | None) -> dict[str, Any]:
