@@ -34,7 +34,6 @@ class Board:
         return 2 * self.ramb36
 
 
-
 BOARDS: dict[str, Board] = {
     b.name: b
     for b in (
