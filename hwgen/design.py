@@ -201,6 +201,7 @@ def build_rtl(
         final = out_root / name
         if final.exists():
             shutil.rmtree(final)
+        tmp.chmod(0o755)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Const, Module, Signal, Value, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith.csd import csd_digits
@@ -64,8 +64,10 @@ class HardwiredQ4Linear(wiring.Component):
         super().__init__(
             {
                 "en": In(1),
-                "x": In(data.ArrayLayout(signed(in_w), lin.in_features)),
-                "y": Out(data.ArrayLayout(signed(out_w), lin.out_features)),
+                # Arrays of separate ports, not one packed bus: an event-driven simulator
+                # then wakes only the adders that read the element that changed.
+                "x": In(signed(in_w)).array(lin.in_features),
+                "y": Out(signed(out_w)).array(lin.out_features),
             }
         )
 

@@ -1,0 +1,198 @@
+"""hwgen command line: rtl, sim, synth, compare, flow."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import HwgenError, InputError
+
+OUT_DEFAULT = Path(os.environ.get("HWGEN_OUT", "rtl_out"))
+
+
+def _design_dir(arg: str, out_root: Path) -> Path:
+    """DESIGN is a folder path or a design name under the output folder."""
+    for cand in (Path(arg), out_root / arg):
+        if (cand / "manifest.json").is_file():
+            return cand
+    raise InputError(
+        f"design '{arg}' not found: neither {arg}/manifest.json nor "
+        f"{out_root / arg}/manifest.json exists (run `hwgen rtl CKPT` first)"
+    )
+
+
+def _rtl_options(a: argparse.Namespace):
+    from .design import RtlOptions
+    from .lower import LoweringOptions
+
+    try:
+        lowering = LoweringOptions(act_bits=a.act_bits, scale_bits=a.scale_bits)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    if a.register_every < 1:
+        raise InputError(f"--register-every must be >= 1, got {a.register_every}")
+    return RtlOptions(
+        lowering=lowering,
+        register_every=a.register_every,
+        n_random=a.random_vectors,
+        n_real=a.real_vectors,
+    )
+
+
+def cmd_rtl(a: argparse.Namespace) -> int:
+    from .design import build_rtl
+    from .flow import format_rtl
+
+    print(format_rtl(build_rtl(Path(a.checkpoint), a.out, a.design, _rtl_options(a))))
+    return 0
+
+
+def cmd_sim(a: argparse.Namespace) -> int:
+    from sim.runner import format_sim_result, run_simulation
+
+    design = _design_dir(a.design, a.out)
+    vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
+    result = run_simulation(design, vectors, a.simulator, seed=a.seed, waves=a.waves)
+    print(format_sim_result(result))
+    return 0 if result.passed else 1
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    import json
+
+    from .synth import format_report, synthesize
+
+    design = _design_dir(a.design, a.out)
+    manifest = json.loads((design / "manifest.json").read_text())
+    report = synthesize(
+        [design / f for f in manifest["verilog"]],
+        manifest["top"],
+        a.board,
+        design / f"synth_{a.board}",
+    )
+    print(format_report(report))
+    return 0 if report.fits else 3
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from .compare import compare, format_compare, write_compare
+    from .design import _design_name, build_rtl
+
+    ckpt = Path(a.checkpoint)
+    name = a.design or _design_name(ckpt)
+    design = a.out / name
+    if not (design / "manifest.json").is_file():
+        build_rtl(ckpt, a.out, name, _rtl_options(a))
+    report = compare(ckpt, design, samples=a.samples, simulator=None if a.no_rtl else a.simulator)
+    write_compare(report, design)
+    print(format_compare(report))
+    return 0 if report.rtl_mismatches in (None, 0) else 1
+
+
+def cmd_flow(a: argparse.Namespace) -> int:
+    from .flow import default_checkpoint, format_summary, run_flow
+
+    ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
+    result = run_flow(
+        ckpt, a.out, a.board, a.simulator, _rtl_options(a), synth=not a.skip_synth, seed=a.seed
+    )
+    print(format_summary(result))
+    return 0 if result.ok else 1
+
+
+def _add_rtl_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("RTL options")
+    g.add_argument("--act-bits", type=int, default=8, help="activation width (default 8)")
+    g.add_argument(
+        "--scale-bits",
+        type=int,
+        default=10,
+        help="significant bits of the largest block scale per layer (default 10)",
+    )
+    g.add_argument(
+        "--register-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="register every K adder levels (default 1)",
+    )
+    g.add_argument(
+        "--random-vectors",
+        type=int,
+        default=5000,
+        help="full-range random test vectors (default 5000)",
+    )
+    g.add_argument(
+        "--real-vectors",
+        type=int,
+        default=5000,
+        help="test vectors from the model's data (default 5000)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwgen", description=__doc__)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=OUT_DEFAULT,
+        help="output root for designs (default rtl_out, or $HWGEN_OUT)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sims = ("icarus", "verilator")
+
+    r = sub.add_parser("rtl", help="compile a checkpoint to Verilog in OUT/<design>/")
+    r.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
+    r.add_argument("--design", help="design name (default: the checkpoint folder's name)")
+    _add_rtl_options(r)
+    r.set_defaults(func=cmd_rtl)
+
+    s = sub.add_parser("sim", help="cocotb simulation, bit-exact against the golden model")
+    s.add_argument("design", help="design name under OUT, or a design folder")
+    s.add_argument("--simulator", default="icarus", help="icarus (default) or verilator")
+    s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
+    s.add_argument("--seed", type=int, default=1, help="testbench random seed")
+    s.add_argument("--waves", action="store_true", help="write a waveform (VCD/FST)")
+    s.set_defaults(func=cmd_sim)
+
+    y = sub.add_parser("synth", help="Yosys synthesis and fit report for a board")
+    y.add_argument("design", help="design name under OUT, or a design folder")
+    y.add_argument("--board", default="arty-a7-35", help="arty-a7-35 (default) or arty-a7-100")
+    y.set_defaults(func=cmd_synth)
+
+    c = sub.add_parser("compare", help="float vs Q4 fake-quant vs golden vs RTL")
+    c.add_argument("checkpoint")
+    c.add_argument("--design", help="design name (default: the checkpoint folder's name)")
+    c.add_argument("--samples", type=int, default=2000, help="real samples (default 2000)")
+    c.add_argument("--simulator", default="icarus", choices=sims)
+    c.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
+    _add_rtl_options(c)
+    c.set_defaults(func=cmd_compare)
+
+    f = sub.add_parser("flow", help="rtl + sim + compare + synth (default: embedded model)")
+    f.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: embedded)")
+    f.add_argument("--board", default="arty-a7-35")
+    f.add_argument("--simulator", default="icarus")
+    f.add_argument("--seed", type=int, default=1, help="testbench random seed")
+    f.add_argument("--skip-synth", action="store_true")
+    _add_rtl_options(f)
+    f.set_defaults(func=cmd_flow)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HwgenError as e:
+        print(f"hwgen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The `flow` job: rtl -> sim -> compare -> synth, then one screen that sums it all up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compare import CompareReport, compare, format_compare, write_compare
+from .design import RtlOptions, RtlResult, build_rtl
+
+
+def default_checkpoint() -> Path:
+    """The embedded default: the dynamics MLP trained by models/train_dynamics.py."""
+    import models
+
+    return Path(models.__file__).parent / "checkpoints" / "dynamics_mlp"
+
+
+@dataclass
+class FlowResult:
+    rtl: RtlResult
+    sim: object  # sim.runner.SimResult
+    compare: CompareReport
+    synth: object | None  # hwgen.synth.SynthReport
+
+    @property
+    def ok(self) -> bool:
+        return self.sim.passed and (self.synth is None or self.synth.fits)
+
+
+def run_flow(
+    checkpoint: Path,
+    out_root: Path,
+    board: str,
+    simulator: str,
+    options: RtlOptions,
+    synth: bool = True,
+    seed: int = 1,
+) -> FlowResult:
+    from sim.runner import check_simulator, format_sim_result, run_simulation
+
+    from .boards import get_board
+    from .synth import format_report, synthesize
+
+    # Check names and tools before the long steps, not after them.
+    check_simulator(simulator)
+    if synth:
+        get_board(board)
+    rtl = build_rtl(checkpoint, out_root, options=options)
+    print(format_rtl(rtl))
+    sim = run_simulation(rtl.design_dir, rtl.design_dir / "vectors.npz", simulator, seed=seed)
+    print(format_sim_result(sim))
+    cmp = compare(checkpoint, rtl.design_dir, simulator=simulator)
+    write_compare(cmp, rtl.design_dir)
+    print(format_compare(cmp))
+    report = None
+    if synth:
+        report = synthesize(
+            [rtl.design_dir / f"{rtl.top}.v"], rtl.top, board, rtl.design_dir / f"synth_{board}"
+        )
+        print(format_report(report))
+    result = FlowResult(rtl, sim, cmp, report)
+    summary = format_summary(result)
+    (rtl.design_dir / "flow_summary.txt").write_text(summary + "\n")
+    return result
+
+
+def format_rtl(r: RtlResult) -> str:
+    return (
+        f"rtl: {r.top} in {r.design_dir}\n"
+        f"  {r.n_weights} weights -> {r.adders} adders, latency {r.latency} cycles, II 1\n"
+        f"  compile {r.seconds:.1f} s (Verilog {r.verilog_seconds:.1f} s, "
+        f"{r.n_weights / max(r.seconds, 1e-9):,.0f} weights/s)"
+    )
+
+
+def format_summary(f: FlowResult) -> str:
+    """The one screen a user reads at the end of `hwgen flow`."""
+    bar = "=" * 72
+    golden = f.compare.rows["golden (integer IR)"]
+    fq = f.compare.rows["Q4 fake-quant (PyTorch)"]
+    sim = f.sim
+    lines = [
+        bar,
+        f"hwgen flow summary: {f.rtl.design_dir.name}",
+        bar,
+        f"RTL       {f.rtl.n_weights} weights, {f.rtl.adders} adders, latency "
+        f"{f.rtl.latency} cycles, one vector per clock",
+        f"sim       {'PASS' if sim.passed else 'FAIL'}: {sim.compared}/{sim.vectors} vectors "
+        f"bit-exact vs golden, {sim.mismatches} mismatches ({sim.simulator}, "
+        f"backpressure + gaps + {sim.resets} mid-stream reset)",
+        f"accuracy  vs float on {f.compare.samples} real samples: Q4 fake-quant cos "
+        f"{fq.cosine_mean:.5f} max|err| {fq.max_abs_error:.4f}; golden/RTL cos "
+        f"{golden.cosine_mean:.5f} max|err| {golden.max_abs_error:.4f}",
+    ]
+    if f.synth is not None:
+        s = f.synth
+        c = s.counts
+        lines.append(
+            f"synth     {s.board} ({s.part}): LUT {c.get('LUT', 0)} "
+            f"({s.percent.get('LUT', 0):.1f}%), FF {c.get('FF', 0)}, CARRY4 "
+            f"{c.get('CARRY4', 0)}, DSP {c.get('DSP48E1', 0)}, BRAM36 "
+            f"{c.get('RAMB36E1', 0) + c.get('RAMB18E1', 0) / 2:g}, "
+            f"logic depth {s.logic_depth}"
+        )
+        lines.append(f"verdict   {'FITS' if s.fits else 'DOES NOT FIT'}: {s.reason}")
+    else:
+        lines.append("synth     skipped")
+    lines += [
+        f"outputs   {f.rtl.design_dir}/ (Verilog, manifest.json, vectors, reports)",
+        f"result    {'OK' if f.ok else 'FAILED'}",
+        bar,
+    ]
+    return "\n".join(lines)
