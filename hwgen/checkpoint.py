@@ -41,6 +41,11 @@ class MLPCheckpoint:
 
 def _resolve(path: Path) -> tuple[Path, Path]:
     path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"{path}: checkpoint not found (expected a folder holding "
+            "model.safetensors and config.json)"
+        )
     if path.is_dir():
         weights, config = path / "model.safetensors", path / "config.json"
     else:

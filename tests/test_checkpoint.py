@@ -1,0 +1,147 @@
+"""Bad checkpoints give one clear error that names the file and the problem."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from hwgen.checkpoint import load_mlp_checkpoint
+from hwgen.design import RtlOptions, build_rtl
+from hwgen.errors import InputError
+from tests.checkpoints import write_mlp
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return write_mlp(tmp_path / "ck", [6, 8, 4])
+
+
+def test_good_checkpoint_loads(ckpt):
+    c = load_mlp_checkpoint(ckpt)
+    assert c.layer_sizes == [6, 8, 4] and c.n_weights == 6 * 8 + 8 * 4
+    assert len(c.sha256) == 64
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="nope: checkpoint not found"):
+        load_mlp_checkpoint(tmp_path / "nope")
+
+
+def test_missing_config(ckpt):
+    (ckpt / "config.json").unlink()
+    with pytest.raises(InputError, match="config.json: checkpoint file not found"):
+        load_mlp_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("cut", [0, 4, 8, 50, -1])
+def test_truncated_safetensors(ckpt, cut):
+    f = ckpt / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(data[:cut] if cut >= 0 else data[:-7])
+    with pytest.raises(InputError, match=r"model\.safetensors: not a valid safetensors"):
+        load_mlp_checkpoint(ckpt)
+
+
+def test_header_length_claims_more_than_the_file(ckpt):
+    f = ckpt / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[:8] = (1 << 40).to_bytes(8, "little")  # a 1 TB header: must not be allocated
+    f.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="not a valid safetensors"):
+        load_mlp_checkpoint(ckpt)
+
+
+def test_garbage_header(ckpt):
+    f = ckpt / "model.safetensors"
+    f.write_bytes((20).to_bytes(8, "little") + b"{not json at all!!!}")
+    with pytest.raises(InputError, match="not a valid safetensors"):
+        load_mlp_checkpoint(ckpt)
+
+
+def test_malformed_config(ckpt):
+    (ckpt / "config.json").write_text("{'layer_sizes': ")
+    with pytest.raises(InputError, match="config.json: not valid JSON"):
+        load_mlp_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize(
+    "change,msg",
+    [
+        ({"architecture": "vit"}, "architecture 'vit' is not supported"),
+        ({"layer_sizes": [6]}, "'layer_sizes' must be"),
+        ({"layer_sizes": [6, -8, 4]}, "'layer_sizes' must be"),
+        ({"layer_sizes": [6, 8.5, 4]}, "'layer_sizes' must be"),
+        ({"activation": "gelu"}, "activation 'gelu' is not supported"),
+    ],
+)
+def test_bad_config_values(ckpt, change, msg):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg.update(change)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=msg):
+        load_mlp_checkpoint(ckpt)
+
+
+def test_shape_mismatch_names_the_tensor(ckpt):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["layer_sizes"] = [6, 9, 4]
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"'layers.0.weight' has shape \[8, 6\].*needs \[9, 6\]"):
+        load_mlp_checkpoint(ckpt)
+
+
+def test_missing_and_extra_tensors(tmp_path):
+    folder = write_mlp(tmp_path / "a", [3, 2])
+    save_file({"layers.0.weight": np.ones((2, 3), np.float32)}, str(folder / "model.safetensors"))
+    with pytest.raises(InputError, match="missing tensor 'layers.0.bias'"):
+        load_mlp_checkpoint(folder)
+    save_file(
+        {
+            "layers.0.weight": np.ones((2, 3), np.float32),
+            "layers.0.bias": np.ones(2, np.float32),
+            "extra": np.ones(1, np.float32),
+        },
+        str(folder / "model.safetensors"),
+    )
+    with pytest.raises(InputError, match="unexpected tensors.*extra"):
+        load_mlp_checkpoint(folder)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_weights(tmp_path, bad):
+    folder = write_mlp(tmp_path / "a", [3, 2])
+    w = np.ones((2, 3), np.float32)
+    w[1, 2] = bad
+    save_file(
+        {"layers.0.weight": w, "layers.0.bias": np.ones(2, np.float32)},
+        str(folder / "model.safetensors"),
+    )
+    with pytest.raises(InputError, match="'layers.0.weight' has 1 NaN/Inf"):
+        load_mlp_checkpoint(folder)
+
+
+def test_integer_weights_are_rejected(tmp_path):
+    folder = write_mlp(tmp_path / "a", [3, 2])
+    save_file(
+        {"layers.0.weight": np.ones((2, 3), np.int32), "layers.0.bias": np.ones(2, np.float32)},
+        str(folder / "model.safetensors"),
+    )
+    with pytest.raises(InputError, match="dtype int32"):
+        load_mlp_checkpoint(folder)
+
+
+def test_failed_rtl_leaves_no_partial_design(tmp_path):
+    folder = write_mlp(tmp_path / "ck", [3, 2])
+    out = tmp_path / "rtl_out"
+    build_rtl(folder, out, options=RtlOptions(n_random=10, n_real=0))
+    good = (out / "ck" / "ck_top.v").read_text()
+    w = np.full((2, 3), np.nan, np.float32)
+    save_file(
+        {"layers.0.weight": w, "layers.0.bias": np.ones(2, np.float32)},
+        str(folder / "model.safetensors"),
+    )
+    with pytest.raises(InputError):
+        build_rtl(folder, out, options=RtlOptions(n_random=10, n_real=0))
+    assert (out / "ck" / "ck_top.v").read_text() == good  # the old design is untouched
+    assert [p.name for p in out.iterdir()] == ["ck"]  # and no temporary folder is left
