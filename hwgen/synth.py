@@ -171,6 +171,11 @@ def yosys_script(sources: list[str], top: str, board: Board) -> str:
     return "\n".join(
         [
             *reads,
+            # Split multi-bit wires first: Amaranth's Verilog otherwise trips an ABC9
+            # name-collision assert in synth_xilinx (YosysHQ/yosys#4349).
+            f"hierarchy -top {top}",
+            "proc",
+            "splitnets",
             f"synth_xilinx -family {board.family} -top {top}",
             "stat -tech xilinx",
             f"tee -q -o {STAT_NAME} stat -json -tech xilinx",
