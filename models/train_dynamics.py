@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,9 +35,9 @@ class TrainConfig:
     episodes: int = 4000
     steps: int = 50
     val_fraction: float = 0.1
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 3e-3
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     warmup_frac: float = 0.03  # share of all optimizer steps spent warming up linearly
     grad_clip: float = 1.0
@@ -54,7 +55,9 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_data(cfg: TrainConfig, sim: PushSimConfig):
+def make_data(
+    cfg: TrainConfig, sim: PushSimConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Normalization, float]:
     """Simulate, split by episode, normalize with train statistics.
 
     Returns (train_x, train_y, val_x, val_y) as float32 tensors, the Normalization and the
@@ -68,16 +71,15 @@ def make_data(cfg: TrainConfig, sim: PushSimConfig):
         splits.append(raw_features(s, a, s2))
     (train_in, train_out), (val_in, val_out) = splits
     norm = Normalization.fit(train_in, train_out)
-    tensors = [
-        torch.from_numpy(f(x))
-        for x, f in (
-            (train_in, norm.inputs),
-            (train_out, norm.targets),
-            (val_in, norm.inputs),
-            (val_out, norm.targets),
-        )
-    ]
-    return (*tensors, norm, float(contact.mean()))
+    t = torch.from_numpy
+    return (
+        t(norm.inputs(train_in)),
+        t(norm.targets(train_out)),
+        t(norm.inputs(val_in)),
+        t(norm.targets(val_out)),
+        norm,
+        float(contact.mean()),
+    )
 
 
 @torch.no_grad()
@@ -92,7 +94,7 @@ def train(
     val_x: torch.Tensor,
     val_y: torch.Tensor,
     cfg: TrainConfig,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> dict[str, list[float]]:
     """AdamW with warmup+cosine LR and grad clipping; returns per-epoch train/val MSE.
 
