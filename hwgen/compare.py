@@ -20,7 +20,7 @@ from .errors import InputError
 from .golden import run
 from .ir import load_program
 from .metrics import Distance, distance
-from .model_data import real_inputs
+from .model_data import real_transitions
 from .reference import fake_quant_model, float_model, predict
 from .vectors import write_vectors
 
@@ -36,6 +36,7 @@ class CompareReport:
     rtl_vectors: int | None = None
     simulator: str | None = None
     notes: list[str] = field(default_factory=list)
+    task_mse: dict[str, float] = field(default_factory=dict)  # vs the data's true targets
 
     def to_dict(self) -> dict:
         return {
@@ -61,11 +62,13 @@ def compare(
     program = load_program(design_dir / "program.npz")
     if program.n_inputs != ckpt.layer_sizes[0] or program.n_outputs != ckpt.layer_sizes[-1]:
         raise InputError(f"{design_dir}: design does not match checkpoint {checkpoint}")
-    x = real_inputs(ckpt.config, samples, seed)
+    pair = real_transitions(ckpt.config, samples, seed)
     notes = []
-    if x is None:
-        x = np.random.default_rng(seed).standard_normal((samples, program.n_inputs))
+    if pair is None:
+        x, truth = np.random.default_rng(seed).standard_normal((samples, program.n_inputs)), None
         notes.append("no known dataset in config.json: standard normal inputs used")
+    else:
+        x, truth = pair
     ref = predict(float_model(ckpt), x)
     deq = [layer.weight.dequantize() for layer in float_layers(ckpt)]
     fq = predict(fake_quant_model(ckpt, deq), x)
@@ -84,6 +87,18 @@ def compare(
         },
         notes=notes,
     )
+    if truth is not None:
+        report.task_mse = {
+            "float (PyTorch)": _mse(ref, truth),
+            "Q4 fake-quant (PyTorch)": _mse(fq, truth),
+            "golden (integer IR)": _mse(golden, truth),
+        }
+    if report.rows["Q4 fake-quant (PyTorch)"].max_abs_error == 0.0:
+        report.notes.append(
+            "the checkpoint's weights are already Q4 values (quantization-aware training), "
+            "so fake-quant equals float; the golden row shows the cost of fixed-point "
+            "activations"
+        )
     clipped = float(np.mean(np.abs(x_int) == (1 << (in_fmt.width - 1)) - 1))
     report.notes.append(f"{clipped:.2%} of input elements saturate the input format")
     if simulator:
@@ -96,6 +111,8 @@ def compare(
         report.simulator = simulator
         if result.mismatches == 0 and result.compared == len(x):
             report.rows["RTL"] = report.rows["golden (integer IR)"]
+            if report.task_mse:
+                report.task_mse["RTL"] = report.task_mse["golden (integer IR)"]
             report.notes.append(
                 f"RTL output = golden output on all {len(x)} vectors "
                 f"({simulator}), so its distance is the golden row's"
@@ -103,12 +120,17 @@ def compare(
     return report
 
 
+def _mse(got: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean((np.asarray(got) - truth) ** 2))
+
+
 def format_compare(r: CompareReport) -> str:
-    """One table: each variant's distance to the float model."""
+    """One table: each variant's distance to the float model, and task error if known."""
+    task = "task mse  " if r.task_mse else ""
     lines = [
         f"compare: {r.design} on {r.samples} real samples (distance to the float model)",
         f"{'variant':26s} {'cos mean':>9s} {'cos min':>9s} {'max |err|':>10s} "
-        f"{'rms err':>9s}  bit-exact vs golden",
+        f"{'rms err':>9s}  {task}bit-exact vs golden",
     ]
     for name, d in r.rows.items():
         if name == "RTL":
@@ -118,14 +140,21 @@ def format_compare(r: CompareReport) -> str:
                 else f"{r.rtl_mismatches} mismatches / {r.rtl_vectors} vectors"
             )
         else:
-            exact = "-" if name != "golden (integer IR)" else "(reference)"
-        if d is None:
-            lines.append(f"{name:26s} {'-':>9s} {'-':>9s} {'-':>10s} {'-':>9s}  {exact}")
-        else:
-            lines.append(
-                f"{name:26s} {d.cosine_mean:9.5f} {d.cosine_min:9.5f} "
-                f"{d.max_abs_error:10.5f} {d.rms_error:9.5f}  {exact}"
-            )
+            exact = "(reference)" if name == "golden (integer IR)" else "-"
+        dist = (
+            f"{'-':>9s} {'-':>9s} {'-':>10s} {'-':>9s}"
+            if d is None
+            else f"{d.cosine_mean:9.5f} {d.cosine_min:9.5f} {d.max_abs_error:10.5f} "
+            f"{d.rms_error:9.5f}"
+        )
+        t = (
+            f"{r.task_mse[name]:9.5f} "
+            if name in r.task_mse
+            else ("{:>9s} ".format("-") if task else "")
+        )
+        lines.append(f"{name:26s} {dist}  {t}{exact}")
+    if r.task_mse:
+        lines.append("task mse: mean squared error against the data's true targets")
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)
 

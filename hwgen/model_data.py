@@ -9,12 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def real_inputs(config: dict, n: int, seed: int) -> np.ndarray | None:
-    """Normalized float inputs [n, features] from the model's own data, or None if unknown."""
+def real_transitions(config: dict, n: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Normalized (inputs, true targets) from the model's own data, or None if unknown."""
     dataset = config.get("dataset", {})
     name = dataset.get("name") if isinstance(dataset, dict) else None
     if name == "push_sim":
-        from models.dynamics_mlp import sample_inputs
+        from models.dynamics_mlp import sample_transitions
 
-        return np.asarray(sample_inputs(config, n, seed), dtype=np.float64)
+        x, y = sample_transitions(config, n, seed)
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     return None
+
+
+def real_inputs(config: dict, n: int, seed: int) -> np.ndarray | None:
+    """Normalized float inputs [n, features] from the model's own data, or None if unknown."""
+    pair = real_transitions(config, n, seed)
+    return None if pair is None else pair[0]
