@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import models
+from hwgen.quant.q4 import quantize_q4
 from models.dynamics_mlp import (
     DynamicsMLP,
     DynamicsMLPConfig,
@@ -18,6 +19,7 @@ from models.dynamics_mlp import (
     save_checkpoint,
 )
 from models.push_sim import PushSimConfig, generate_transitions, rollout, step
+from models.q4_qat import q4_fake_quant
 from models.train_dynamics import TrainConfig, make_data, train
 
 CKPT = Path(models.__file__).parent / "checkpoints" / "dynamics_mlp"
@@ -134,5 +136,23 @@ def test_committed_checkpoint_beats_zero_delta_baseline(committed):
     norm = meta["normalization"]
     zero = -np.asarray(norm["output_mean"]) / np.asarray(norm["output_std"])
     mse, baseline = np.mean((pred - y) ** 2), np.mean((zero - y) ** 2)
-    assert mse < 0.05 * baseline
+    # Q4-valued weights cost accuracy (float: ~0.01 of baseline; see models/README.md).
+    assert mse < 0.2 * baseline
     assert mse < 2.0 * meta["training"]["final_val_mse"]
+
+
+def test_committed_weights_are_exact_q4_values(committed):
+    model, _ = committed
+    for name, w in model.state_dict().items():
+        if name.endswith("weight"):
+            w = w.numpy()
+            np.testing.assert_allclose(quantize_q4(w).dequantize(), w, rtol=1e-6, atol=1e-7)
+
+
+def test_qat_fake_quant_matches_the_compilers_q4():
+    w = torch.randn(7, 70) * 0.3
+    ours = q4_fake_quant(w).numpy()
+    np.testing.assert_allclose(ours, quantize_q4(w.numpy()).dequantize(), rtol=1e-6, atol=1e-7)
+    w.requires_grad_(True)
+    q4_fake_quant(w).sum().backward()
+    assert torch.all(w.grad == 1)  # straight-through gradient
