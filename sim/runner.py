@@ -392,7 +392,8 @@ def run_simulation(
     inputs, _ = load_vectors(vectors, manifest)
     build_dir = Path(build_dir or design_dir / f"sim_build_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    results_path = build_dir / "results.json"
+    # One results file per vectors file, so e.g. compare's run keeps the flow's results.
+    results_path = build_dir / f"results_{vectors.stem}.json"
     results_path.unlink(missing_ok=True)
     build_log, sim_log = build_dir / "build.log", build_dir / "sim.log"
 
@@ -455,7 +456,7 @@ def run_simulation(
         if waves_path is not None:
             waves_path.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        # A failing cocotb test makes the runner exit; results.json is still written.
+        # A failing cocotb test makes the runner exit; the results file is still written.
         label = f"simulate {len(inputs)} vectors on {simulator}"
         with step(label), suppress(RuntimeError, SystemExit):
             runner.test(
