@@ -78,10 +78,10 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare, format_compare, write_compare
-    from .design import _design_name, build_rtl
+    from .design import build_rtl, design_name
 
     ckpt = Path(a.checkpoint)
-    name = a.design or _design_name(ckpt)
+    name = a.design or design_name(ckpt)
     design = a.out / name
     if not (design / "manifest.json").is_file():
         build_rtl(ckpt, a.out, name, _rtl_options(a))
@@ -141,7 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="output root for designs (default rtl_out, or $HWGEN_OUT)",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sims = ("icarus", "verilator")
 
     r = sub.add_parser("rtl", help="compile a checkpoint to Verilog in OUT/<design>/")
     r.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
@@ -166,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("checkpoint")
     c.add_argument("--design", help="design name (default: the checkpoint folder's name)")
     c.add_argument("--samples", type=int, default=2000, help="real samples (default 2000)")
-    c.add_argument("--simulator", default="icarus", choices=sims)
+    c.add_argument("--simulator", default="icarus", help="icarus (default) or verilator")
     c.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
     _add_rtl_options(c)
     c.set_defaults(func=cmd_compare)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
+from .errors import InputError
 from .ir import Program
 from .lower import FloatLayer, LoweringOptions, lower
 from .model_data import real_inputs
@@ -173,7 +175,12 @@ def build_rtl(
     start = time.monotonic()
     with step(f"load {checkpoint}", heartbeat_s=30):
         ckpt = load_mlp_checkpoint(Path(checkpoint))
-    name = design or _design_name(Path(checkpoint))
+    name = design or design_name(Path(checkpoint))
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise InputError(
+            f"design name {name!r} must be a Verilog identifier "
+            "(letters, digits, underscores; not starting with a digit)"
+        )
     with step(f"quantize {ckpt.n_weights} weights to Q4 and calibrate", heartbeat_s=30):
         layers = float_layers(ckpt)
         calib, calib_kind = calibration_inputs(ckpt, options.n_calibration, options.seed)
@@ -191,7 +198,11 @@ def build_rtl(
         with step("write golden vectors and manifest", heartbeat_s=30):
             (tmp / f"{top}.v").write_text(text)
             program.save(tmp / "program.npz")
-            real = real_inputs(ckpt.config, options.n_real, options.seed + 1)
+            real = (
+                real_inputs(ckpt.config, options.n_real, options.seed + 1)
+                if options.n_real > 0
+                else None
+            )
             inputs, kinds = make_vectors(program, options.n_random, real, options.seed + 2)
             write_vectors(tmp / "vectors.npz", program, inputs, kinds)
             doc = manifest(program, pipeline, ckpt, top, options, calib_kind)
@@ -217,7 +228,7 @@ def build_rtl(
     )
 
 
-def _design_name(checkpoint: Path) -> str:
+def design_name(checkpoint: Path) -> str:
     base = checkpoint if checkpoint.is_dir() else checkpoint.parent
     cleaned = "".join(c if c.isalnum() else "_" for c in base.resolve().name)
     return cleaned if cleaned and not cleaned[0].isdigit() else f"d_{cleaned}"

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .compare import CompareReport, compare, format_compare, write_compare
 from .design import RtlOptions, RtlResult, build_rtl
+
+if TYPE_CHECKING:
+    from sim.runner import SimResult
+
+    from .synth import SynthReport
 
 
 def default_checkpoint() -> Path:
@@ -18,10 +24,12 @@ def default_checkpoint() -> Path:
 
 @dataclass
 class FlowResult:
+    """Everything one `hwgen flow` run produced; `ok` is the exit status."""
+
     rtl: RtlResult
-    sim: object  # sim.runner.SimResult
+    sim: SimResult
     compare: CompareReport
-    synth: object | None  # hwgen.synth.SynthReport
+    synth: SynthReport | None
 
     @property
     def ok(self) -> bool:

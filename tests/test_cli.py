@@ -76,6 +76,7 @@ def test_synth_reports_and_fits(design, capsys):
         (["sim", "nothere"], "design 'nothere' not found"),
         (["rtl", "/no/such/ckpt"], "/no/such/ckpt: checkpoint not found"),
         (["rtl", "{ckpt}", "--act-bits", "1"], "act_bits must be in"),
+        (["rtl", "{ckpt}", "--design", "my-design"], "must be a Verilog identifier"),
     ],
 )
 def test_errors_are_one_clear_line(design, capsys, argv, msg):
