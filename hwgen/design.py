@@ -189,7 +189,7 @@ def build_rtl(
     pipeline = HardwiredPipeline(program, options.register_every)
     with step(f"generate Verilog for {top} (Amaranth)"):
         t0 = time.monotonic()
-        text = verilog.convert(pipeline, name=top, emit_src=False)
+        text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()
         verilog_seconds = time.monotonic() - t0
     adders = sum(layer.adders for layer in pipeline.layers)
     out_root.mkdir(parents=True, exist_ok=True)

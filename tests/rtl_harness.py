@@ -17,7 +17,7 @@ def simulate(
     With stall_every = k > 0, the sink drops ready every k-th cycle and the source leaves
     a gap every (k+1)-th cycle, so flow control is exercised.
     """
-    top = HardwiredPipeline(program, register_every)
+    top = HardwiredPipeline(program, register_every, backend="amaranth")
     got: list[list[int]] = []
     sim = Simulator(top)
     sim.add_clock(1e-8)

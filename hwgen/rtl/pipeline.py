@@ -18,15 +18,21 @@ class HardwiredPipeline(wiring.Component):
     exactly then. Bubbles (input gaps) travel through the pipeline; nothing is dropped.
     Reset (synchronous) clears the valid bits, discarding the items in flight.
 
+    With backend "verilog", the layer cores are Verilog modules: `core_verilog()` must be
+    written next to the converted top.
+
     Attributes
     ----------
     i : In(stream) — payload is the input vector in the program's input format.
     o : Out(stream) — payload is the output vector, `latency` accepted cycles later.
     """
 
-    def __init__(self, program: Program, register_every: int = 1):
+    def __init__(self, program: Program, register_every: int = 1, backend: str = "verilog"):
         self.program = program
-        self.layers = [HardwiredQ4Linear(layer, register_every) for layer in program.layers]
+        self.layers = [
+            HardwiredQ4Linear(layer, register_every, backend, core_name=f"{program.name}_l{n}_core")
+            for n, layer in enumerate(program.layers)
+        ]
         self.latency = sum(layer.latency for layer in self.layers)
         in_fmt, out_fmt = program.input_format, program.output_format
         super().__init__(
@@ -37,6 +43,10 @@ class HardwiredPipeline(wiring.Component):
                 ),
             }
         )
+
+    def core_verilog(self) -> str:
+        """Verilog of every layer core ("" for the amaranth backend)."""
+        return "".join(layer.core_verilog() for layer in self.layers if layer.backend == "verilog")
 
     def elaborate(self, platform) -> Module:
         m = Module()

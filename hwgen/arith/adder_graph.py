@@ -1,0 +1,163 @@
+"""Pipelined adder graphs: the integer solver output that both RTL emitters read.
+
+A graph holds inputs, two-operand adders and delay registers. Every value carries an
+exact interval (so widths are exact), the clock cycle at which it is valid and its
+combinational adder depth within that cycle. Adding two values from different cycles
+delays the earlier one; a value reaching `register_every` adder levels is registered.
+The graph knows nothing of Amaranth or Verilog (da4ml keeps the same split).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from .fixed import signed_width
+
+
+@dataclass(frozen=True)
+class Ref:
+    """(-1)**neg * node_value * 2**shift: a free view of a node (wiring, no logic)."""
+
+    node: int
+    shift: int = 0
+    neg: bool = False
+
+    def scaled(self, sign: int, shift: int) -> Ref:
+        return Ref(self.node, self.shift + shift, self.neg ^ (sign < 0))
+
+
+@dataclass
+class Node:
+    """One value of the graph.
+
+    kind "input": layer input `index`; "add": a << a_shift ± b << b_shift (b subtracted when
+    `sub`); "delay": `a` held one more cycle. `registered` means the value leaves a register.
+    """
+
+    kind: str
+    lo: int
+    hi: int
+    cycle: int
+    level: int
+    registered: bool = False
+    index: int = -1
+    a: int = -1
+    b: int = -1
+    a_shift: int = 0
+    b_shift: int = 0
+    sub: bool = False
+
+    @property
+    def width(self) -> int:
+        return signed_width(self.lo, self.hi)
+
+
+@dataclass
+class AdderGraph:
+    """Builder and container of a pipelined adder graph."""
+
+    register_every: int = 1
+    nodes: list[Node] = field(default_factory=list)
+    _delays: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.register_every < 1:
+            raise ValueError(f"register_every must be >= 1, got {self.register_every}")
+
+    @property
+    def adders(self) -> int:
+        return sum(n.kind == "add" for n in self.nodes)
+
+    @property
+    def register_bits(self) -> int:
+        return sum(n.width for n in self.nodes if n.registered)
+
+    def _new(self, node: Node) -> int:
+        self.nodes.append(node)
+        return len(self.nodes) - 1
+
+    def input(self, index: int, lo: int, hi: int) -> Ref:
+        return Ref(self._new(Node("input", lo, hi, cycle=0, level=0, index=index)))
+
+    def interval(self, ref: Ref) -> tuple[int, int]:
+        """Bounds of the numeric value of `ref`."""
+        n = self.nodes[ref.node]
+        lo, hi = n.lo << ref.shift, n.hi << ref.shift
+        return (-hi, -lo) if ref.neg else (lo, hi)
+
+    def registered(self, ref: Ref) -> Ref:
+        """`ref` as the output of a register (adds one only if it is combinational)."""
+        n = self.nodes[ref.node]
+        if n.level == 0:
+            return ref
+        return Ref(self._delay(ref.node), ref.shift, ref.neg)
+
+    def delayed(self, ref: Ref, cycle: int) -> Ref:
+        """`ref` valid at `cycle` (registered first if combinational); delays are shared."""
+        ref = self.registered(ref)
+        node = ref.node
+        while self.nodes[node].cycle < cycle:
+            node = self._delay(node)
+        return Ref(node, ref.shift, ref.neg)
+
+    def _delay(self, node: int) -> int:
+        """A register after `node` (shared by every consumer that needs it)."""
+        if node not in self._delays:
+            src = self.nodes[node]
+            self._delays[node] = self._new(
+                Node("delay", src.lo, src.hi, cycle=src.cycle + 1, level=0, registered=True, a=node)
+            )
+        return self._delays[node]
+
+    def add(self, x: Ref, y: Ref) -> Ref:
+        """x + y as one adder or subtractor (negations and shifts folded into the wiring)."""
+        cycle = max(self.nodes[x.node].cycle, self.nodes[y.node].cycle)
+        if self.nodes[x.node].cycle < cycle:
+            x = self.delayed(x, cycle)
+        if self.nodes[y.node].cycle < cycle:
+            y = self.delayed(y, cycle)
+        if x.neg and not y.neg:
+            x, y = y, x  # the positive operand first: a - b
+        s = min(x.shift, y.shift)
+        nx, ny = self.nodes[x.node], self.nodes[y.node]
+        xs, ys = x.shift - s, y.shift - s
+        xlo, xhi, ylo, yhi = nx.lo << xs, nx.hi << xs, ny.lo << ys, ny.hi << ys
+        sub = x.neg != y.neg
+        lo, hi = (xlo - yhi, xhi - ylo) if sub else (xlo + ylo, xhi + yhi)
+        level = max(nx.level, ny.level) + 1
+        registered = level >= self.register_every
+        node = Node(
+            "add",
+            lo,
+            hi,
+            cycle=cycle + registered,
+            level=0 if registered else level,
+            registered=registered,
+            a=x.node,
+            b=y.node,
+            a_shift=xs,
+            b_shift=ys,
+            sub=sub,
+        )
+        return Ref(self._new(node), s, x.neg and y.neg)
+
+    def sum(self, refs: list[Ref]) -> Ref | None:
+        """Sum of `refs` (None if empty): always combine the two earliest-available terms.
+
+        Earliest first (Huffman on arrival time) keeps late terms near the root, so a
+        tree over terms of different depths stays as shallow as possible; among equals,
+        similar shifts pair up, so aligned operands stay narrow.
+        """
+        heap = [self._arrival(r, i) for i, r in enumerate(refs)]
+        heapq.heapify(heap)
+        count = len(heap)
+        while len(heap) > 1:
+            a, b = heapq.heappop(heap)[-1], heapq.heappop(heap)[-1]
+            heapq.heappush(heap, self._arrival(self.add(a, b), count))
+            count += 1
+        return heap[0][-1] if heap else None
+
+    def _arrival(self, ref: Ref, order: int) -> tuple[int, int, int, int, Ref]:
+        node = self.nodes[ref.node]
+        return (node.cycle, node.level, ref.shift, order, ref)
