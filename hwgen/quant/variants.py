@@ -127,7 +127,9 @@ class PrunedQuantized:
         return self.quantized.size_bytes()
 
 
-QuantizedWeight = Q4Weight | Int8Matrix | TernaryMatrix | PrunedMatrix | PrunedQuantized | FloatWeight
+QuantizedWeight = (
+    Q4Weight | Int8Matrix | TernaryMatrix | PrunedMatrix | PrunedQuantized | FloatWeight
+)
 
 
 @dataclass(frozen=True)
