@@ -36,6 +36,7 @@ def _rtl_options(a: argparse.Namespace):
     return RtlOptions(
         lowering=lowering,
         register_every=a.register_every,
+        cse=not a.no_cse,
         n_random=a.random_vectors,
         n_real=a.real_vectors,
     )
@@ -117,6 +118,11 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
         default=1,
         metavar="K",
         help="register every K adder levels (default 1)",
+    )
+    g.add_argument(
+        "--no-cse",
+        action="store_true",
+        help="skip common-subexpression elimination (faster compile, more adders)",
     )
     g.add_argument(
         "--random-vectors",

@@ -46,6 +46,7 @@ class RtlOptions:
 
     lowering: LoweringOptions = LoweringOptions()
     register_every: int = 1
+    cse: bool = True
     n_random: int = 5000
     n_real: int = 5000
     n_calibration: int = 4096
@@ -157,6 +158,7 @@ def manifest(
             "activation_bits": program.meta["act_bits"],
             "scale_bits": program.meta["scale_bits"],
             "register_every_levels": options.register_every,
+            "cse": options.cse,
             "calibration": calibration,
         },
         "layers": layers,
@@ -186,7 +188,8 @@ def build_rtl(
         calib, calib_kind = calibration_inputs(ckpt, options.n_calibration, options.seed)
         program = lower(name, layers, calib, options.lowering)
     top = f"{name}_top"
-    pipeline = HardwiredPipeline(program, options.register_every)
+    with step("solve adder graphs" + (" with CSE" if options.cse else ""), heartbeat_s=30):
+        pipeline = HardwiredPipeline(program, options.register_every, cse=options.cse)
     with step(f"generate Verilog for {top} (Amaranth)"):
         t0 = time.monotonic()
         text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()

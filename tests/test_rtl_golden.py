@@ -108,6 +108,16 @@ def test_mlp_with_backpressure_and_gaps(register_every):
     check(program, n=100, register_every=register_every, stall_every=3)
 
 
+@pytest.mark.parametrize("cse", [True, False])
+def test_mlp_without_cse_is_bit_exact_too(cse):
+    rng = np.random.default_rng(8)
+    layers = [FloatLayer(quantize_q4(rng.normal(size=(9, 40))), rng.normal(size=9), relu=True)]
+    program = lower("p", layers, rng.normal(size=(64, 40)))
+    x = full_range_inputs(program, 40, 9)
+    got, _ = simulate(program, x, cse=cse)
+    np.testing.assert_array_equal(got, run(program, x))
+
+
 def test_latency_grows_less_when_registering_every_second_level():
     rng = np.random.default_rng(5)
     layers = [FloatLayer(quantize_q4(rng.normal(size=(8, 64))), np.zeros(8), relu=False)]

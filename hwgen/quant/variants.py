@@ -50,6 +50,8 @@ NAMED_VARIANTS: dict[str, str] = {
     "wanda20-q4": "WANDA 20% per row, then Q4",
     "wanda40-q4": "WANDA 40% per row, then Q4",
     "q4-predictor": "Q4 predictor, the rest float (LQ40 mode q4-pred)",
+    "wanda20-q4-predictor": "WANDA 20% then Q4 in the predictor, the rest float (LQ40 wanda20-q4)",
+    "wanda40-q4-predictor": "WANDA 40% then Q4 in the predictor, the rest float (LQ40 wanda40-q4)",
     "int8-encoder+q4-predictor": "INT8 encoder, Q4 predictor, the rest float",
     "int8-encoder+q4": "INT8 encoder, Q4 everything else",
     "int8-first+q4": "INT8 first layer, Q4 everything else",

@@ -29,6 +29,7 @@ class HardwiredQ4Linear(wiring.Component):
     register_every : register every k-th adder level.
     backend : "verilog" (default) or "amaranth".
     core_name : the Verilog module name of the core (backend "verilog").
+    cse : share two-term patterns across rows (fewer adders, slower to compile).
 
     Attributes
     ----------
@@ -43,13 +44,14 @@ class HardwiredQ4Linear(wiring.Component):
         register_every: int = 1,
         backend: str = "verilog",
         core_name: str = "hwgen_layer_core",
+        cse: bool = True,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.layer = layer
         self.backend = backend
         self.core_name = core_name
-        self.solved = solve_layer(layer, register_every)
+        self.solved = solve_layer(layer, register_every, cse)
         self.latency = self.solved.latency
         self.adders = self.solved.graph.adders
         lin = layer.linear

@@ -27,10 +27,16 @@ class HardwiredPipeline(wiring.Component):
     o : Out(stream) — payload is the output vector, `latency` accepted cycles later.
     """
 
-    def __init__(self, program: Program, register_every: int = 1, backend: str = "verilog"):
+    def __init__(
+        self,
+        program: Program,
+        register_every: int = 1,
+        backend: str = "verilog",
+        cse: bool = True,
+    ):
         self.program = program
         self.layers = [
-            HardwiredQ4Linear(layer, register_every, backend, core_name=f"{program.name}_l{n}_core")
+            HardwiredQ4Linear(layer, register_every, backend, f"{program.name}_l{n}_core", cse)
             for n, layer in enumerate(program.layers)
         ]
         self.latency = sum(layer.latency for layer in self.layers)
