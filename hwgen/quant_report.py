@@ -168,7 +168,11 @@ def compare_mlp(path: Path, variants: list[str], samples: int, seed: int) -> Rep
 def _pusht_clips(meta: dict, episodes: int, steps: int, seed: int):
     """Real PushT frames (E, T+1, ...) and z-scored model actions (E, T, A) as tensors."""
     from models.lewm import normalize_actions, preprocess_pixels
-    from models.pusht_data import PushTDataConfig, generate
+
+    try:
+        from models.pusht_data import PushTDataConfig, generate
+    except ImportError as e:
+        raise InputError(f"LeWM samples need models/pusht_data.py and gym-pusht ({e})") from e
 
     data_meta = meta.get("dataset", {})
     known = PushTDataConfig.__dataclass_fields__

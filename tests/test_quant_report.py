@@ -43,6 +43,7 @@ def test_cli_errors_and_json(tmp_path, capsys):
 
 def test_lewm_report_on_real_pusht_clips(tmp_path):
     pytest.importorskip("gym_pusht")
+    pytest.importorskip("models.pusht_data")
     torch.manual_seed(0)
     cfg = LeWMConfig(
         image_size=32, patch_size=8, encoder_hidden=16, encoder_layers=1, encoder_heads=2,
