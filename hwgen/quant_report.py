@@ -253,6 +253,21 @@ def compare_lewm(
         if v in LQ40_MODES:
             row.lq40_bytes = _lq40_check(qw, meta, LQ40_MODES[v], p, f1, a1, report)
         report.rows.append(row)
+    for part in ("projector", "pred_proj"):
+        bn = getattr(model, part).net[1]
+        var = float(bn.running_var.min())
+        if var < 1e-3:
+            report.notes.append(
+                f"{part} BatchNorm: smallest running_var {var:.2e}, so it multiplies small "
+                f"input differences by up to {1 / np.sqrt(var + bn.eps):.0f}x; weight "
+                "quantization before it is amplified as much"
+            )
+    adaln = [n for n in linear_names if "adaLN_modulation" in n]
+    if adaln and not any(np.any(tensors[n]) for n in adaln):
+        report.notes.append(
+            "every adaLN_modulation weight is 0: the predictor blocks are the identity "
+            "(gates 0), so predictor quantization cannot change the predictions"
+        )
     report.notes += [
         f"WANDA calibrates on {len(cal_f)} other held-out clips (seed {seed + 1})",
         "rollout mse: latents after each of the "
