@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -240,12 +240,19 @@ class BoardTop(Elaboratable):
         cores = core.core_verilog()
         if cores:
             platform.add_file("hwgen_layer_cores.v", cores)
-        uart = platform.request("uart", 0)
-        button = platform.request(*self.setup.button)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.submodules.button_buf = button = io.Buffer(
+            "i", platform.request(*self.setup.button, dir="-")
+        )
         reset = Signal()
         m.submodules.button_sync = FFSynchronizer(button.i, reset)
         m.submodules.core = ResetInserter(reset)(core)
-        m.d.comb += [core.rx.eq(uart.rx.i), uart.tx.o.eq(core.tx)]
+        m.d.comb += [core.rx.eq(rx_buf.i), tx_buf.o.eq(core.tx)]
         for k, (name, number) in enumerate(self.setup.leds):
-            m.d.comb += platform.request(name, number).o.eq(core.leds[k])
+            m.submodules[f"led{k}_buf"] = led = io.Buffer(
+                "o", platform.request(name, number, dir="-")
+            )
+            m.d.comb += led.o.eq(core.leds[k])
         return m

@@ -1,4 +1,4 @@
-"""hwgen command line: rtl, sim, synth, compare, flow."""
+"""hwgen command line: rtl, sim, synth, compare, flow, bitstream, run."""
 
 from __future__ import annotations
 
@@ -103,6 +103,39 @@ def cmd_flow(a: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_bitstream(a: argparse.Namespace) -> int:
+    from boards.bitstream import build_bitstream, check_board_name, format_bitstream
+
+    check_board_name(a.board)
+    design = _design_dir(a.design, a.out)
+    result = build_bitstream(design, a.board, baud=a.baud)
+    print(format_bitstream(result))
+    return 0 if result.timing_ok is not False else 3
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from sim.runner import load_manifest, load_vectors
+
+    from .host import HostLink, SerialTransport, format_board_run, run_on_board
+    from .ir import load_program
+
+    design = _design_dir(a.design, a.out)
+    program = load_program(design / "program.npz")
+    vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
+    inputs, _ = load_vectors(vectors, load_manifest(design))
+    if a.count is not None:
+        if a.count < 1:
+            raise InputError(f"--count must be >= 1, got {a.count}")
+        inputs = inputs[: a.count]
+    transport = SerialTransport(a.port, a.baud)
+    try:
+        result = run_on_board(HostLink(transport, a.timeout, where=a.port), program, inputs)
+    finally:
+        transport.close()
+    print(format_board_run(result))
+    return 0 if result.passed else 1
+
+
 def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("RTL options")
     g.add_argument("--act-bits", type=int, default=8, help="activation width (default 8)")
@@ -184,6 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--skip-synth", action="store_true")
     _add_rtl_options(f)
     f.set_defaults(func=cmd_flow)
+
+    b = sub.add_parser("bitstream", help="board top: bitstream (ECP5, iCE40) or Vivado plan")
+    b.add_argument("design", help="design name under OUT, or a design folder")
+    b.add_argument(
+        "--board",
+        default="arty-a7-35",
+        help="arty-a7-35 (default), arty-a7-100, ulx3s-85f or icebreaker",
+    )
+    b.add_argument("--baud", type=int, help="host link baud rate (default 1000000)")
+    b.set_defaults(func=cmd_bitstream)
+
+    u = sub.add_parser("run", help="run vectors on a board over the host link, check vs golden")
+    u.add_argument("design", help="design name under OUT, or a design folder")
+    u.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    u.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
+    u.add_argument("--count", type=int, help="only the first N vectors")
+    u.add_argument("--baud", type=int, default=1_000_000, help="baud rate (default 1000000)")
+    u.add_argument("--timeout", type=float, default=2.0, help="seconds per reply (default 2)")
+    u.set_defaults(func=cmd_run)
     return p
 
 

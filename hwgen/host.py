@@ -413,3 +413,60 @@ def check_design(info: DeviceInfo, program, where: str) -> None:
             f"{where}: the board runs a different design ({board}; the design has {design}): "
             "program it with this design's bitstream (`hwgen bitstream`)"
         )
+
+
+@dataclass
+class BoardRun:
+    """Outcome of `hwgen run`: board outputs compared with the golden model."""
+
+    where: str
+    info: DeviceInfo
+    vectors: int
+    mismatches: int
+    first_mismatches: list[dict]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0
+
+
+def run_on_board(link: HostLink, program, inputs: np.ndarray) -> BoardRun:
+    """Check the board's design, run every input on it, compare with hwgen.golden."""
+    from .golden import run as golden_run
+
+    info = link.info()
+    check_design(info, program, link.where)
+    expected = golden_run(program, inputs)
+    t0 = time.monotonic()
+    got = link.run_many(inputs)
+    seconds = time.monotonic() - t0
+    bad = np.flatnonzero((got != expected).any(axis=1))
+    first = [
+        {
+            "index": int(i),
+            "input": inputs[i].tolist(),
+            "expected": expected[i].tolist(),
+            "got": got[i].tolist(),
+        }
+        for i in bad[:5]
+    ]
+    return BoardRun(link.where, info, len(inputs), int(len(bad)), first, seconds)
+
+
+def format_board_run(r: BoardRun) -> str:
+    i = r.info
+    rate = r.vectors / r.seconds if r.seconds > 0 else 0.0
+    lines = [
+        f"board run {'PASS' if r.passed else 'FAIL'}: {r.where}",
+        f"  design      {i.n_in} -> {i.n_out}, in {i.in_width}-bit, out {i.out_width}-bit, "
+        f"latency {i.latency} cycles, constants {i.hash_prefix.hex()}..., "
+        f"{i.clk_hz / 1e6:g} MHz, {i.baud} baud",
+        f"  compared    {r.vectors} vectors against golden, {r.mismatches} mismatches",
+        f"  time        {r.seconds:.2f} s ({rate:,.0f} vectors/s over the link)",
+    ]
+    for m in r.first_mismatches:
+        lines.append(
+            f"  mismatch #{m['index']}: input {m['input']} expected {m['expected']} got {m['got']}"
+        )
+    return "\n".join(lines)
