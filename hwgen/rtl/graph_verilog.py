@@ -22,8 +22,12 @@ def _operand(name: str, shift: int) -> str:
     return f"({name} <<< {shift})" if shift else name
 
 
-def emit_verilog(lg: LayerGraph, module: str, out_width: int) -> str:
-    """The module `module(clk, en, x__0.., y__0..)`; y is registered, latency lg.latency."""
+def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = False) -> str:
+    """The module `module(clk, en, x__0.., y__0..)`; y is registered, latency lg.latency.
+
+    With raw_acc, y is the exact accumulator (out_width must hold it), without bias or
+    requantization: the plain matrix-vector product, for comparisons with other solvers.
+    """
     g = lg.graph
     in_width = lg.layer.in_format.width
     n_in, n_out = lg.layer.linear.in_features, lg.layer.linear.out_features
@@ -52,6 +56,10 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int) -> str:
             f"      {name} <= {expr};" if n.registered else f"  assign {name} = {expr};"
         )
     for row, acc in enumerate(lg.acc):
+        if raw_acc:
+            value = "0" if acc is None else _operand(names[acc.node], acc.shift)
+            seq.append(f"      y__{row} <= {'-' if acc is not None and acc.neg else ''}{value};")
+            continue
         rr = requant_row(lg.layer, row, None if acc is None else g.interval(acc))
         if acc is None:
             seq.append(f"      y__{row} <= {_lit(rr.constant_output())};")
