@@ -246,3 +246,43 @@ def test_uart_loopback(divisor):
     sim.add_testbench(receive)
     sim.run_until(1e-8 * divisor * 10 * (len(data) + 3))
     assert got == data
+
+
+def test_cli_run_over_a_pseudo_terminal(tmp_path, capsys):
+    """`hwgen run` end to end through pyserial, with a Python model of the board on a pty."""
+    import os
+    import threading
+
+    from hwgen.ir import load_program
+    from tests.checkpoints import write_mlp
+
+    ckpt = write_mlp(tmp_path / "ck", [4, 3])
+    out = tmp_path / "out"
+    args = ["--random-vectors", "30", "--real-vectors", "0"]
+    assert main(["--out", str(out), "rtl", str(ckpt), *args]) == 0
+    program = load_program(out / "ck" / "program.npz")
+    respond = board_model(program, program_info(program, 100e6, 1_000_000, 3, 32, 5000))
+    master, slave = os.openpty()
+    stop = threading.Event()
+
+    def serve():
+        decoder = FrameDecoder()
+        while not stop.is_set():
+            try:
+                data = os.read(master, 256)
+            except OSError:
+                return
+            for frame in decoder.feed(data):
+                os.write(master, respond(frame))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        code = main(["--out", str(out), "run", "ck", "--port", os.ttyname(slave), "--count", "20"])
+    finally:
+        stop.set()
+        os.close(slave)
+        os.close(master)
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "board run PASS" in text and "20 vectors against golden, 0 mismatches" in text
