@@ -18,6 +18,7 @@ from hwgen.quant.variants import (
     FloatWeight,
     PrunedQuantized,
     Q4Weight,
+    Rule,
     parse_variant,
     q4_record_bytes,
     quantize_weights,
@@ -218,6 +219,7 @@ def test_parse_variant_names():
     rules = parse_variant("int8-encoder+q4-predictor")
     assert [(r.fmt, r.scope) for r in rules] == [("int8", "encoder"), ("q4", "predictor")]
     assert parse_variant("wanda40")[0].fmt == "float"
+    assert parse_variant("wanda40-encoder")[0] == Rule("float", 0.4, "encoder")
     assert parse_variant("q4-pred-proj")[0].scope == "pred_proj"
     for bad in ["q5", "int8-decoder", "+", "wanda20-nope"]:
         with pytest.raises(ValueError, match="variant"):

@@ -3,7 +3,7 @@
 A variant is one or more rules joined by "+"; the first rule whose scope matches a linear
 weight decides it, and weights no rule matches stay float. A rule is "-"-separated tokens:
 
-    [wanda20 | wanda40 | wandaNN -] format [- scope]
+    [wanda20 | wanda40 | wandaNN -] format [- scope]    (format defaults to float after wandaNN)
 
     format  float | q4 (blocks of 32, LQ40) | int8 (per row) | ternary (optimal, blocks
             of 16) | twn (ternary with the 0.7 * mean|w| threshold)
@@ -152,7 +152,9 @@ def parse_variant(name: str) -> list[Rule]:
         m = re.fullmatch(r"wanda(\d{1,2})", tokens[0])
         if m:
             prune = int(m.group(1)) / 100
-            tokens = tokens[1:] or ["float"]
+            tokens = tokens[1:]
+            if not tokens or tokens[0] not in FORMATS:  # "wanda20", "wanda20-encoder"
+                tokens = ["float", *tokens]
         fmt, rest = tokens[0], tokens[1:]
         if fmt not in FORMATS:
             raise ValueError(f"variant {name!r}: unknown format {fmt!r} (one of {FORMATS})")
