@@ -282,9 +282,16 @@ class SerialTransport:
     def read(self, n: int, timeout: float) -> bytes:
         import serial
 
+        # Wait for the first byte only, then take what has arrived: a plain read(n)
+        # would sit out the whole timeout whenever fewer than n bytes come.
         self.serial.timeout = max(timeout, 0.0)
         try:
-            return bytes(self.serial.read(n))
+            data = bytes(self.serial.read(1))
+            waiting = self.serial.in_waiting if data else 0
+            if waiting and n > 1:
+                self.serial.timeout = 0
+                data += bytes(self.serial.read(min(waiting, n - 1)))
+            return data
         except (serial.SerialException, OSError) as e:
             raise ToolError(f"serial port {self.port}: read failed: {e}") from None
 
