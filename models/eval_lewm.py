@@ -1,0 +1,177 @@
+"""Evaluate a LeWM checkpoint on held-out PushT episodes (the training run's validation split).
+
+    python -m models.eval_lewm models/checkpoints/lewm_tiny [--horizon 10] [--write]
+
+Figures (latents are the model's own encodings of the true frames, eval mode):
+- one-step: teacher-forced prediction of the next latent from 3 history frames and their
+  actions; MSE per latent element, and relative to the per-dimension variance of the latents
+  (1.0 = predicting the mean). "copy" is the baseline z_hat(t+1) = z(t).
+- rollout: autoregressive predictions 1..H steps ahead from 3 observed frames with the true
+  actions, relative MSE per horizon, against the copy baseline (the last observed latent).
+- embedding health: SIGReg (17 knots, 1024 directions, over 256 latents), per-dimension
+  variance (min / median / max), participation ratio (effective rank) of the covariance.
+- probe: a least-squares linear map latent -> state (agent xy, block xy, block angle cos/sin)
+  fitted on training episodes, R^2 on validation episodes (does the latent know the state?).
+`--write` stores the figures in config.json["evaluation"].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.lewm import LeWM, load_checkpoint, normalize_actions, preprocess_pixels
+from models.pusht_data import PushTDataConfig, load_or_generate
+from models.sigreg import sigreg
+
+
+@torch.no_grad()
+def encode_episodes(model: LeWM, frames: np.ndarray, chunk: int = 512) -> torch.Tensor:
+    """uint8 (E, T+1, S, S, 3) -> (E, T+1, D)."""
+    e, t = frames.shape[:2]
+    flat = frames.reshape(e * t, *frames.shape[2:])
+    zs = [
+        model.encode(preprocess_pixels(flat[i : i + chunk])[:, None])[:, 0]
+        for i in range(0, len(flat), chunk)
+    ]
+    return torch.cat(zs).reshape(e, t, -1)
+
+
+def state_features(states: np.ndarray) -> np.ndarray:
+    """(..., 5) -> (..., 6): agent xy, block xy (px / 512), cos and sin of the block angle."""
+    ang = states[..., 4:5]
+    return np.concatenate([states[..., :4] / 512.0, np.cos(ang), np.sin(ang)], -1)
+
+
+def linear_probe_r2(z_tr: np.ndarray, y_tr: np.ndarray, z_va: np.ndarray, y_va: np.ndarray):
+    x_tr = np.c_[z_tr, np.ones(len(z_tr))]
+    w, *_ = np.linalg.lstsq(x_tr, y_tr, rcond=None)
+    pred = np.c_[z_va, np.ones(len(z_va))] @ w
+    return 1 - ((pred - y_va) ** 2).sum(0) / ((y_va - y_va.mean(0)) ** 2).sum(0)
+
+
+@torch.no_grad()
+def evaluate(model: LeWM, meta: dict, data: dict, horizon: int = 10) -> dict:
+    cfg = model.config
+    h = cfg.history
+    nv = meta["dataset"]["val_episodes"]
+    norm = meta["normalization"]
+    e, t = data["actions"].shape[:2]
+    acts = normalize_actions(
+        data["actions"].reshape(e, t, -1), norm["action_mean"], norm["action_std"]
+    )
+    z = encode_episodes(model, data["frames"])  # (E, T+1, D)
+    z_tr, z_va = z[: e - nv], z[e - nv :]
+    a_va = acts[e - nv :]
+    var = z_tr.reshape(-1, z.shape[-1]).var(0)  # per-dimension variance (train latents)
+    mvar = float(var.mean())
+
+    # one-step, teacher forced: every window of h frames in the validation episodes
+    starts = range(0, t + 1 - (h + 1) + 1)
+    zw = torch.stack([z_va[:, s : s + h + 1] for s in starts], 1).flatten(0, 1)
+    aw = torch.stack([a_va[:, s : s + h] for s in starts], 1).flatten(0, 1)
+    pred = model.predict(zw[:, :h], model.encode_actions(aw))[:, -1]
+    one = float((pred - zw[:, h]).pow(2).mean())
+    copy1 = float((zw[:, h - 1] - zw[:, h]).pow(2).mean())
+    cos1 = float(torch.nn.functional.cosine_similarity(pred, zw[:, h], dim=-1).mean())
+
+    # rollout: h observed frames, then `horizon` imagined steps with the true actions
+    starts = range(0, t + 1 - (h + horizon) + 1)
+    zr = torch.stack([z_va[:, s : s + h + horizon] for s in starts], 1).flatten(0, 1)
+    ar = torch.stack([a_va[:, s : s + h - 1 + horizon] for s in starts], 1).flatten(0, 1)
+    roll = model.rollout(zr[:, :h], ar)  # (B, horizon, D)
+    target = zr[:, h:]
+    roll_mse = (roll - target).pow(2).mean((0, 2))
+    copy_mse = (zr[:, h - 1 : h] - target).pow(2).mean((0, 2))
+
+    # embedding health on validation latents
+    flat = z_va.reshape(-1, z.shape[-1])
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(flat), generator=g)[:256]
+    sig = float(sigreg(flat[idx][None], 1024, cfg.sigreg_knots, generator=g))
+    cov = torch.cov(flat.T)
+    eig = torch.linalg.eigvalsh(cov).clamp_min(0)
+    pr = float(eig.sum() ** 2 / (eig**2).sum())
+    vva = flat.var(0)
+
+    st = state_features(data["states"])
+    r2 = linear_probe_r2(
+        z_tr.reshape(-1, z.shape[-1]).numpy(),
+        st[: e - nv].reshape(-1, 6),
+        flat.numpy(),
+        st[e - nv :].reshape(-1, 6),
+    )
+    return {
+        "val_episodes": nv,
+        "latent_mean_var": mvar,
+        "one_step_mse": one,
+        "one_step_rel": one / mvar,
+        "one_step_copy_rel": copy1 / mvar,
+        "one_step_cos": cos1,
+        "rollout_horizon": horizon,
+        "rollout_rel": [float(v) / mvar for v in roll_mse],
+        "rollout_copy_rel": [float(v) / mvar for v in copy_mse],
+        "sigreg_val_256": sig,
+        "dim_var_min": float(vva.min()),
+        "dim_var_median": float(vva.median()),
+        "dim_var_max": float(vva.max()),
+        "participation_ratio": pr,
+        "latent_dim": int(z.shape[-1]),
+        "probe_r2": dict(
+            zip(
+                ["agent_x", "agent_y", "block_x", "block_y", "cos", "sin"],
+                [float(v) for v in r2],
+                strict=True,
+            )
+        ),
+    }
+
+
+def format_report(ev: dict) -> str:
+    r, c = ev["rollout_rel"], ev["rollout_copy_rel"]
+    ks = [k for k in (1, 2, 5, 10, 20) if k <= len(r)]
+    lines = [
+        f"one-step  MSE {ev['one_step_mse']:.5f} = {ev['one_step_rel']:.3f} x latent variance "
+        f"(copy baseline {ev['one_step_copy_rel']:.3f}), cos {ev['one_step_cos']:.3f}",
+        "rollout   rel MSE at step " + ", ".join(f"{k}: {r[k - 1]:.3f}" for k in ks),
+        "  copy    rel MSE at step " + ", ".join(f"{k}: {c[k - 1]:.3f}" for k in ks),
+        f"health    SIGReg {ev['sigreg_val_256']:.2f} (N=256), dim variance min "
+        f"{ev['dim_var_min']:.3f} median {ev['dim_var_median']:.3f} max {ev['dim_var_max']:.3f}, "
+        f"effective rank {ev['participation_ratio']:.1f} / {ev['latent_dim']}",
+        "probe R^2 " + ", ".join(f"{k} {v:.2f}" for k, v in ev["probe_r2"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m models.eval_lewm", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("ckpt")
+    ap.add_argument("--horizon", type=int, default=10)
+    ap.add_argument("--write", action="store_true", help="store figures in config.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.time()
+    model, meta = load_checkpoint(args.ckpt)
+    ds = meta["dataset"]
+    fields = PushTDataConfig.__dataclass_fields__
+    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields}))
+    ev = evaluate(model, meta, data, args.horizon)
+    print(f"eval {args.ckpt} on {ev['val_episodes']} held-out episodes ({time.time() - t0:.1f} s)")
+    print(format_report(ev))
+    if args.write:
+        path = Path(args.ckpt) / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg["evaluation"] = ev
+        path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""PushT trajectories for LeWM, generated offline and headless with gym-pusht (nothing downloaded).
+
+The paper trains on an expert PushT dataset that is not available here, so this module plays a
+scripted weak policy in gym-pusht's `PushTEnv` and records:
+
+- `frames`  uint8 (E, T+1, S, S, 3): the env's own render at `render_size` (S), one frame every
+  `frame_skip` env steps (frame k is the state after k model steps);
+- `actions` float32 (E, T, frame_skip, 2): LeWM's relative actions, (target - agent_pos) / 100
+  in [-1, 1] for every env step; the model input for one step is the 5 x 2 = 10 values;
+- `states`  float32 (E, T+1, 5): [agent_x, agent_y, block_x, block_y, block_angle] (px, rad),
+  the state at each frame (used to reset the env for planning and to score success).
+
+The env's action is an absolute target in [0, 512]^2 for its PD-controlled agent; an action u
+means target = agent_pos + 100 u (clipped to the table; u is recomputed after the clip, so the
+stored action is what the env received).
+
+Weak policy (per model step, i.e. per `frame_skip` env steps): with probability
+`random_prob` a uniformly random u held for the whole step; otherwise head for a point near the
+block (block centre + N(0, `aim_noise_px`^2) per axis), at a speed factor U(0.3, 1), recomputed
+every env step. It is weak (no notion of the goal) but it touches the block often, which is
+what a world model needs to learn contact.
+
+Deterministic from the seed: episode i uses `numpy.random.default_rng([seed, i])` for the policy
+and a reset seed drawn from it for the env's start state. Frames are rendered only every
+`frame_skip` env steps (the env steps with obs_type "state" and renders through its own
+`_render`, 5x faster than rendering every step).
+
+CLI: `python -m models.pusht_data --episodes 300 --steps 40 --size 64 --out build/pusht.npz`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+TABLE = 512.0
+ACTION_SCALE = 100.0  # LeWM relative action unit: 1.0 = 100 px
+
+
+@dataclass
+class PushTDataConfig:
+    episodes: int = 300
+    steps: int = 40  # model steps per episode (each = frame_skip env steps)
+    frame_skip: int = 5
+    render_size: int = 64
+    seed: int = 0
+    random_prob: float = 0.3
+    aim_noise_px: float = 40.0
+
+
+def make_env(render_size: int = 64):
+    """A headless PushT env that steps on state observations; `render(env)` draws frames."""
+    from gym_pusht.envs.pusht import PushTEnv
+
+    return PushTEnv(obs_type="state", observation_width=render_size, observation_height=render_size)
+
+
+def render(env) -> np.ndarray:
+    """uint8 (S, S, 3) frame at the env's observation size."""
+    return np.ascontiguousarray(env._render())
+
+
+def get_state(env) -> np.ndarray:
+    """[agent_x, agent_y, block_x, block_y, block_angle] (block angle in [-pi, pi))."""
+    ax, ay = env.agent.position
+    bx, by = env.block.position
+    ang = (env.block.angle + np.pi) % (2 * np.pi) - np.pi
+    return np.array([ax, ay, bx, by, ang], dtype=np.float64)
+
+
+def reset_to(env, state: np.ndarray) -> None:
+    """Place agent and block at `state` (velocities zero).
+
+    gym-pusht's `reset_to_state` sets the block position before its angle, and the angle turns
+    the body about its centre of gravity, which is not the body origin for the T: the block
+    lands away from the requested position. So the position is set again after the angle.
+    """
+    state = np.asarray(state, dtype=np.float64)[:5]
+    env.reset(options={"reset_to_state": state})
+    env.block.position = state[2:4].tolist()
+    env.space.reindex_shapes_for_body(env.block)
+
+
+def step_relative(env, u: np.ndarray) -> np.ndarray:
+    """One env step with relative action u (2,); returns the action the env actually took."""
+    agent = np.array(env.agent.position)
+    target = np.clip(agent + ACTION_SCALE * np.clip(u, -1.0, 1.0), 0.0, TABLE)
+    env.step(target)
+    return ((target - agent) / ACTION_SCALE).astype(np.float32)
+
+
+def weak_policy_step(env, rng: np.random.Generator, cfg: PushTDataConfig) -> np.ndarray:
+    """Play one model step (frame_skip env steps); returns actions (frame_skip, 2)."""
+    out = np.empty((cfg.frame_skip, 2), dtype=np.float32)
+    if rng.random() < cfg.random_prob:
+        u = rng.uniform(-1.0, 1.0, size=2)
+        for k in range(cfg.frame_skip):
+            out[k] = step_relative(env, u)
+        return out
+    aim = np.array(env.block.position) + rng.normal(0.0, cfg.aim_noise_px, size=2)
+    speed = rng.uniform(0.3, 1.0)
+    for k in range(cfg.frame_skip):
+        d = (aim - np.array(env.agent.position)) / ACTION_SCALE
+        n = np.linalg.norm(d)
+        u = d / max(n, 1e-6) * min(n + 0.3, 1.0) * speed  # overshoot a little: push through
+        out[k] = step_relative(env, u)
+    return out
+
+
+def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarray]:
+    """Play cfg.episodes episodes; returns frames, actions, states (see module docstring)."""
+    env = make_env(cfg.render_size)
+    e, t, s = cfg.episodes, cfg.steps, cfg.render_size
+    frames = np.empty((e, t + 1, s, s, 3), dtype=np.uint8)
+    actions = np.empty((e, t, cfg.frame_skip, 2), dtype=np.float32)
+    states = np.empty((e, t + 1, 5), dtype=np.float32)
+    for i in tqdm(range(e), desc="pusht episodes", disable=not progress, mininterval=2):
+        rng = np.random.default_rng([cfg.seed, i])
+        env.reset(seed=int(rng.integers(2**31)))
+        frames[i, 0], states[i, 0] = render(env), get_state(env)
+        for k in range(t):
+            actions[i, k] = weak_policy_step(env, rng, cfg)
+            frames[i, k + 1], states[i, k + 1] = render(env), get_state(env)
+    env.close()
+    return {"frames": frames, "actions": actions, "states": states}
+
+
+def block_moved(states: np.ndarray, px: float = 1.0, rad: float = 0.02) -> np.ndarray:
+    """(E, T) bool: the block moved during model step k (a proxy for contact)."""
+    d = np.diff(states, axis=1)
+    ang = np.abs((d[..., 4] + np.pi) % (2 * np.pi) - np.pi)
+    return (np.linalg.norm(d[..., 2:4], axis=-1) > px) | (ang > rad)
+
+
+def save(data: dict[str, np.ndarray], cfg: PushTDataConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **data, config=np.array(repr(dataclasses.asdict(cfg))))
+    return path
+
+
+def load(path: str | Path) -> tuple[dict[str, np.ndarray], PushTDataConfig]:
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in ("frames", "actions", "states")}
+        cfg_dict = ast.literal_eval(str(z["config"]))
+    return data, PushTDataConfig(**cfg_dict)
+
+
+def load_or_generate(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> dict:
+    """The dataset for cfg, cached as build/pusht_<size>px_<episodes>x<steps>_seed<seed>.npz."""
+    name = f"pusht_{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}.npz"
+    path = Path(cache_dir) / name
+    if path.exists():
+        data, stored = load(path)
+        if stored == cfg:
+            return data
+    data = generate(cfg)
+    save(data, cfg, path)
+    return data
+
+
+def action_stats(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-value mean and std of the flattened (frame_skip * 2) model actions."""
+    a = actions.reshape(-1, actions.shape[-2] * actions.shape[-1]).astype(np.float64)
+    return a.mean(0).astype(np.float32), (a.std(0) + 1e-6).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m models.pusht_data", description=__doc__.split("\n")[0]
+    )
+    d = PushTDataConfig()
+    ap.add_argument("--episodes", type=int, default=d.episodes)
+    ap.add_argument("--steps", type=int, default=d.steps)
+    ap.add_argument("--size", type=int, default=d.render_size)
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--out", default=None, help="npz path (default build/pusht_<...>.npz)")
+    args = ap.parse_args(argv)
+    cfg = PushTDataConfig(
+        episodes=args.episodes, steps=args.steps, render_size=args.size, seed=args.seed
+    )
+    t0 = time.time()
+    data = generate(cfg)
+    out = args.out or (
+        f"build/pusht_{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}.npz"
+    )
+    save(data, cfg, out)
+    moved = block_moved(data["states"])
+    print(
+        f"wrote {out}: {cfg.episodes} episodes x {cfg.steps} steps, frames "
+        f"{data['frames'].shape}, {Path(out).stat().st_size / 1e6:.1f} MB, "
+        f"block moves in {moved.mean():.1%} of steps, {time.time() - t0:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

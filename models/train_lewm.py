@@ -1,0 +1,352 @@
+"""Train LeWM on generated PushT trajectories and write a checkpoint (safetensors + config.json).
+
+    python -m models.train_lewm --preset tiny --out models/checkpoints/lewm_tiny
+
+Samples are (history + 1)-frame clips (3 history frames + 1 target) with the 3 actions between
+them, drawn uniformly from the training episodes; the last `--val-frac` of the episodes are
+held out. Loss = MSE(pred, next latents) + lambda * SIGReg(latents) (models/lewm.py), AdamW
+with linear warmup and cosine decay to 0, gradient clipping at 1.0. Pixels get ImageNet
+normalization and actions are z-scored with the training set's statistics, which go to
+config.json["normalization"] for the host.
+
+Resume: every `--ckpt-every` steps the model, the optimizer moments and the step go to
+`build/<name>_train_state/` (safetensors + json, no pickle); `--resume` continues from there.
+The loss curve goes to `--plot` (default build/<name>_loss.png, not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.lewm import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LeWM,
+    LeWMConfig,
+    preprocess_pixels,
+    save_checkpoint,
+)
+from models.pusht_data import PushTDataConfig, action_stats, block_moved, load_or_generate
+from models.sigreg import sigreg
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    preset: str = "tiny"
+    iters: int = 1500
+    batch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-3
+    warmup_frac: float = 0.05
+    clip: float = 1.0
+    seed: int = 0
+    val_frac: float = 0.1
+    eval_every: int = 100
+    ckpt_every: int = 250
+
+
+class ClipSampler:
+    """Random (history+1)-frame clips from a subset of episodes, as model-ready tensors."""
+
+    def __init__(self, data: dict, episodes: np.ndarray, history: int, act_mean, act_std):
+        self.frames = data["frames"][episodes]  # uint8 (E, T+1, S, S, 3)
+        e, t = data["actions"].shape[:2]
+        acts = data["actions"][episodes].reshape(len(episodes), t, -1)
+        self.actions = ((acts - act_mean) / act_std).astype(np.float32)
+        self.history = history
+        self.n_starts = t + 1 - (history + 1) + 1  # start indices per episode
+
+    def clips(self, ep: np.ndarray, start: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = start[:, None] + np.arange(self.history + 1)
+        pixels = preprocess_pixels(self.frames[ep[:, None], idx])  # (B, h+1, 3, S, S)
+        actions = torch.from_numpy(self.actions[ep[:, None], idx[:, :-1]])  # (B, h, A)
+        return pixels, actions
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ep = rng.integers(0, len(self.frames), size=batch)
+        return self.clips(ep, rng.integers(0, self.n_starts, size=batch))
+
+    def fixed(self, n: int, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        rng = np.random.default_rng(seed)
+        return [self.sample(rng, 64) for _ in range(max(1, n // 64))]
+
+
+def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
+    warm = max(1, int(total * warmup_frac))
+    if step < warm:
+        return base * (step + 1) / warm
+    return 0.5 * base * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: LeWM, sampler: ClipSampler, batches: int = 20, seed: int = 7):
+    """Recompute the BatchNorm running statistics as plain averages over `batches` training
+    batches with the current weights ("precise BN"). The exponential running averages lag
+    behind while the weights move, and the projector's pre-BN features have a small spread
+    around a drifting mean, so lagging statistics would distort every eval-mode latent."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    was = model.training
+    model.train()
+    rng = np.random.default_rng(seed)
+    for _ in range(batches):
+        pixels, actions = sampler.sample(rng, 64)
+        model(pixels, actions)
+    for bn, m in zip(bns, saved, strict=True):
+        bn.momentum = m
+    model.train(was)
+
+
+@torch.no_grad()
+def evaluate_loss(model: LeWM, batches) -> dict[str, float]:
+    was = model.training
+    model.eval()
+    out = {"loss": 0.0, "pred_loss": 0.0, "sigreg": 0.0}
+    g = torch.Generator().manual_seed(0)  # same SIGReg directions every evaluation
+    for pixels, actions in batches:
+        z = model.encode(pixels)
+        pred = model.predict(z[:, :-1], model.encode_actions(actions))
+        cfg = model.config
+        reg = sigreg(z.transpose(0, 1), cfg.sigreg_directions, cfg.sigreg_knots, generator=g)
+        pl = (pred - z[:, 1:]).pow(2).mean()
+        out["pred_loss"] += float(pl)
+        out["sigreg"] += float(reg)
+        out["loss"] += float(pl + cfg.sigreg_lambda * reg)
+    model.train(was)
+    return {k: v / len(batches) for k, v in out.items()}
+
+
+def save_train_state(path: Path, model: LeWM, opt: torch.optim.Optimizer, step: int, log: list):
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                tensors[f"opt.{names[id(p)]}.{k}"] = torch.as_tensor(v).detach().contiguous()
+    save_file(tensors, str(path / "state.safetensors"))
+    (path / "state.json").write_text(json.dumps({"step": step, "log": log}))
+
+
+def load_train_state(path: Path, model: LeWM, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    tensors = load_file(str(path / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    params = dict(model.named_parameters())
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            name, key = k[4:].rsplit(".", 1)
+            opt.state[params[name]][key] = v
+    meta = json.loads((path / "state.json").read_text())
+    return meta["step"], meta["log"]
+
+
+def plot_log(log: list, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tr = [r for r in log if r["split"] == "train"]
+    va = [r for r in log if r["split"] == "val"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for key, a in (("pred_loss", ax[0]), ("sigreg", ax[1])):
+        a.plot([r["step"] for r in tr], [r[key] for r in tr], label="train", alpha=0.6)
+        a.plot([r["step"] for r in va], [r[key] for r in va], "o-", label="val")
+        a.set_yscale("log")
+        a.set_xlabel("step")
+        a.set_title(key)
+        a.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def train(
+    tcfg: TrainConfig,
+    dcfg: PushTDataConfig,
+    out: Path | None,
+    resume: bool = False,
+    plot: Path | None = None,
+    progress: bool = True,
+    data: dict | None = None,
+    model_cfg: LeWMConfig | None = None,
+) -> tuple[LeWM, dict]:
+    """Train and (if `out`) write the checkpoint. Returns the model and config.json's dict."""
+    t_start = time.time()
+    torch.manual_seed(tcfg.seed)
+    cfg = model_cfg or LeWMConfig.from_preset(tcfg.preset)
+    if dcfg.render_size != cfg.image_size or dcfg.frame_skip != cfg.frame_skip:
+        raise ValueError(
+            f"data renders {dcfg.render_size}px with frame skip {dcfg.frame_skip}, the model "
+            f"wants {cfg.image_size}px and {cfg.frame_skip}"
+        )
+    data = data if data is not None else load_or_generate(dcfg)
+    t_data = time.time() - t_start
+    n_ep = len(data["frames"])
+    n_val = max(1, int(round(n_ep * tcfg.val_frac)))
+    train_ep, val_ep = np.arange(n_ep - n_val), np.arange(n_ep - n_val, n_ep)
+    act_mean, act_std = action_stats(data["actions"][train_ep])
+    train_s = ClipSampler(data, train_ep, cfg.history, act_mean, act_std)
+    val_batches = ClipSampler(data, val_ep, cfg.history, act_mean, act_std).fixed(512)
+
+    model = LeWM(cfg)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [
+        p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)
+    ]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": tcfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ],
+        lr=tcfg.lr,
+        betas=(0.9, 0.95),
+    )
+    state_dir = Path("build") / f"{cfg.name}_train_state"
+    step, log = 0, []
+    if resume and (state_dir / "state.json").exists():
+        step, log = load_train_state(state_dir, model, opt)
+        print(f"resumed from {state_dir} at step {step}")
+    init_val = evaluate_loss(model, val_batches) if step == 0 else None
+    rng = np.random.default_rng([tcfg.seed, step])
+    model.train()
+    t_loop = time.time()
+    pbar = None
+    if progress:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=tcfg.iters, initial=step, desc="train lewm", mininterval=5)
+    while step < tcfg.iters:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, tcfg.iters, tcfg.lr, tcfg.warmup_frac)
+        pixels, actions = train_s.sample(rng, tcfg.batch)
+        res = model(pixels, actions)
+        opt.zero_grad(set_to_none=True)
+        res["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
+        opt.step()
+        step += 1
+        if step % 10 == 0 or step == 1:
+            log.append(
+                {
+                    "split": "train",
+                    "step": step,
+                    "pred_loss": float(res["pred_loss"]),
+                    "sigreg": float(res["sigreg"]),
+                    "grad_norm": float(gnorm),
+                }
+            )
+        if step % tcfg.eval_every == 0 or step == tcfg.iters:
+            recalibrate_batchnorm(model, train_s)
+            v = evaluate_loss(model, val_batches)
+            log.append({"split": "val", "step": step, **v})
+            if pbar is not None:
+                pbar.set_postfix(val_pred=f"{v['pred_loss']:.4f}", val_sigreg=f"{v['sigreg']:.2f}")
+        if step % tcfg.ckpt_every == 0 and step < tcfg.iters:
+            save_train_state(state_dir, model, opt, step, log)
+        if pbar is not None:
+            pbar.update(1)
+    if pbar is not None:
+        pbar.close()
+    t_train = time.time() - t_loop
+
+    final_val = [r for r in log if r["split"] == "val"][-1]
+    final_train = [r for r in log if r["split"] == "train"][-1]
+    meta = {
+        "normalization": {
+            "pixel_mean": list(IMAGENET_MEAN),
+            "pixel_std": list(IMAGENET_STD),
+            "action_mean": act_mean.tolist(),
+            "action_std": act_std.tolist(),
+        },
+        "dataset": {
+            "name": "pusht_gym_weak_policy",
+            **dataclasses.asdict(dcfg),
+            "train_episodes": int(len(train_ep)),
+            "val_episodes": int(len(val_ep)),
+            "block_moves_fraction": float(block_moved(data["states"]).mean()),
+        },
+        "training": {
+            **dataclasses.asdict(tcfg),
+            "initial_val_loss": init_val["loss"] if init_val else None,
+            "final_train_pred_loss": final_train["pred_loss"],
+            "final_val_pred_loss": final_val["pred_loss"],
+            "final_val_sigreg": final_val["sigreg"],
+            "final_val_loss": final_val["loss"],
+            "data_seconds": round(t_data, 1),
+            "train_seconds": round(t_train, 1),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    if out is not None:
+        save_checkpoint(model, out, meta)
+    if plot is not None:
+        plot_log(log, plot, f"LeWM {cfg.name}: {tcfg.iters} steps, batch {tcfg.batch}")
+    model.eval()
+    return model, meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    t, d = TrainConfig(), PushTDataConfig()
+    ap = argparse.ArgumentParser(
+        prog="python -m models.train_lewm", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--preset", default=t.preset)
+    ap.add_argument("--out", default=None, help="checkpoint folder (default build/lewm_<preset>)")
+    ap.add_argument("--iters", type=int, default=t.iters)
+    ap.add_argument("--batch", type=int, default=t.batch)
+    ap.add_argument("--lr", type=float, default=t.lr)
+    ap.add_argument("--weight-decay", type=float, default=t.weight_decay)
+    ap.add_argument("--seed", type=int, default=t.seed)
+    ap.add_argument("--episodes", type=int, default=d.episodes)
+    ap.add_argument("--steps", type=int, default=d.steps)
+    ap.add_argument("--data-seed", type=int, default=d.seed)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = LeWMConfig.from_preset(args.preset)
+    tcfg = TrainConfig(
+        preset=args.preset,
+        iters=args.iters,
+        batch=args.batch,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+    )
+    dcfg = PushTDataConfig(
+        episodes=args.episodes,
+        steps=args.steps,
+        render_size=cfg.image_size,
+        frame_skip=cfg.frame_skip,
+        seed=args.data_seed,
+    )
+    out = Path(args.out or f"build/lewm_{args.preset}")
+    plot = Path(args.plot or f"build/lewm_{args.preset}_loss.png")
+    _, meta = train(tcfg, dcfg, out, resume=args.resume, plot=plot)
+    tr = meta["training"]
+    print(
+        f"wrote {out}: val pred_loss {tr['final_val_pred_loss']:.5f}, val SIGReg "
+        f"{tr['final_val_sigreg']:.3f}, train {tr['train_seconds']:.0f} s "
+        f"(data {tr['data_seconds']:.0f} s); loss plot {plot}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
