@@ -5,11 +5,12 @@ D * var << shift. A pattern `a ± (b << ds)` that occurs in many rows is compute
 a new variable and replaces both digits wherever it occurs: every extra occurrence saves
 an adder. Pattern counts are shift-invariant (a pattern found at shift t or t+1 is the
 same subexpression) and come from matrix products, so a pass costs a few numpy calls.
-Greedy passes over the counts, largest first, like the classic hardware CSE heuristics.
+Greedy: the most frequent pattern first, like the classic hardware CSE heuristics.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,36 @@ def _pattern_counts(d: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _apply(d: np.ndarray, p: Pattern, new: int) -> int:
-    """Replace every free occurrence of `p` by digits of var `new`; returns the count."""
+def _hits(d: np.ndarray, p: Pattern) -> np.ndarray:
+    """bool [rows, shifts]: where `p` occurs, its `a` digit at shift s (a != b only)."""
+    t = d.shape[2]
+    da, db = d[:, p.a, : t - p.ds], d[:, p.b, p.ds :]
+    return (da != 0) & (db == da * p.rel)
+
+
+def _apply(d: np.ndarray, p: Pattern, new: int, dry: bool = False) -> int:
+    """Replace every free occurrence of `p` by digits of var `new`; returns the count.
+
+    With dry=True nothing changes (the count only). For a == b the occurrences may
+    overlap, so they are taken one shift at a time on a scratch copy.
+    """
+    if p.a == p.b:
+        if dry:
+            d = d[:, [p.a, p.a, p.a]].copy()  # scratch: a, b (= a) and new, as columns 0..2
+            return _apply_serial(d, Pattern(0, 0, p.ds, p.rel), 2)
+        return _apply_serial(d, p, new)
+    hit = _hits(d, p)
+    n = int(hit.sum())
+    if n and not dry:
+        t = d.shape[2]
+        da = d[:, p.a, : t - p.ds].copy()
+        d[:, new, : t - p.ds][hit] = da[hit]
+        d[:, p.a, : t - p.ds][hit] = 0
+        d[:, p.b, p.ds :][hit] = 0
+    return n
+
+
+def _apply_serial(d: np.ndarray, p: Pattern, new: int) -> int:
     found = 0
     for s in range(d.shape[2] - p.ds):
         da, db = d[:, p.a, s], d[:, p.b, s + p.ds]
@@ -63,35 +92,44 @@ def eliminate(
 ) -> tuple[np.ndarray, list[Pattern]]:
     """Greedy CSE; returns the rewritten digit tensor (new vars appended) and the patterns.
 
-    Var n_original + k is defined by patterns[k]. Each pass recounts all patterns (new
-    vars included), then applies them largest first while they still occur `min_count`
-    times among the digits that earlier patterns left free.
+    Var n_original + k is defined by patterns[k]. Each pass counts all patterns (new vars
+    included), then repeatedly takes the pattern with the most free occurrences. A count
+    changes only when a pattern using one of its vars is taken, and then it only falls:
+    a popped candidate whose vars are untouched is exact and therefore the best; one
+    whose vars changed is recounted and requeued (lazy greedy).
     """
     r, v0, t = digits.shape
     # Each occurrence turns two digits into one, and a pattern occurs >= 2 times, so every
-    # pattern removes >= 2 digits: there are at most nnz / 2 of them (+1: a trial column).
-    capacity = v0 + int(np.count_nonzero(digits)) // 2 + 1
+    # pattern removes >= 2 digits: there are at most nnz / 2 of them.
+    capacity = v0 + int(np.count_nonzero(digits)) // 2
     d = np.zeros((r, capacity, t), dtype=np.int8)
     d[:, :v0] = digits
     nv = v0
     patterns: list[Pattern] = []
+    step = 0
+    touched = np.zeros(capacity, dtype=np.int64)  # step of each var's last change
     for _ in range(passes):
         counts = _pattern_counts(d[:, :nv])
-        order = np.argsort(counts, axis=None, kind="stable")[::-1]
+        good = np.flatnonzero(counts >= min_count)
+        # Entries: (-count, pattern index, step at which the count was exact).
+        heap = [(-int(counts.flat[f]), int(f), step) for f in good]
+        heapq.heapify(heap)
         added = 0
-        for flat in order:
-            if counts.flat[flat] < min_count:
-                break
+        while heap:
+            neg, flat, stamp = heapq.heappop(heap)
             a, b, ds, k = (int(i) for i in np.unravel_index(flat, counts.shape))
             p = Pattern(a, b, ds, 1 if k == 0 else -1)
-            saved = d[:, a].copy(), d[:, b].copy()
-            if _apply(d, p, nv) >= min_count:
-                patterns.append(p)
-                nv += 1
-                added += 1
-            else:
-                d[:, a], d[:, b] = saved
-                d[:, nv] = 0
+            if touched[a] > stamp or touched[b] > stamp:  # stale: recount, requeue
+                now = _apply(d, p, nv, dry=True)
+                if now >= min_count:
+                    heapq.heappush(heap, (-now, flat, step))
+                continue
+            _apply(d, p, nv)
+            patterns.append(p)
+            step += 1
+            touched[a] = touched[b] = step
+            nv += 1
+            added += 1
         if not added:
             break
     return d[:, :nv], patterns
