@@ -288,20 +288,24 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
     old = json.loads(store.read_text()) if store.is_file() else []
-    rows = []
+    done: list[dict] = []
     for n in a.sizes:
         for scaled in (False, True):
             name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"
-            rows += run_case(
+            done += run_case(
                 name, *random_case(n, scaled, seed=n), not a.no_synth, a.register_every
             )
-    keep = [r for r in old if r["case"] not in {x["case"] for x in rows}]
-    rows = keep + rows
-    store.write_text(json.dumps(rows, indent=2) + "\n")
+            # Saved after every case: a long run that is stopped keeps what it measured.
+            rows = [r for r in old if r["case"] not in {x["case"] for x in done}] + done
+            store.write_text(json.dumps(rows, indent=2) + "\n")
+            write_table(rows, a.register_every)
+
+
+def write_table(rows: list[dict], register_every: int) -> None:
     text = table(rows)
     (HERE / "VS_DA4ML.md").write_text(
         "# hwgen vs da4ml 0.6.0\n\nWritten by `python -m benchmarks.vs_da4ml` "
-        f"(register every {a.register_every} adder level(s); Yosys synth_xilinx on xc7a100t, "
+        f"(register every {register_every} adder level(s); Yosys synth_xilinx on xc7a100t, "
         "hierarchy kept; latency in cycles found by simulation; depth = adders on the longest "
         "path; rows of earlier runs kept).\n\n" + text + "\n"
     )
