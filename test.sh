@@ -11,6 +11,6 @@ if [ "${1:-}" = "--all" ]; then
     marker=()
     shift
 fi
-.venv/bin/ruff check hwgen models sim boards tests benchmarks
-.venv/bin/ruff format --check hwgen models sim boards tests benchmarks
+.venv/bin/ruff check hwgen models sim boards tests benchmarks scripts
+.venv/bin/ruff format --check hwgen models sim boards tests benchmarks scripts
 exec .venv/bin/pytest -q "${marker[@]}" "$@"

