@@ -35,8 +35,8 @@ class LayerGraph:
 
     @property
     def latency(self) -> int:
-        """Cycles from input to registered output (the requant stage adds one)."""
-        return self.acc_cycle + 1
+        """Cycles from input to registered output (the requant stage adds two)."""
+        return self.acc_cycle + 2
 
 
 def code_digits(codes: np.ndarray) -> np.ndarray:

@@ -27,6 +27,11 @@ LOG_NAME = "yosys.log"
 SCRIPT_NAME = "synth.ys"
 STAT_NAME = "stat.json"
 LTP_NAME = "ltp.txt"
+STA_NAME = "sta.txt"
+# Routing on Artix-7 typically costs about as much as the logic on a path; clock-to-out
+# plus setup of the two flip-flops about 1 ns. A rough rule, stated in every report.
+ROUTING_FACTOR = 2.0
+FF_OVERHEAD_NS = 1.0
 REPORT_TXT = "synth_report.txt"
 REPORT_JSON = "synth_report.json"
 
@@ -69,6 +74,7 @@ class SynthReport:
     percent: dict[str, float]
     cells: dict[str, int]
     logic_depth: int | None
+    logic_delay_ns: float | None  # Yosys `sta` with the xc7 cell delays: logic only
     seconds: float
     yosys: str
     yosys_version: str
@@ -109,7 +115,7 @@ def synthesize(
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = _stage_sources([Path(f) for f in verilog_files], out_dir)
     (out_dir / SCRIPT_NAME).write_text(yosys_script(sources, top, spec))
-    for stale in (STAT_NAME, LTP_NAME, REPORT_TXT, REPORT_JSON):
+    for stale in (STAT_NAME, LTP_NAME, STA_NAME, REPORT_TXT, REPORT_JSON):
         (out_dir / stale).unlink(missing_ok=True)
 
     seconds = _run_yosys(command, origin, out_dir, f"synthesizing {top} for {spec.name}")
@@ -126,6 +132,7 @@ def synthesize(
         percent=percent,
         cells=cells,
         logic_depth=_parse_ltp((out_dir / LTP_NAME).read_text()),
+        logic_delay_ns=_parse_sta((out_dir / STA_NAME).read_text(), top),
         seconds=round(seconds, 2),
         yosys=f"{command} ({origin})",
         yosys_version=_parse_version(log_text),
@@ -181,6 +188,9 @@ def yosys_script(sources: list[str], top: str, board: Board) -> str:
             f"tee -q -o {STAT_NAME} stat -json -tech xilinx",
             "flatten",
             f"tee -q -o {LTP_NAME} ltp -noff {depth_cells}",
+            # Cell delays from the xc7 simulation models' specify blocks (picoseconds).
+            "read_verilog -lib -specify +/xilinx/cells_sim.v",
+            f"tee -q -o {STA_NAME} sta",
             "",
         ]
     )
@@ -264,6 +274,7 @@ def format_report(report: SynthReport, board: Board | None = None) -> str:
         f"LUT sizes: {luts or 'none'}",
         f"also: {other}",
         f"logic depth: {depth} cells (LUT/CARRY4/MUXF on the longest path)",
+        f"timing estimate: {timing_estimate(report)}",
         f"{report.yosys_version}, {report.seconds:.1f} s: {report.yosys}",
         f"verdict: {report.reason}",
     ]
@@ -350,6 +361,35 @@ def _total_cells(stat: dict, top: str) -> dict[str, int]:
     total = stat.get("design") or stat["modules"][f"\\{top}"]
     by_type = total.get("num_cells_by_type", {})
     return {c: n for c, n in sorted(by_type.items()) if c not in modules}
+
+
+def fmax_estimate_mhz(logic_delay_ns: float) -> float:
+    """Rough Fmax: logic delay, as much again for routing, plus the flip-flop overhead."""
+    return 1000.0 / (ROUTING_FACTOR * logic_delay_ns + FF_OVERHEAD_NS)
+
+
+def timing_estimate(report: SynthReport) -> str:
+    """Logic delay from Yosys `sta`, the Fmax it suggests, and a clock recommendation."""
+    if report.logic_delay_ns is None:
+        return "unknown (Yosys sta gave no figure)"
+    fmax = fmax_estimate_mhz(report.logic_delay_ns)
+    clock = get_board(report.board).clock_mhz
+    advice = (
+        f"the board's {clock:g} MHz clock should close timing"
+        if fmax >= clock * 1.1
+        else f"near or below the board's {clock:g} MHz: derive a slower clock (PLL), or "
+        "register more often if --register-every is above 1"
+    )
+    return (
+        f"logic {report.logic_delay_ns:.2f} ns on the longest path; Fmax about {fmax:.0f} MHz "
+        f"(assuming routing = logic + {FF_OVERHEAD_NS:g} ns for the flip-flops): {advice}"
+    )
+
+
+def _parse_sta(text: str, top: str) -> float | None:
+    """The figure of sta's 'Latest arrival time in 'top' is N:' line, in ns."""
+    m = re.search(r"Latest arrival time in '\\?" + re.escape(top) + r"' is (\d+)", text)
+    return int(m.group(1)) / 1000.0 if m else None
 
 
 def _parse_ltp(text: str) -> int | None:

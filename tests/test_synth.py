@@ -16,6 +16,7 @@ from hwgen.synth import (
     format_report,
     resource_counts,
     synthesize,
+    timing_estimate,
     verdict,
 )
 
@@ -92,7 +93,19 @@ def test_report_json_round_trips():
     percent = device_percent(counts, ARTY35)
     fits, reason = verdict(counts, percent, ARTY35)
     report = SynthReport(
-        "arty-a7-35", ARTY35.part, "t", counts, percent, {"LUT3": 7}, 2, 1.5, "y", "v", fits, reason
+        "arty-a7-35",
+        ARTY35.part,
+        "t",
+        counts,
+        percent,
+        {"LUT3": 7},
+        2,
+        2.5,
+        1.5,
+        "y",
+        "v",
+        fits,
+        reason,
     )
     assert SynthReport.from_json(report.to_json()) == report
     assert "1.5" in format_report(report)  # 1 RAMB36 + 1 RAMB18 = 1.5 tiles
@@ -113,6 +126,9 @@ def test_hierarchical_adders_fit(adders):
     assert report.counts["DSP48E1"] == 0
     assert "add8_reg" not in report.cells  # submodule instances are not primitives
     assert report.fits, report.reason
+    # sta: a few ns of logic between registers; the estimate names the board clock.
+    assert report.logic_delay_ns is not None and 0.5 < report.logic_delay_ns < 10
+    assert "100 MHz" in timing_estimate(report)
     assert report.reason.startswith("fits: largest use is ")
     assert report.logic_depth is not None and report.logic_depth >= 2  # LUT + carry chain
     assert report.yosys_version.startswith("Yosys 0.")

@@ -14,7 +14,7 @@ def _value(sigs: list[Value], ref) -> Value:
 
 
 def emit_amaranth(m: Module, lg: LayerGraph, en: Value, x: list[Value], y: list[Value]) -> None:
-    """Add the layer's registers and adders to `m`; y[row] is registered by the requant stage."""
+    """Add the layer's registers and adders to `m`; the requant stage takes two cycles."""
     g = lg.graph
     sigs: list[Value] = []
     for i, n in enumerate(g.nodes):
@@ -40,7 +40,8 @@ def emit_amaranth(m: Module, lg: LayerGraph, en: Value, x: list[Value], y: list[
             m.d.comb += y[row].eq(Const(rr.constant_output(), y[row].shape()))
             continue
         total = Signal(signed(rr.total_width), name=f"total{row}", reset_less=True)
-        m.d.comb += total.eq(rr.const + _value(sigs, acc))
+        with m.If(en):  # registered: add and saturate in one cycle was the longest path
+            m.d.sync += total.eq(rr.const + _value(sigs, acc))
         shifted = total >> rr.shift if rr.shift >= 0 else total << -rr.shift
         out = Signal(y[row].shape(), name=f"y{row}", reset_less=True)
         with m.If(en):

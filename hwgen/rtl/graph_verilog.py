@@ -27,6 +27,7 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
 
     With raw_acc, y is the exact accumulator (out_width must hold it), without bias or
     requantization: the plain matrix-vector product, for comparisons with other solvers.
+    It is registered once, so its latency is lg.acc_cycle + 1.
     """
     g = lg.graph
     in_width = lg.layer.in_format.width
@@ -65,13 +66,15 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
             seq.append(f"      y__{row} <= {_lit(rr.constant_output())};")
             continue
         # t = const ± acc is exact in total_width bits (two's complement wraps consistently).
+        # It gets its own register: the add and the saturating compare in one cycle were
+        # the longest path of the design (Yosys sta).
         w = rr.total_width
         ws = w + max(0, -rr.shift)
         ref = _operand(names[acc.node], acc.shift)
-        decl.append(f"  wire signed [{w - 1}:0] t{row};")
+        decl.append(f"  reg signed [{w - 1}:0] t{row};")
         decl.append(f"  wire signed [{ws - 1}:0] s{row};")
         op = "-" if acc.neg else "+"
-        comb.append(f"  assign t{row} = {_lit(rr.const)} {op} {ref};")
+        seq.append(f"      t{row} <= {_lit(rr.const)} {op} {ref};")
         shift = f"t{row} >>> {rr.shift}" if rr.shift >= 0 else f"t{row} <<< {-rr.shift}"
         comb.append(f"  assign s{row} = {shift};")
         hi, lo = _lit(rr.hi), _lit(rr.lo)
