@@ -14,6 +14,9 @@ the `--top` best; cost = squared latent distance between the predicted latent af
 step and the goal latent. The first planned step is executed (receding horizon), and the
 predictor keeps up to `history` observed frames with the actions actually taken.
 
+`--hold` searches one 2-D action per model step, repeated for its 5 env steps (10 dimensions
+over a horizon of 5 instead of 50); the model still sees the 10-value action.
+
 Success (the paper's): block position error < 20 px and angle error < pi/9 with respect to
 the goal pose, checked after every model step (the episode ends at success).
 Baselines on the same episodes: zero action (the agent stays put) and random actions.
@@ -53,6 +56,7 @@ class CEMConfig:
     top: int = 30
     init_std: float = 1.0
     min_std: float = 0.05
+    hold: bool = False  # search one 2-D action per model step, held for the 5 env steps
 
 
 def pose_error(state: np.ndarray, goal: np.ndarray) -> tuple[float, float]:
@@ -84,19 +88,22 @@ class LatentPlanner:
         """z_hist (n, D) observed latents, a_hist (n-1, A) raw actions between them, goal (D).
         Returns the planned raw actions (horizon, A) in [-1, 1]."""
         c = self.cem
-        mean = torch.zeros(c.horizon, self.adim)
-        std = torch.full((c.horizon, self.adim), c.init_std)
+        dim = 2 if c.hold else self.adim
+        mean = torch.zeros(c.horizon, dim)
+        std = torch.full((c.horizon, dim), c.init_std)
         zh = z_hist[None].expand(c.samples, -1, -1)
         ah = a_hist[None].expand(c.samples, -1, -1)
         for _ in range(c.iters):
-            noise = torch.randn(c.samples, c.horizon, self.adim, generator=self.gen)
+            noise = torch.randn(c.samples, c.horizon, dim, generator=self.gen)
             cand = (mean + std * noise).clamp(-1, 1)
             cand[0] = mean.clamp(-1, 1)  # keep the current mean among the candidates
-            acts = normalize_actions(torch.cat([ah, cand], 1), self.a_mean, self.a_std)
+            full = cand.repeat(1, 1, self.adim // 2) if c.hold else cand
+            acts = normalize_actions(torch.cat([ah, full], 1), self.a_mean, self.a_std)
             z_end = self.model.rollout(zh, acts)[:, -1]
             cost = (z_end - z_goal).pow(2).sum(-1)
             elite = cand[cost.topk(c.top, largest=False).indices]
             mean, std = elite.mean(0), elite.std(0).clamp_min(c.min_std)
+        mean = mean.repeat(1, self.adim // 2) if c.hold else mean
         return mean.clamp(-1, 1).numpy()
 
 
@@ -157,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=c.samples)
     ap.add_argument("--iters", type=int, default=c.iters)
     ap.add_argument("--top", type=int, default=c.top)
+    ap.add_argument("--hold", action="store_true", help="plan 2-D actions held for 5 env steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--write", action="store_true", help="store figures in config.json")
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     n_ep = len(data["states"])
     val_eps = np.arange(n_ep - ds["val_episodes"], n_ep)
     tasks, n_cands = make_tasks(data, val_eps, args.episodes, args.goal_offset, args.seed)
-    cem = CEMConfig(args.horizon, args.samples, args.iters, args.top)
+    cem = CEMConfig(args.horizon, args.samples, args.iters, args.top, hold=args.hold)
     planner = LatentPlanner(model, meta, cem, args.seed)
     env = make_env(model.config.image_size)
     policies = ["cem"] + ([] if args.no_baselines else ["zero", "random"])
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         path = Path(args.ckpt) / "config.json"
         cfg = json.loads(path.read_text())
-        cfg["planning"] = summary
+        cfg.setdefault("planning", {})["hold" if args.hold else "full"] = summary
         path.write_text(json.dumps(cfg, indent=2) + "\n")
     return 0
 

@@ -111,3 +111,23 @@ def test_train_writes_a_checkpoint_and_lowers_val_loss(tmp_path):
     loaded, meta2 = load_checkpoint(out)
     assert meta2["normalization"]["action_std"] == meta["normalization"]["action_std"]
     assert loaded.config.image_size == 32
+
+
+def test_success_criterion_and_planner_smoke(small_data):
+    from models.plan_cem import CEMConfig, LatentPlanner, is_success, pose_error, run_episode
+
+    goal = np.array([0, 0, 256.0, 256.0, np.pi / 4])
+    assert is_success(goal + [0, 0, 19.0, 0, 0.3], goal)
+    assert not is_success(goal + [0, 0, 21.0, 0, 0], goal)
+    assert not is_success(goal + [0, 0, 0, 0, np.pi / 9 + 0.01], goal)
+    assert pose_error(goal + [0, 0, 0, 0, 2 * np.pi - 0.1], goal)[1] == pytest.approx(0.1)
+
+    cfg = dataclasses.replace(LeWMConfig.tiny(), image_size=32, name="tiny32")
+    model = LeWM(cfg).eval()
+    meta = {"normalization": {"action_mean": [0.0] * 10, "action_std": [1.0] * 10}}
+    for hold in (False, True):
+        planner = LatentPlanner(model, meta, CEMConfig(samples=8, iters=2, top=3, hold=hold))
+        env = make_env(32)
+        states = small_data["states"][0].astype(np.float64)
+        ok, steps, (pos, ang) = run_episode(env, "cem", planner, states[0], states[5], 2, None)
+        assert steps <= 2 and pos >= 0 and 0 <= ang <= np.pi
