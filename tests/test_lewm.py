@@ -259,3 +259,16 @@ def test_sigreg_has_gradients():
     z = torch.randn(1, 32, 8, requires_grad=True)
     sigreg(z, num_directions=16).backward()
     assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_committed_tiny_checkpoint_loads():
+    from pathlib import Path
+
+    ckpt = Path(__file__).resolve().parents[1] / "models" / "checkpoints" / "lewm_tiny"
+    assert (ckpt / "model.safetensors").stat().st_size < 1_000_000
+    model, meta = load_checkpoint(ckpt)
+    assert meta["name"] == "tiny" and len(meta["normalization"]["action_mean"]) == 10
+    pixels, actions = _inputs(model.config, b=2)
+    with torch.no_grad():
+        out = model(pixels, actions)
+    assert torch.isfinite(out["pred"]).all() and out["z"].shape == (2, 4, 32)
