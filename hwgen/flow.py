@@ -84,6 +84,8 @@ def format_rtl(r: RtlResult) -> str:
 
 def format_summary(f: FlowResult) -> str:
     """The one screen a user reads at the end of `hwgen flow`."""
+    from .synth import timing_estimate
+
     bar = "=" * 72
     golden = f.compare.rows["golden (integer IR)"]
     fq = f.compare.rows["Q4 fake-quant (PyTorch)"]
@@ -111,6 +113,7 @@ def format_summary(f: FlowResult) -> str:
             f"{c.get('RAMB36E1', 0) + c.get('RAMB18E1', 0) / 2:g}, "
             f"logic depth {s.logic_depth}"
         )
+        lines.append(f"timing    {timing_estimate(s)}")
         lines.append(f"verdict   {'FITS' if s.fits else 'DOES NOT FIT'}: {s.reason}")
     else:
         lines.append("synth     skipped")
