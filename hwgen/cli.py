@@ -148,9 +148,9 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--register-every",
         type=int,
-        default=1,
+        default=2,
         metavar="K",
-        help="register every K adder levels (default 1)",
+        help="register every K adder levels (default 2)",
     )
     g.add_argument(
         "--no-cse",

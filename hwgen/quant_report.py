@@ -272,7 +272,9 @@ def compare_lewm(
         f"WANDA calibrates on {len(cal_f)} other held-out clips (seed {seed + 1})",
         "rollout mse: latents after each of the "
         f"{horizon} imagined steps vs the float encoder's latents of the real frames",
-        "planning -: no planner in models/ yet",
+        "planning -: not run; CEM planning (models/plan_cem.py) costs ~0.7 s per model step, "
+        "~2 min per variant for 20 goals, and the float tiny model succeeds on only 1-2 of 20, "
+        "so variants would differ by noise",
         "LQ40 B: file written in that mode, read back; its predictions match the row's "
         "(cosine >= 0.999, checked); BatchNorm is folded into the first projector Linear",
     ]
