@@ -274,7 +274,7 @@ def compare_lewm(
         f"{horizon} imagined steps vs the float encoder's latents of the real frames",
         "planning -: not run; CEM planning (models/plan_cem.py) costs ~0.7 s per model step, "
         "~2 min per variant for 20 goals, and the float tiny model succeeds on only 1-2 of 20, "
-        "so variants would differ by noise",
+        "so the column could not tell the variants apart",
         "LQ40 B: file written in that mode, read back; its predictions match the row's "
         "(cosine >= 0.999, checked); BatchNorm is folded into the first projector Linear",
     ]

@@ -87,6 +87,42 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
+def make_optimizer(model: LeWM, tcfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on biases, norms, embeddings)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [
+        p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)
+    ]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": tcfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ],
+        lr=tcfg.lr,
+        betas=(0.9, 0.95),
+    )
+
+
+def train_step(
+    model: LeWM,
+    opt: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    actions: torch.Tensor,
+    lr: float,
+    clip: float,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimizer step on a batch of clips; a function of its own so that
+    benchmarks/lewm_perf.py times exactly the step that training runs."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    res = model(pixels, actions)
+    opt.zero_grad(set_to_none=True)
+    res["loss"].backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return res, gnorm
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: LeWM, sampler: ClipSampler, batches: int = 20, seed: int = 7):
     """Recompute the BatchNorm running statistics as plain averages over `batches` training
@@ -204,18 +240,7 @@ def train(
     val_batches = ClipSampler(data, val_ep, cfg.history, act_mean, act_std).fixed(512)
 
     model = LeWM(cfg)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [
-        p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)
-    ]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": tcfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ],
-        lr=tcfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = make_optimizer(model, tcfg)
     state_dir = Path("build") / f"{cfg.name}_train_state"
     step, log = 0, []
     if resume and (state_dir / "state.json").exists():
@@ -231,14 +256,8 @@ def train(
 
         pbar = tqdm(total=tcfg.iters, initial=step, desc="train lewm", mininterval=5)
     while step < tcfg.iters:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, tcfg.iters, tcfg.lr, tcfg.warmup_frac)
-        pixels, actions = train_s.sample(rng, tcfg.batch)
-        res = model(pixels, actions)
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
-        opt.step()
+        lr = lr_at(step, tcfg.iters, tcfg.lr, tcfg.warmup_frac)
+        res, gnorm = train_step(model, opt, *train_s.sample(rng, tcfg.batch), lr, tcfg.clip)
         step += 1
         if step % 10 == 0 or step == 1:
             log.append(

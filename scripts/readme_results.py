@@ -4,7 +4,8 @@
 
 Blocks sit between `<!-- name -->` and `<!-- /name -->` markers:
 flow (rtl_out/dynamics_mlp/flow_summary.txt and compare.txt, from `hwgen flow`),
-baselines (benchmarks/RESULTS.md) and da4ml (benchmarks/VS_DA4ML.md).
+baselines (benchmarks/RESULTS.md), da4ml (benchmarks/VS_DA4ML.md) and lewm_perf
+(benchmarks/LEWM_PERF.md).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def blocks() -> dict[str, str]:
         "flow": flow,
         "baselines": body(ROOT / "benchmarks" / "RESULTS.md"),
         "da4ml": body(ROOT / "benchmarks" / "VS_DA4ML.md"),
+        "lewm_perf": body(ROOT / "benchmarks" / "LEWM_PERF.md"),
     }
 
 
