@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.machine import cpu_model
 from models.lewm import LeWM, LeWMConfig
 from models.pusht_data import PushTDataConfig, action_stats, generate
 from models.train_lewm import ClipSampler, TrainConfig, make_optimizer, train_step
@@ -44,16 +45,8 @@ OUT = HERE / "out"
 
 def machine_info() -> dict:
     """CPU model, cores and torch build: latency figures mean nothing without them."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
