@@ -100,3 +100,11 @@ def test_missing_simulator_is_named(design, capsys, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["--out", str(out), "sim", "tiny"]) == 2
     assert "iverilog" in capsys.readouterr().err
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_sim_is_bit_exact_on_verilator(design, capsys):
+    _, out = design
+    assert main(["--out", str(out), "sim", "tiny", "--simulator", "verilator"]) == 0
+    assert "300 / 300 vectors, 0 mismatches" in capsys.readouterr().out
