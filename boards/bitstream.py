@@ -131,11 +131,14 @@ def build_bitstream(design_dir: Path, board: str, baud: int | None = None) -> Bi
     design_dir = Path(design_dir)
     manifest = json.loads((design_dir / "manifest.json").read_text())
     program = load_program(design_dir / "program.npz")
-    register_every = int(manifest.get("arithmetic", {}).get("register_every_levels", 1))
+    # Rebuild the circuit exactly as `hwgen rtl` built it.
+    arithmetic = manifest.get("arithmetic", {})
+    register_every = int(arithmetic.get("register_every_levels", 1))
+    cse = bool(arithmetic.get("cse", True))
     name = f"{program.name}_board"
     out = design_dir / f"bitstream_{board}"
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = {"board": board, "register_every": register_every}
+    kwargs = {"board": board, "register_every": register_every, "cse": cse}
     if baud is not None:
         kwargs["baud"] = baud
     start = time.monotonic()

@@ -48,6 +48,8 @@ class BoardCore(wiring.Component):
     backend : str
         Pipeline layer cores as emitted Verilog ("verilog", fast; write `core_verilog()`
         next to the converted top) or as an Amaranth netlist ("amaranth").
+    cse : bool
+        Share subexpressions across rows, as in `hwgen rtl` (its manifest records it).
 
     Attributes
     ----------
@@ -70,10 +72,11 @@ class BoardCore(wiring.Component):
         frame_timeout: int | None = None,
         register_every: int = 1,
         backend: str = "verilog",
+        cse: bool = True,
     ):
         self.clk_hz = int(clk_hz)
         self.divisor = baud_divisor(clk_hz, baud)
-        self.pipeline = HardwiredPipeline(program, register_every, backend)
+        self.pipeline = HardwiredPipeline(program, register_every, backend, cse)
         timeout = frame_timeout if frame_timeout is not None else self.clk_hz // 20
         if timeout < 20 * self.divisor:
             raise InputError(
@@ -216,8 +219,10 @@ class BoardTop(Elaboratable):
         board: str = "arty-a7-35",
         register_every: int = 1,
         backend: str = "verilog",
+        cse: bool = True,
     ):
         self.program = program
+        self.cse = cse
         self.backend = backend
         self.clk_hz = clk_hz
         self.baud = baud
@@ -236,6 +241,7 @@ class BoardTop(Elaboratable):
             self.baud,
             register_every=self.register_every,
             backend=self.backend,
+            cse=self.cse,
         )
         cores = core.core_verilog()
         if cores:
