@@ -51,6 +51,26 @@ def _hits(d: np.ndarray, p: Pattern) -> np.ndarray:
     return (da != 0) & (db == da * p.rel)
 
 
+RECOUNT_BATCH = 256
+
+
+def _count_many(d: np.ndarray, idx: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Free occurrences of many patterns (a, b, ds, k) at once; see `_apply`."""
+    a, b, ds, k = (np.asarray(i) for i in idx)
+    t = d.shape[2]
+    shift = np.arange(t)[None, :] + ds[:, None]  # [P, T]: where b's digit sits
+    valid = shift < t
+    da = d[:, a, :]  # [R, P, T]
+    db = d[:, b[:, None], np.minimum(shift, t - 1)]  # [R, P, T]
+    rel = np.where(k == 0, 1, -1).astype(np.int8)
+    hit = (da != 0) & (db == da * rel[None, :, None]) & valid[None]
+    counts = hit.sum(axis=(0, 2))
+    # a == b: occurrences may overlap; count those one at a time.
+    for i in np.flatnonzero(a == b):
+        counts[i] = _apply(d, Pattern(int(a[i]), int(b[i]), int(ds[i]), int(rel[i])), 0, dry=True)
+    return counts
+
+
 def _apply(d: np.ndarray, p: Pattern, new: int, dry: bool = False) -> int:
     """Replace every free occurrence of `p` by digits of var `new`; returns the count.
 
@@ -111,19 +131,36 @@ def eliminate(
     for _ in range(passes):
         counts = _pattern_counts(d[:, :nv])
         good = np.flatnonzero(counts >= min_count)
-        # Entries: (-count, pattern index, step at which the count was exact).
-        heap = [(-int(counts.flat[f]), int(f), step) for f in good]
+        # Entries: (-count, pattern index, step at which the count was exact, a, b).
+        ga, gb = np.unravel_index(good, counts.shape)[:2]
+        heap = [
+            (-int(c), int(f), step, int(x), int(y))
+            for c, f, x, y in zip(counts.flat[good], good, ga, gb, strict=True)
+        ]
         heapq.heapify(heap)
         added = 0
+        shape = counts.shape
         while heap:
-            neg, flat, stamp = heapq.heappop(heap)
-            a, b, ds, k = (int(i) for i in np.unravel_index(flat, counts.shape))
-            p = Pattern(a, b, ds, 1 if k == 0 else -1)
-            if touched[a] > stamp or touched[b] > stamp:  # stale: recount, requeue
-                now = _apply(d, p, nv, dry=True)
-                if now >= min_count:
-                    heapq.heappush(heap, (-now, flat, step))
+            entry = heapq.heappop(heap)
+            _, flat, stamp, a, b = entry
+            if touched[a] > stamp or touched[b] > stamp:
+                # Stale: recount it with the next stale entries in one numpy call.
+                stale = [entry]
+                while heap and len(stale) < RECOUNT_BATCH:
+                    nxt = heapq.heappop(heap)
+                    if touched[nxt[3]] > nxt[2] or touched[nxt[4]] > nxt[2]:
+                        stale.append(nxt)
+                    else:
+                        heapq.heappush(heap, nxt)
+                        break
+                flats = np.array([e[1] for e in stale])
+                now = _count_many(d, np.unravel_index(flats, shape))
+                for e, c in zip(stale, now, strict=True):
+                    if c >= min_count:
+                        heapq.heappush(heap, (-int(c), e[1], step, e[3], e[4]))
                 continue
+            _, _, ds, k = (int(i) for i in np.unravel_index(flat, shape))
+            p = Pattern(a, b, ds, 1 if k == 0 else -1)
             _apply(d, p, nv)
             patterns.append(p)
             step += 1
