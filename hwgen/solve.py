@@ -29,7 +29,6 @@ class LayerGraph:
 
     layer: Layer
     graph: AdderGraph
-    inputs: list[Ref]
     acc: list[Ref | None]
     acc_cycle: int
 
@@ -82,4 +81,4 @@ def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> Laye
     accs = [g.sum(terms) for terms in scale_terms]
     cycle = max((g.nodes[g.registered(a).node].cycle for a in accs if a is not None), default=0)
     accs = [None if a is None else g.delayed(a, cycle) for a in accs]
-    return LayerGraph(layer, g, inputs, accs, cycle)
+    return LayerGraph(layer, g, accs, cycle)

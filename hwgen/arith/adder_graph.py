@@ -81,10 +81,6 @@ class AdderGraph:
                 depth.append(1 + max(depth[n.a], depth[n.b]))
         return max(depth, default=0)
 
-    @property
-    def register_bits(self) -> int:
-        return sum(n.width for n in self.nodes if n.registered)
-
     def _new(self, node: Node) -> int:
         self.nodes.append(node)
         return len(self.nodes) - 1

@@ -26,8 +26,3 @@ def csd_digits(value: int) -> tuple[tuple[int, int], ...]:
         v >>= 1
         shift += 1
     return tuple(digits)
-
-
-def csd_cost(value: int) -> int:
-    """Number of non-zero CSD digits, i.e. terms a constant multiply contributes to a sum."""
-    return len(csd_digits(value))
