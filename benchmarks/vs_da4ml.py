@@ -213,9 +213,11 @@ endmodule
     return best, -1
 
 
-def run_case(name: str, codes, scales, synth: bool, register_every: int) -> list[dict]:
+def run_case(
+    name: str, codes, scales, synth: bool, register_every: int, save: Callable[[dict], None]
+) -> None:
+    """Build, check and synthesize both tools' designs; `save` gets each row when done."""
     w = effective(codes, scales)
-    rows = []
     makers: dict[str, Callable] = {
         "hwgen": lambda f: hwgen_design(codes, scales, f, register_every),
         "da4ml": lambda f: da4ml_design(w, f, register_every),
@@ -243,9 +245,8 @@ def run_case(name: str, codes, scales, synth: bool, register_every: int) -> list
                     "synth_s": rep.seconds,
                 }
             )
-        rows.append(row)
         print(json.dumps(row), flush=True)
-    return rows
+        save(row)
 
 
 COLUMNS = [
@@ -284,21 +285,31 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 64])
     p.add_argument("--no-synth", action="store_true")
     p.add_argument("--register-every", type=int, default=1)
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=["codes", "scaled"],
+        default=["codes", "scaled"],
+        help="plain 4-bit codes, and/or Q4 codes x 10-bit block scales",
+    )
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
     old = json.loads(store.read_text()) if store.is_file() else []
-    done: list[dict] = []
+    rows = list(old)
+
+    def save(row: dict) -> None:
+        # Saved after every row: a long run that is stopped keeps what it measured.
+        key = (row["case"], row["tool"])
+        rows[:] = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
+        store.write_text(json.dumps(rows, indent=2) + "\n")
+        write_table(rows, a.register_every)
+
     for n in a.sizes:
-        for scaled in (False, True):
+        for kind in a.kinds:
+            scaled = kind == "scaled"
             name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"
-            done += run_case(
-                name, *random_case(n, scaled, seed=n), not a.no_synth, a.register_every
-            )
-            # Saved after every case: a long run that is stopped keeps what it measured.
-            rows = [r for r in old if r["case"] not in {x["case"] for x in done}] + done
-            store.write_text(json.dumps(rows, indent=2) + "\n")
-            write_table(rows, a.register_every)
+            run_case(name, *random_case(n, scaled, seed=n), not a.no_synth, a.register_every, save)
 
 
 def write_table(rows: list[dict], register_every: int) -> None:
