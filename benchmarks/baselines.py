@@ -129,10 +129,11 @@ def main() -> None:
     # Rows of earlier runs are kept (by size), so sizes can be measured one at a time.
     store = OUT / "baselines.json"
     by_size = {r["size"]: r for r in json.loads(store.read_text())} if store.is_file() else {}
+    commit = git_commit()  # the code this process runs, whatever is committed meanwhile
     for n in [] if a.table_only else a.sizes:
         by_size[n] = bench_size(n, a.simulators, not a.no_synth, a.vectors)
         by_size[n]["command"] = " ".join(sys.argv[1:])
-        by_size[n]["commit"] = git_commit()
+        by_size[n]["commit"] = commit
         store.write_text(json.dumps([by_size[k] for k in sorted(by_size)], indent=2) + "\n")
     rows = [by_size[k] for k in sorted(by_size)]
     text = (
