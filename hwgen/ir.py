@@ -18,6 +18,7 @@ import numpy as np
 
 from .arith.fixed import signed_range, signed_width
 from .errors import InputError
+from .npz import read_npz
 from .quant.q4 import BLOCK, CODE_MAX, CODE_MIN
 
 
@@ -187,23 +188,24 @@ class Program:
 
 def load_program(path: Path) -> Program:
     """Read a program written by Program.save, validating it; errors name the file."""
+    z = read_npz(path)
+
+    def fmt(d: dict) -> FixedFormat:
+        return FixedFormat(int(d["width"]), int(d["frac_bits"]))
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(bytes(z["header"]).decode())
-            layers = []
-            for n, h in enumerate(header["layers"]):
-                fmt = lambda d: FixedFormat(int(d["width"]), int(d["frac_bits"]))  # noqa: E731
-                lin = Q4Linear(
-                    codes=z[f"l{n}_codes"].astype(np.int8),
-                    scales=z[f"l{n}_scales"].astype(np.int64),
-                    scale_frac_bits=int(h["scale_frac_bits"]),
-                    bias=z[f"l{n}_bias"].astype(np.int64),
-                    in_features=int(h["in_features"]),
-                )
-                rq = Requant(int(h["shift"]), bool(h["relu"]), fmt(h["out_format"]))
-                layers.append(Layer(fmt(h["in_format"]), lin, rq))
-            return Program(header["name"], layers, header.get("meta", {}))
-    except FileNotFoundError as e:
-        raise InputError(f"{path}: program file not found") from e
-    except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+        header = json.loads(bytes(z["header"]).decode())
+        layers = []
+        for n, h in enumerate(header["layers"]):
+            lin = Q4Linear(
+                codes=z[f"l{n}_codes"].astype(np.int8),
+                scales=z[f"l{n}_scales"].astype(np.int64),
+                scale_frac_bits=int(h["scale_frac_bits"]),
+                bias=z[f"l{n}_bias"].astype(np.int64),
+                in_features=int(h["in_features"]),
+            )
+            rq = Requant(int(h["shift"]), bool(h["relu"]), fmt(h["out_format"]))
+            layers.append(Layer(fmt(h["in_format"]), lin, rq))
+        return Program(header["name"], layers, header.get("meta", {}))
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not a valid hwgen program: {e}") from e

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from .arith.fixed import quantize_to_fixed
-from .errors import InputError
 from .golden import run
 from .ir import Program
 
@@ -43,14 +42,3 @@ def write_vectors(
         arrays["kind"] = kinds
     np.savez(path, **arrays)
     return expected
-
-
-def read_vectors(path: Path) -> dict[str, np.ndarray]:
-    """Load a vectors .npz (no pickle), with a clear error for a bad file."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError as e:
-        raise InputError(f"{path}: vectors file not found") from e
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not a valid vectors file: {e}") from e

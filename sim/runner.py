@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from hwgen.errors import InputError, ToolError
+from hwgen.npz import read_npz
 from hwgen.progress import step
 
 SIMULATORS = ("icarus", "verilator")
@@ -170,11 +171,7 @@ def load_vectors(path: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: test vectors not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("inputs", "expected") if k in z.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read test vectors (.npz expected): {e}") from None
+    arrays = read_npz(path)  # sizes checked before allocation; no pickle
     for key in ("inputs", "expected"):
         if key not in arrays:
             raise InputError(f"{path}: test vectors have no '{key}' array")
