@@ -33,7 +33,11 @@ class FlowResult:
 
     @property
     def ok(self) -> bool:
-        return self.sim.passed and (self.synth is None or self.synth.fits)
+        return (
+            self.sim.passed
+            and self.compare.rtl_mismatches in (None, 0)
+            and (self.synth is None or self.synth.fits)
+        )
 
 
 def run_flow(
