@@ -60,6 +60,32 @@ def random_case(n: int, scaled: bool, seed: int) -> tuple[np.ndarray, np.ndarray
     return codes, scales
 
 
+LEWM_LAYERS = ("attn.to_out.0", "mlp.net.1", "mlp.net.4")
+
+
+def lewm_cases(ckpt: Path, scale_bits: int = 10) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Real layers of the tiny LeWM predictor as Q4 codes and integer block scales.
+
+    The scales become integers the way hwgen.lower does it: the layer's largest scale
+    gets `scale_bits` significant bits.
+    """
+    from safetensors.numpy import load_file
+
+    from hwgen.quant.q4 import quantize_q4
+
+    tensors = load_file(str(ckpt / "model.safetensors"))
+    cases = []
+    for layer in LEWM_LAYERS:
+        w = tensors[f"predictor.transformer.layers.0.{layer}.weight"]
+        q = quantize_q4(w)
+        top = float(q.scales.max())
+        frac = scale_bits - 1 - int(np.floor(np.log2(top)))
+        scales = np.rint(q.scales.astype(np.float64) * 2.0**frac).astype(np.int64)
+        codes = q.codes[:, : q.in_features].astype(np.int64)
+        cases.append((f"LeWM tiny pred.0.{layer} {w.shape[0]}x{w.shape[1]}", codes, scales))
+    return cases
+
+
 def effective(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return codes * np.repeat(scales, 32, axis=1)[:, : codes.shape[1]]
 
@@ -282,9 +308,15 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
     p.add_argument("--no-synth", action="store_true")
     p.add_argument("--register-every", type=int, default=1)
+    p.add_argument(
+        "--lewm",
+        type=Path,
+        metavar="CKPT",
+        help="also compare the real predictor layers of this LeWM checkpoint",
+    )
     p.add_argument(
         "--kinds",
         nargs="+",
@@ -295,13 +327,13 @@ def main() -> None:
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
-    old = json.loads(store.read_text()) if store.is_file() else []
-    rows = list(old)
 
     def save(row: dict) -> None:
-        # Saved after every row: a long run that is stopped keeps what it measured.
+        # Saved after every row (re-read first: another run may have added rows), so a
+        # long run that is stopped keeps what it measured.
+        rows = json.loads(store.read_text()) if store.is_file() else []
         key = (row["case"], row["tool"])
-        rows[:] = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
+        rows = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
         store.write_text(json.dumps(rows, indent=2) + "\n")
         write_table(rows, a.register_every)
 
@@ -310,6 +342,8 @@ def main() -> None:
             scaled = kind == "scaled"
             name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"
             run_case(name, *random_case(n, scaled, seed=n), not a.no_synth, a.register_every, save)
+    for name, codes, scales in lewm_cases(a.lewm) if a.lewm else []:
+        run_case(name, codes, scales, not a.no_synth, a.register_every, save)
 
 
 def write_table(rows: list[dict], register_every: int) -> None:
