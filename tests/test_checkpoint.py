@@ -1,9 +1,12 @@
 """Bad checkpoints give one clear error that names the file and the problem."""
 
+import contextlib
 import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
 from hwgen.checkpoint import load_mlp_checkpoint
@@ -145,3 +148,26 @@ def test_failed_rtl_leaves_no_partial_design(tmp_path):
         build_rtl(folder, out, options=RtlOptions(n_random=10, n_real=0))
     assert (out / "ck" / "ck_top.v").read_text() == good  # the old design is untouched
     assert [p.name for p in out.iterdir()] == ["ck"]  # and no temporary folder is left
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), st.integers(0, 10_000)),
+)
+def test_corrupted_safetensors_never_crash(tmp_path, edits, cut):
+    """Any corruption of the file is either still a valid checkpoint or an InputError."""
+    folder = tmp_path / "fuzz"
+    if not folder.exists():
+        write_mlp(folder, [6, 8, 4])
+        (tmp_path / "good").write_bytes((folder / "model.safetensors").read_bytes())
+    data = bytearray((tmp_path / "good").read_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data)]
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with contextlib.suppress(InputError):
+        load_mlp_checkpoint(folder)
