@@ -137,20 +137,29 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def _add_rtl_options(p: argparse.ArgumentParser) -> None:
+    from .design import RtlOptions
+
+    d = RtlOptions()  # the defaults live there; the help shows them
     g = p.add_argument_group("RTL options")
-    g.add_argument("--act-bits", type=int, default=8, help="activation width (default 8)")
+    g.add_argument(
+        "--act-bits",
+        type=int,
+        default=d.lowering.act_bits,
+        help=f"activation width (default {d.lowering.act_bits})",
+    )
     g.add_argument(
         "--scale-bits",
         type=int,
-        default=10,
-        help="significant bits of the largest block scale per layer (default 10)",
+        default=d.lowering.scale_bits,
+        help="significant bits of the largest block scale per layer "
+        f"(default {d.lowering.scale_bits})",
     )
     g.add_argument(
         "--register-every",
         type=int,
-        default=2,
+        default=d.register_every,
         metavar="K",
-        help="register every K adder levels (default 2)",
+        help=f"register every K adder levels (default {d.register_every})",
     )
     g.add_argument(
         "--no-cse",
@@ -160,14 +169,14 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--random-vectors",
         type=int,
-        default=5000,
-        help="full-range random test vectors (default 5000)",
+        default=d.n_random,
+        help=f"full-range random test vectors (default {d.n_random})",
     )
     g.add_argument(
         "--real-vectors",
         type=int,
-        default=5000,
-        help="test vectors from the model's data (default 5000)",
+        default=d.n_real,
+        help=f"test vectors from the model's data (default {d.n_real})",
     )
 
 

@@ -28,6 +28,7 @@ from models.dynamics_mlp import (
 )
 from models.push_sim import PushSimConfig, rollout
 from models.q4_qat import enable_q4_qat, finish_q4_qat
+from models.schedule import lr_at
 
 
 @dataclass
@@ -50,15 +51,6 @@ class TrainConfig:
     # quantized), because its outputs are small differences of large hidden activations.
     qat_epochs: int = 40
     qat_lr: float = 3e-3
-
-
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to zero."""
-    warmup = max(1, int(cfg.warmup_frac * total))
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def make_data(
@@ -117,8 +109,9 @@ def train(
         order = torch.randperm(len(train_x), generator=gen)
         for b in range(batches):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            lr = lr_at(step, total, cfg.lr, cfg.warmup_frac)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, cfg)
+                group["lr"] = lr
             loss = torch.mean((model(train_x[idx]) - train_y[idx]) ** 2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -129,7 +122,7 @@ def train(
         history["train_mse"].append(mse(model, train_x, train_y))
         history["val_mse"].append(mse(model, val_x, val_y))
         log(
-            f"epoch {epoch:3d}/{cfg.epochs}  lr {lr_at(step - 1, total, cfg):.2e}  "
+            f"epoch {epoch:3d}/{cfg.epochs}  lr {lr:.2e}  "
             f"train mse {history['train_mse'][-1]:.5f}  val mse {history['val_mse'][-1]:.5f}"
         )
     return history

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from models.lewm import (
     save_checkpoint,
 )
 from models.pusht_data import PushTDataConfig, action_stats, block_moved, load_or_generate
+from models.schedule import lr_at
 from models.sigreg import sigreg
 
 
@@ -78,13 +78,6 @@ class ClipSampler:
     def fixed(self, n: int, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng(seed)
         return [self.sample(rng, 64) for _ in range(max(1, n // 64))]
-
-
-def lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
-    warm = max(1, int(total * warmup_frac))
-    if step < warm:
-        return base * (step + 1) / warm
-    return 0.5 * base * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
 def make_optimizer(model: LeWM, tcfg: TrainConfig) -> torch.optim.AdamW:

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .blocks import check_block_matrix, dequantize_blocks
+from .int8 import check_weight
+
 BLOCK = 32
 CODE_MIN, CODE_MAX = -8, 7
 
@@ -30,15 +33,16 @@ class Q4Matrix:
     in_features: int
 
     def __post_init__(self) -> None:
-        out, padded = self.codes.shape
-        if padded % BLOCK or padded < self.in_features or padded - self.in_features >= BLOCK:
-            raise ValueError(f"codes width {padded} does not pad {self.in_features} to blocks")
-        if self.scales.shape != (out, padded // BLOCK):
-            raise ValueError(f"scales shape {self.scales.shape} != {(out, padded // BLOCK)}")
-        if self.codes.size and (self.codes.min() < CODE_MIN or self.codes.max() > CODE_MAX):
-            raise ValueError(f"Q4 codes outside [{CODE_MIN}, {CODE_MAX}]")
-        if not np.all(np.isfinite(self.scales)) or np.any(self.scales < 0):
-            raise ValueError("Q4 scales must be finite and non-negative")
+        check_block_matrix(
+            "Q4",
+            self.codes,
+            self.scales,
+            self.in_features,
+            BLOCK,
+            CODE_MIN,
+            CODE_MAX,
+            f"[{CODE_MIN}, {CODE_MAX}]",
+        )
 
     @property
     def out_features(self) -> int:
@@ -50,17 +54,12 @@ class Q4Matrix:
 
     def dequantize(self) -> np.ndarray:
         """float32 [out, in_features]: the weights the fake-quant model uses."""
-        per_elem = np.repeat(self.scales, BLOCK, axis=1)
-        return (self.codes.astype(np.float32) * per_elem)[:, : self.in_features]
+        return dequantize_blocks(self.codes, self.scales, self.in_features, BLOCK)
 
 
 def quantize_q4(weight: np.ndarray) -> Q4Matrix:
     """Quantize a float [out, in] matrix to Q4 blocks of 32 (symmetric, scale = max|w| / 7)."""
-    w = np.asarray(weight, dtype=np.float32)
-    if w.ndim != 2:
-        raise ValueError(f"Q4 quantization needs a 2-D weight, got shape {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("weight contains NaN or Inf")
+    w = check_weight(weight, "Q4 quantization")
     out, n_in = w.shape
     padded = -(-n_in // BLOCK) * BLOCK
     wp = np.zeros((out, padded), dtype=np.float32)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .blocks import check_block_matrix, dequantize_blocks
 from .int8 import check_weight
 
 BLOCK = 16
@@ -44,15 +45,9 @@ class TernaryMatrix:
     in_features: int
 
     def __post_init__(self) -> None:
-        out, padded = self.codes.shape
-        if padded % BLOCK or padded < self.in_features or padded - self.in_features >= BLOCK:
-            raise ValueError(f"codes width {padded} does not pad {self.in_features} to blocks")
-        if self.scales.shape != (out, padded // BLOCK):
-            raise ValueError(f"scales shape {self.scales.shape} != {(out, padded // BLOCK)}")
-        if self.codes.size and (self.codes.min() < -1 or self.codes.max() > 1):
-            raise ValueError("ternary codes outside {-1, 0, 1}")
-        if not np.all(np.isfinite(self.scales)) or np.any(self.scales < 0):
-            raise ValueError("ternary scales must be finite and non-negative")
+        check_block_matrix(
+            "ternary", self.codes, self.scales, self.in_features, BLOCK, -1, 1, "{-1, 0, 1}"
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -60,8 +55,7 @@ class TernaryMatrix:
 
     def dequantize(self) -> np.ndarray:
         """float32 [out, in_features]."""
-        per_elem = np.repeat(self.scales, BLOCK, axis=1)
-        return (self.codes.astype(np.float32) * per_elem)[:, : self.in_features]
+        return dequantize_blocks(self.codes, self.scales, self.in_features, BLOCK)
 
     def packed_codes(self) -> np.ndarray:
         """uint8 [out, n_blocks, 4]: 2-bit codes, element 4i+j in bits 2j..2j+1 of byte i."""
