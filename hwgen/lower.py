@@ -53,6 +53,25 @@ def fake_quant_forward(layers: list[FloatLayer], x: np.ndarray) -> list[np.ndarr
     return outs
 
 
+def integer_linear(
+    weight: Q4Matrix, bias: np.ndarray, in_frac: int, scale_bits: int
+) -> tuple[Q4Linear, int]:
+    """Integer block scales with `scale_bits` significant bits for the largest, and the bias
+    at the accumulator's precision; returns the layer and the accumulator's frac bits."""
+    scales = weight.scales.astype(np.float64)
+    top = scales.max(initial=0.0)
+    scale_frac = scale_bits - 1 - int(np.floor(np.log2(top))) if top > 0 else 0
+    acc_frac = in_frac + scale_frac
+    linear = Q4Linear(
+        codes=weight.codes.astype(np.int8),
+        scales=np.rint(scales * 2.0**scale_frac).astype(np.int64),
+        scale_frac_bits=scale_frac,
+        bias=np.rint(np.asarray(bias, dtype=np.float64) * 2.0**acc_frac).astype(np.int64),
+        in_features=weight.in_features,
+    )
+    return linear, acc_frac
+
+
 def lower(
     name: str,
     layers: list[FloatLayer],
@@ -71,16 +90,8 @@ def lower(
     program_layers = []
     for n, layer in enumerate(layers):
         in_fmt, out_fmt = formats[n], formats[n + 1]
-        scales = layer.weight.scales.astype(np.float64)
-        top = scales.max(initial=0.0)
-        scale_frac = options.scale_bits - 1 - int(np.floor(np.log2(top))) if top > 0 else 0
-        acc_frac = in_fmt.frac_bits + scale_frac
-        linear = Q4Linear(
-            codes=layer.weight.codes.astype(np.int8),
-            scales=np.rint(scales * 2.0**scale_frac).astype(np.int64),
-            scale_frac_bits=scale_frac,
-            bias=np.rint(np.asarray(layer.bias, dtype=np.float64) * 2.0**acc_frac).astype(np.int64),
-            in_features=layer.weight.in_features,
+        linear, acc_frac = integer_linear(
+            layer.weight, layer.bias, in_fmt.frac_bits, options.scale_bits
         )
         requant = Requant(shift=acc_frac - out_fmt.frac_bits, relu=layer.relu, out_format=out_fmt)
         program_layers.append(Layer(in_fmt, linear, requant))

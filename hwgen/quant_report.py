@@ -165,7 +165,7 @@ def compare_mlp(path: Path, variants: list[str], samples: int, seed: int) -> Rep
 # ---- LeWM checkpoints -----------------------------------------------------------------------
 
 
-def _pusht_clips(meta: dict, episodes: int, steps: int, seed: int):
+def pusht_clips(meta: dict, episodes: int, steps: int, seed: int):
     """Real PushT frames (E, T+1, ...) and z-scored model actions (E, T, A) as tensors."""
     from models.lewm import normalize_actions, preprocess_pixels
 
@@ -207,8 +207,8 @@ def compare_lewm(
     h = cfg.history
     if steps < h + horizon:
         raise InputError(f"--steps must be >= history + horizon = {h + horizon}")
-    frames, acts = _pusht_clips(meta, episodes, steps, seed)
-    cal_frames, cal_acts = _pusht_clips(meta, episodes, steps, seed + 1)
+    frames, acts = pusht_clips(meta, episodes, steps, seed)
+    cal_frames, cal_acts = pusht_clips(meta, episodes, steps, seed + 1)
     linear_names = [
         f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
     ]

@@ -1,0 +1,277 @@
+"""An assembler for the folded engine: vectors, memory allocation and composite operators.
+
+Compilers (lewm_lower.py) describe a model with the operators here - linear, layernorm,
+gelu, softmax attention - and get a FoldedProgram. Every composite operator is a short
+instruction sequence whose integer meaning is fixed by isa.py; its rounding choices are
+written next to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..arith.fixed import quantize_to_fixed
+from ..lower import integer_linear
+from ..quant.q4 import quantize_q4
+from . import tables
+from .isa import FoldedLinear, FoldedProgram, Instr, Op, Table
+
+
+@dataclass(frozen=True)
+class Vec:
+    """n words at addr, addr + stride, ...; stride 0 broadcasts one word."""
+
+    addr: int
+    n: int
+    stride: int = 1
+
+    def __getitem__(self, k: slice | int) -> Vec:
+        if isinstance(k, int):
+            return Vec(self.addr + k * self.stride, 1)
+        start, stop, step = k.indices(self.n)
+        return Vec(
+            self.addr + start * self.stride, len(range(start, stop, step)), self.stride * step
+        )
+
+    def bcast(self, n: int) -> Vec:
+        if self.n != 1:
+            raise ValueError("only a scalar broadcasts")
+        return Vec(self.addr, n, 0)
+
+
+class ProgramBuilder:
+    """Collects constants, instructions, tables and weights; `build` lays out the memory."""
+
+    def __init__(self, name: str, word_bits: int, frac_bits: int, scale_bits: int = 10):
+        self.name, self.word_bits, self.frac_bits = name, word_bits, frac_bits
+        self.scale_bits = scale_bits
+        self.const: list[int] = []
+        self.instrs: list[Instr] = []
+        self.tables: list[Table] = []
+        self.linears: list[FoldedLinear] = []
+        self.inputs: dict[str, tuple[int, int]] = {}
+        self.outputs: dict[str, tuple[int, int]] = {}
+        self._table_ids: dict[str, int] = {}
+        self._consts: dict[str, Vec] = {}
+        self._scratch: list[int] = []  # sizes of scratch allocations, in order
+        self.one = self.constant([1.0])
+
+    # ---- memory --------------------------------------------------------------------------
+
+    def constant(self, values, key: str | None = None) -> Vec:
+        """Words in the constant region (initial memory); a `key` declares them once."""
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        q = quantize_to_fixed(np.asarray(values, dtype=np.float64), self.word_bits, self.frac_bits)
+        v = Vec(len(self.const), q.size)
+        self.const.extend(int(x) for x in q.ravel())
+        if key is not None:
+            self._consts[key] = v
+        return v
+
+    def alloc(self, n: int) -> Vec:
+        """Scratch words; they go after all constants once `build` knows how many."""
+        addr = sum(self._scratch)
+        self._scratch.append(n)
+        return Vec(_SCRATCH + addr, n)
+
+    def input(self, name: str, n: int) -> Vec:
+        v = self.alloc(n)
+        self.inputs[name] = (v.addr, n)
+        return v
+
+    def output(self, name: str, v: Vec) -> None:
+        if v.stride != 1:
+            raise ValueError("outputs must be contiguous")
+        self.outputs[name] = (v.addr, v.n)
+
+    # ---- instructions --------------------------------------------------------------------
+
+    def emit(self, op: Op, dst: Vec, a: Vec, b: Vec | None = None, **kw) -> Vec:
+        b = b or Vec(0, a.n, 0)
+        self.instrs.append(
+            Instr(op, dst.addr, a.addr, b.addr, a.n, dst.stride, a.stride, b.stride, **kw)
+        )
+        return dst
+
+    def _binary(self, op: Op, a: Vec, b: Vec, out: Vec | None, note: str, shift: int = 0) -> Vec:
+        if a.n != b.n:
+            raise ValueError(f"{op.name}: operand lengths {a.n} and {b.n} differ")
+        return self.emit(op, out or self.alloc(a.n), a, b, shift=shift, note=note)
+
+    def add(self, a: Vec, b: Vec, out: Vec | None = None, note: str = "") -> Vec:
+        return self._binary(Op.ADD, a, b, out, note)
+
+    def sub(self, a: Vec, b: Vec, out: Vec | None = None, note: str = "") -> Vec:
+        return self._binary(Op.SUB, a, b, out, note)
+
+    def mul(self, a: Vec, b: Vec, out: Vec | None = None, note: str = "") -> Vec:
+        """Product in the word format: round(a * b / 2**F)."""
+        return self._binary(Op.MUL, a, b, out, note, shift=self.frac_bits)
+
+    def max(self, a: Vec, b: Vec, out: Vec | None = None, note: str = "") -> Vec:
+        return self._binary(Op.MAX, a, b, out, note)
+
+    def dot(self, a: Vec, b: Vec, shift: int, out: Vec | None = None, note: str = "") -> Vec:
+        """round(sum a_i b_i / 2**shift): shift = F gives the dot product in the word format."""
+        if a.n != b.n:
+            raise ValueError(f"DOT: operand lengths {a.n} and {b.n} differ")
+        return self.emit(Op.DOT, out or self.alloc(1), a, b, shift=shift, note=note)
+
+    def table(self, key: str, make) -> int:
+        if key not in self._table_ids:
+            self._table_ids[key] = len(self.tables)
+            self.tables.append(make())
+        return self._table_ids[key]
+
+    def lut(self, a: Vec, table_id: int, out: Vec | None = None, note: str = "") -> Vec:
+        return self.emit(Op.LUT, out or self.alloc(a.n), a, arg=table_id, note=note)
+
+    def gelu(self, a: Vec, note: str = "gelu") -> Vec:
+        t = self.table("gelu", lambda: tables.gelu_table(self.frac_bits, self.word_bits))
+        return self.lut(a, t, note=note)
+
+    def silu(self, a: Vec, note: str = "silu") -> Vec:
+        t = self.table("silu", lambda: tables.silu_table(self.frac_bits, self.word_bits))
+        return self.lut(a, t, note=note)
+
+    def linear(
+        self, x: Vec, weight: np.ndarray, bias: np.ndarray | None, name: str, out: Vec | None = None
+    ) -> Vec:
+        """Q4-quantize a float [out, in] weight (blocks of 32) and apply it to x.
+
+        Weights are keyed by `name`: applying the same layer to several tokens stores it once.
+        """
+        if x.stride != 1 or x.n != weight.shape[1]:
+            raise ValueError(f"{name}: input of {x.n} words for a {weight.shape} weight")
+        bias = np.zeros(weight.shape[0]) if bias is None else bias
+        lin, acc_frac = integer_linear(quantize_q4(weight), bias, self.frac_bits, self.scale_bits)
+        shift = acc_frac - self.frac_bits
+        key = f"lin:{name}"
+        if key not in self._table_ids:  # one weight set per name, shared by every token
+            self._table_ids[key] = len(self.linears)
+            self.linears.append(FoldedLinear(lin, shift, name))
+        out = out or self.alloc(weight.shape[0])
+        if out.n != weight.shape[0] or out.stride != 1:
+            raise ValueError(f"{name}: output vector of {out.n} words for {weight.shape}")
+        self.instrs.append(
+            Instr(Op.LIN, out.addr, x.addr, n=x.n, arg=self._table_ids[key], note=name)
+        )
+        return out
+
+    # ---- composite operators --------------------------------------------------------------
+
+    def layernorm(
+        self, x: Vec, gamma=None, beta=None, eps: float = 1e-5, note: str = "layernorm"
+    ) -> Vec:
+        """(x - mean) / sqrt(var + eps) [* gamma + beta]; mean and variance over x.n words.
+
+        mean = round(sum x / n) (n a power of two); the variance sum stays a wide integer
+        and goes straight into RSQRT (table of 1/sqrt with sqrt(n) folded in, ~0.1 % error);
+        eps is added at the sum's precision. Then one MUL per element (+ affine).
+        """
+        n, f = x.n, self.frac_bits
+        if n & (n - 1):
+            raise ValueError(f"{note}: layernorm over {n} words needs a power of two")
+        mean = self.dot(x, self.one.bcast(n), f + n.bit_length() - 1, note=f"{note}: mean")
+        d = self.sub(x, mean.bcast(n), note=f"{note}: x - mean")
+        key = f"rsqrt:{n}"
+        t_id = self.table(key, lambda: tables.rsqrt_table(math.sqrt(n), self.word_bits)[0])
+        r_bits = tables.rsqrt_table(math.sqrt(n), self.word_bits)[1]
+        r = self.alloc(1)
+        self.emit(
+            Op.RSQRT, r, d, d, arg=t_id, shift=r_bits - 2 * f,
+            imm=int(round(n * eps * 2.0 ** (2 * f))), note=f"{note}: 1/sqrt(var + eps)",
+        )  # fmt: skip
+        y = self.mul(d, r.bcast(n), note=f"{note}: normalise")
+        if gamma is not None:
+            self.mul(y, self.constant(gamma, f"{note}.gamma"), out=y, note=f"{note}: gamma")
+        if beta is not None:
+            self.add(y, self.constant(beta, f"{note}.beta"), out=y, note=f"{note}: beta")
+        return y
+
+    def causal_attention(
+        self, q: list[Vec], k: list[Vec], v: Vec, heads: int, note: str = "attn"
+    ) -> list[Vec]:
+        """softmax(q k^T / sqrt(dh)) v per head, token t attending to tokens 0..t.
+
+        q, k: one inner-width vector per token; v: the tokens' value vectors back to back
+        (token u at v.addr + u * v.stride), so each output element is one DOT over tokens.
+        Scores and the output are rounded once (DOT); exp and 1/sum come from tables.
+        """
+        f, inner = self.frac_bits, q[0].n
+        dh = inner // heads
+        root = math.isqrt(dh)
+        if root * root != dh or root & (root - 1):
+            raise ValueError(f"{note}: head width {dh} is not a power of 4")
+        exp_id = self.table("exp", lambda: tables.exp_table(f, self.word_bits))
+        rec_id = self.table(
+            f"recip:{len(q)}", lambda: tables.recip_table(f, self.word_bits, float(len(q)))
+        )
+        outs = []
+        for t in range(len(q)):
+            o = self.alloc(inner)
+            for h in range(heads):
+                hs = slice(h * dh, (h + 1) * dh)
+                s = self.alloc(t + 1)
+                for u in range(t + 1):
+                    self.dot(q[t][hs], k[u][hs], f + root.bit_length() - 1, out=s[u],
+                             note=f"{note}: score h{h} q{t} k{u}")  # fmt: skip
+                m = s[0]
+                if t:
+                    m = self.max(s[0], s[1], note=f"{note}: max h{h} q{t}")
+                    for u in range(2, t + 1):
+                        self.max(m, s[u], out=m, note=f"{note}: max h{h} q{t}")
+                e = self.lut(self.sub(s, m.bcast(t + 1)), exp_id, note=f"{note}: exp h{h} q{t}")
+                total = self.dot(e, self.one.bcast(t + 1), f, note=f"{note}: sum h{h} q{t}")
+                p = self.mul(e, self.lut(total, rec_id).bcast(t + 1), note=f"{note}: p h{h} q{t}")
+                for j in range(dh):
+                    col = Vec(v.addr + h * dh + j, t + 1, v.stride)
+                    self.dot(p, col, f, out=o[h * dh + j], note=f"{note}: out h{h} q{t}")
+            outs.append(o)
+        return outs
+
+    def build(self) -> FoldedProgram:
+        """Place scratch after the constants and return the validated program."""
+        base = len(self.const)
+        depth = base + sum(self._scratch)
+
+        def fix(addr: int) -> int:
+            return addr - _SCRATCH + base if addr >= _SCRATCH else addr
+
+        instrs = [
+            Instr(
+                i.op,
+                fix(i.dst),
+                fix(i.a),
+                fix(i.b),
+                i.n,
+                i.sd,
+                i.sa,
+                i.sb,
+                i.shift,
+                i.arg,
+                i.imm,
+                i.note,
+            )  # fmt: skip
+            for i in self.instrs
+        ]
+        return FoldedProgram(
+            self.name,
+            self.word_bits,
+            self.frac_bits,
+            depth,
+            instrs,
+            self.tables,
+            self.linears,
+            np.array(self.const, dtype=np.int64),
+            {k: (fix(a), n) for k, (a, n) in self.inputs.items()},
+            {k: (fix(a), n) for k, (a, n) in self.outputs.items()},
+            {"scale_bits": self.scale_bits},
+        )
+
+
+_SCRATCH = 1 << 40  # scratch addresses are relative until `build` knows the constant size

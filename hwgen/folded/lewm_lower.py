@@ -1,0 +1,236 @@
+"""Compile the LeWM predictor (action encoder, adaLN blocks, final norm, pred_proj) for the
+folded engine.
+
+Input: `history` latents and as many z-scored actions; output: the next latent, i.e. the
+predictor's output at the last position followed by pred_proj (the world model's step).
+Float-level rewrites before quantization, each exact in float:
+- the action encoder's Conv1d(k=1) folds into the Linear after it (no nonlinearity between);
+- pred_proj's BatchNorm (eval statistics) folds into the Linear before it;
+- adaLN's `1 + scale` is folded into the modulation bias, so modulate is one MUL and one ADD.
+Every Linear is then Q4 with integer block scales (builder.linear); everything else runs in
+the one word format whose fractional bits `choose_frac_bits` picks on calibration data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .builder import ProgramBuilder, Vec
+from .isa import FoldedProgram, Op
+from .machine import execute, outputs
+
+WORD_BITS = 18  # the width of a block RAM word and of a DSP48's B port
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class PredictorWeights:
+    """The float weights the compiler quantizes, after the exact float rewrites."""
+
+    tensors: dict[str, np.ndarray]
+    history: int
+    hidden: int
+    latent: int
+    heads: int
+    layers: int
+
+
+def predictor_weights(model) -> PredictorWeights:
+    """Extract and fold the predictor's weights from a models.lewm.LeWM in eval mode."""
+    cfg = model.config
+    if cfg.has_input_proj or cfg.has_cond_proj:
+        raise ValueError("predictors with input/cond projections are not supported yet")
+    sd = {k: _np(v) for k, v in model.state_dict().items()}
+    t: dict[str, np.ndarray] = {}
+    # action encoder: Linear2(Linear1(conv(a))) with conv = W0 a + b0 -> one Linear
+    w0 = sd["action_encoder.patch_embed.weight"][:, :, 0]
+    b0 = sd["action_encoder.patch_embed.bias"]
+    w1, b1 = sd["action_encoder.embed.0.weight"], sd["action_encoder.embed.0.bias"]
+    t["act.0.w"], t["act.0.b"] = w1 @ w0, w1 @ b0 + b1
+    t["act.2.w"], t["act.2.b"] = (
+        sd["action_encoder.embed.2.weight"],
+        sd["action_encoder.embed.2.bias"],
+    )
+    t["pos"] = sd["predictor.pos_embedding"][0]
+    h = cfg.predictor_hidden
+    for n in range(cfg.predictor_layers):
+        p = f"predictor.transformer.layers.{n}."
+        w, b = sd[p + "adaLN_modulation.1.weight"], sd[p + "adaLN_modulation.1.bias"].copy()
+        b[h : 2 * h] += 1.0  # scale_a -> 1 + scale_a
+        b[4 * h : 5 * h] += 1.0  # scale_m -> 1 + scale_m
+        t[f"b{n}.ada.w"], t[f"b{n}.ada.b"] = w, b
+        for src, dst in (
+            ("attn.norm.weight", "attn.ln.g"), ("attn.norm.bias", "attn.ln.b"),
+            ("attn.to_qkv.weight", "qkv.w"), ("attn.to_out.0.weight", "out.w"),
+            ("attn.to_out.0.bias", "out.b"), ("mlp.net.0.weight", "mlp.ln.g"),
+            ("mlp.net.0.bias", "mlp.ln.b"), ("mlp.net.1.weight", "fc1.w"),
+            ("mlp.net.1.bias", "fc1.b"), ("mlp.net.4.weight", "fc2.w"),
+            ("mlp.net.4.bias", "fc2.b"),
+        ):  # fmt: skip
+            t[f"b{n}.{dst}"] = sd[p + src]
+    t["norm.g"] = sd["predictor.transformer.norm.weight"]
+    t["norm.b"] = sd["predictor.transformer.norm.bias"]
+    # pred_proj: Linear -> BatchNorm (eval) -> GELU -> Linear; fold the BatchNorm
+    bn = model.pred_proj.net[1]
+    s = sd["pred_proj.net.1.weight"] / np.sqrt(sd["pred_proj.net.1.running_var"] + bn.eps)
+    t["proj.0.w"] = sd["pred_proj.net.0.weight"] * s[:, None]
+    t["proj.0.b"] = (sd["pred_proj.net.0.bias"] - sd["pred_proj.net.1.running_mean"]) * s + sd[
+        "pred_proj.net.1.bias"
+    ]
+    t["proj.3.w"], t["proj.3.b"] = sd["pred_proj.net.3.weight"], sd["pred_proj.net.3.bias"]
+    return PredictorWeights(
+        t, cfg.history, h, cfg.latent_dim, cfg.predictor_heads, cfg.predictor_layers
+    )
+
+
+def compile_predictor(
+    pw: PredictorWeights, frac_bits: int, word_bits: int = WORD_BITS, scale_bits: int = 10
+) -> FoldedProgram:
+    """The whole predictor step as one straight-line folded program."""
+    b = ProgramBuilder("lewm_predictor", word_bits, frac_bits, scale_bits)
+    t, hd, T = pw.tensors, pw.hidden, pw.history
+    n_act = t["act.0.w"].shape[1]
+    z = b.input("z", T * pw.latent)
+    a = b.input("actions", T * n_act)
+    pos = b.constant(t["pos"][:T].ravel(), "pos")
+    x = [b.add(z[i * hd : (i + 1) * hd], pos[i * hd : (i + 1) * hd], note=f"x{i} = z + pos")
+         for i in range(T)]  # fmt: skip
+    # action encoder, then SiLU(c) once: every block's adaLN starts with it
+    sc = []
+    for i in range(T):
+        u = b.silu(b.linear(a[i * n_act : (i + 1) * n_act], t["act.0.w"], t["act.0.b"], "act.0"))
+        c = b.linear(u, t["act.2.w"], t["act.2.b"], "act.2")
+        sc.append(b.silu(c, note=f"silu(c{i})"))
+    for n in range(pw.layers):
+        x = _block(b, t, n, x, sc, pw.heads)
+    y = b.layernorm(x[-1], t["norm.g"], t["norm.b"], note="final norm")
+    y = b.gelu(b.linear(y, t["proj.0.w"], t["proj.0.b"], "proj.0"), note="proj gelu")
+    b.output("z_next", b.linear(y, t["proj.3.w"], t["proj.3.b"], "proj.3"))
+    return b.build()
+
+
+def _block(b: ProgramBuilder, t: dict, n: int, x: list[Vec], sc: list[Vec], heads: int):
+    """x + gate_a * attn(modulate(LN(x))), then the same with the MLP (adaLN-zero)."""
+    p, hd, T = f"b{n}.", x[0].n, len(x)
+    mods = [b.linear(s, t[p + "ada.w"], t[p + "ada.b"], p + "ada") for s in sc]
+    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (
+        [m[k * hd : (k + 1) * hd] for m in mods] for k in range(6)
+    )
+    inner = t[p + "qkv.w"].shape[0] // 3
+    qkv = b.alloc(T * 3 * inner)
+    for i in range(T):
+        h = b.layernorm(x[i], eps=1e-6, note=f"{p}norm1")
+        h = b.add(b.mul(h, scale_a[i]), shift_a[i], note=f"{p}modulate attn")
+        h = b.layernorm(h, t[p + "attn.ln.g"], t[p + "attn.ln.b"], note=f"{p}attn.norm")
+        b.linear(h, t[p + "qkv.w"], None, p + "qkv", out=qkv[i * 3 * inner : (i + 1) * 3 * inner])
+    q = [qkv[i * 3 * inner : i * 3 * inner + inner] for i in range(T)]
+    k = [qkv[i * 3 * inner + inner : i * 3 * inner + 2 * inner] for i in range(T)]
+    v = Vec(qkv.addr + 2 * inner, T, 3 * inner)
+    att = b.causal_attention(q, k, v, heads, note=f"{p}attn")
+    out = []
+    for i in range(T):
+        o = b.linear(att[i], t[p + "out.w"], t[p + "out.b"], p + "out")
+        xi = b.add(x[i], b.mul(gate_a[i], o), note=f"{p}residual attn")
+        h = b.layernorm(xi, eps=1e-6, note=f"{p}norm2")
+        h = b.add(b.mul(h, scale_m[i]), shift_m[i], note=f"{p}modulate mlp")
+        h = b.layernorm(h, t[p + "mlp.ln.g"], t[p + "mlp.ln.b"], note=f"{p}mlp.norm")
+        h = b.gelu(b.linear(h, t[p + "fc1.w"], t[p + "fc1.b"], p + "fc1"), note=f"{p}gelu")
+        m = b.linear(h, t[p + "fc2.w"], t[p + "fc2.b"], p + "fc2")
+        out.append(b.add(xi, b.mul(gate_m[i], m), note=f"{p}residual mlp"))
+    return out
+
+
+# ---- inputs, calibration --------------------------------------------------------------------
+
+
+def quantize_inputs(prog: FoldedProgram, z: np.ndarray, actions: np.ndarray) -> dict:
+    """Float latents (N, T, D) and z-scored actions (N, T, A) -> the program's input words."""
+    from ..arith.fixed import quantize_to_fixed
+
+    n = len(z)
+    return {
+        "z": quantize_to_fixed(np.asarray(z).reshape(n, -1), prog.word_bits, prog.frac_bits),
+        "actions": quantize_to_fixed(
+            np.asarray(actions).reshape(n, -1), prog.word_bits, prog.frac_bits
+        ),
+    }
+
+
+def run_golden(prog: FoldedProgram, z: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Next latents (N, D) in float, as the integer engine computes them."""
+    out = outputs(prog, execute(prog, quantize_inputs(prog, z, actions)))["z_next"]
+    return out / 2.0**prog.frac_bits
+
+
+def saturations(prog: FoldedProgram, z: np.ndarray, actions: np.ndarray) -> dict[str, int]:
+    """Saturation events per instruction kind/note on these inputs (RSQRT excluded: 1/sqrt
+    of a near-zero variance saturates by design)."""
+    run = execute(prog, quantize_inputs(prog, z, actions))
+    out: dict[str, int] = {}
+    for k, count in run.saturated.items():
+        ins = prog.instrs[k]
+        if ins.op is not Op.RSQRT:
+            out[ins.note or ins.op.name] = out.get(ins.note or ins.op.name, 0) + count
+    return out
+
+
+def choose_frac_bits(
+    pw: PredictorWeights,
+    z: np.ndarray,
+    actions: np.ndarray,
+    word_bits: int = WORD_BITS,
+    headroom_bits: int = 1,
+) -> tuple[int, dict[int, dict[str, int]]]:
+    """The most fractional bits with no saturation on the calibration inputs, less
+    `headroom_bits` (each doubles the range left for inputs calibration did not see).
+
+    Returns the choice and, per format tried, the saturation counts that ruled it out."""
+    tried: dict[int, dict[str, int]] = {}
+    for f in range(word_bits - 4, 3, -1):
+        sat = saturations(compile_predictor(pw, f, word_bits), z, actions)
+        tried[f] = sat
+        if not sat:
+            return max(1, f - headroom_bits), tried
+    raise ValueError(f"no format of {word_bits}-bit words holds the calibration activations")
+
+
+@dataclass
+class Windows:
+    """Predictor inputs from real PushT episodes: N windows of `history` frames."""
+
+    z: np.ndarray  # (N, T, D) float latents of the observed frames
+    actions: np.ndarray  # (N, T, A) z-scored actions
+    z_next: np.ndarray  # (N, D) latent of the frame after the window
+    episodes: np.ndarray  # (N,) episode index of each window
+
+
+@torch.no_grad()
+def pusht_windows(model, meta: dict, episodes: int, steps: int, seed: int) -> Windows:
+    """Play PushT episodes (models/pusht_data.py), encode every frame with the float model,
+    and cut every window of history + 1 frames."""
+    from ..quant_report import pusht_clips
+
+    frames, acts = pusht_clips(meta, episodes, steps, seed)
+    h = model.config.history
+    z = torch.cat([model.encode(frames[i : i + 1]) for i in range(len(frames))])
+    starts = range(steps + 1 - h)
+    return Windows(
+        z=torch.cat([z[:, s : s + h] for s in starts]).numpy(),
+        actions=torch.cat([acts[:, s : s + h] for s in starts]).numpy(),
+        z_next=torch.cat([z[:, s + h] for s in starts]).numpy(),
+        episodes=np.tile(np.arange(episodes), len(starts)),
+    )
+
+
+@torch.no_grad()
+def float_predict(model, z: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The float PyTorch model's next latents (N, D) for the same windows."""
+    zt = torch.as_tensor(z, dtype=torch.float32)
+    at = torch.as_tensor(actions, dtype=torch.float32)
+    return model.predict(zt, model.encode_actions(at))[:, -1].numpy()
