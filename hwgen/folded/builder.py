@@ -194,13 +194,20 @@ class ProgramBuilder:
         return y
 
     def causal_attention(
-        self, q: list[Vec], k: list[Vec], v: Vec, heads: int, note: str = "attn"
+        self,
+        q: list[Vec],
+        k: list[Vec],
+        v: Vec,
+        heads: int,
+        note: str = "attn",
+        out: Vec | None = None,
     ) -> list[Vec]:
         """softmax(q k^T / sqrt(dh)) v per head, token t attending to tokens 0..t.
 
         q, k: one inner-width vector per token; v: the tokens' value vectors back to back
         (token u at v.addr + u * v.stride), so each output element is one DOT over tokens.
         Scores and the output are rounded once (DOT); exp and 1/sum come from tables.
+        With `out`, the tokens' outputs are written back to back there.
         """
         f, inner = self.frac_bits, q[0].n
         dh = inner // heads
@@ -213,7 +220,7 @@ class ProgramBuilder:
         )
         outs = []
         for t in range(len(q)):
-            o = self.alloc(inner)
+            o = out[t * inner : (t + 1) * inner] if out else self.alloc(inner)
             for h in range(heads):
                 hs = slice(h * dh, (h + 1) * dh)
                 s = self.alloc(t + 1)
