@@ -56,13 +56,25 @@ def _resolve(path: Path) -> tuple[Path, Path]:
     return weights, config
 
 
-def _read_config(path: Path) -> dict:
+def _read_json(path: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not valid JSON: {e}") from e
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a JSON object at the top level")
+    return config
+
+
+def checkpoint_architecture(path: Path) -> str | None:
+    """The checkpoint's config.json "architecture" ("mlp", "lewm", ...), checked to exist."""
+    _, config = _resolve(path)
+    arch = _read_json(config).get("architecture")
+    return arch if isinstance(arch, str) else None
+
+
+def _read_config(path: Path) -> dict:
+    config = _read_json(path)
     arch = config.get("architecture")
     if arch != "mlp":
         raise InputError(f"{path}: architecture {arch!r} is not supported (supported: 'mlp')")

@@ -42,11 +42,24 @@ def _rtl_options(a: argparse.Namespace):
     )
 
 
+def _is_lewm(checkpoint: Path) -> bool:
+    from .checkpoint import checkpoint_architecture
+
+    return checkpoint_architecture(checkpoint) == "lewm"
+
+
 def cmd_rtl(a: argparse.Namespace) -> int:
-    from .design import build_rtl
+    from .design import build_rtl, design_name
     from .flow import format_rtl
 
-    print(format_rtl(build_rtl(Path(a.checkpoint), a.out, a.design, _rtl_options(a))))
+    ckpt = Path(a.checkpoint)
+    if _is_lewm(ckpt):
+        from .folded.design import FoldedOptions, build_folded_rtl, format_folded
+
+        opts = FoldedOptions(lanes=a.lanes, test_episodes=a.test_episodes)
+        print(format_folded(build_folded_rtl(ckpt, a.out, a.design or design_name(ckpt), opts)))
+        return 0
+    print(format_rtl(build_rtl(ckpt, a.out, a.design, _rtl_options(a))))
     return 0
 
 
@@ -180,6 +193,22 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_folded_options(p: argparse.ArgumentParser) -> None:
+    from .folded.design import FoldedOptions
+
+    d = FoldedOptions()
+    g = p.add_argument_group("folded engine options (LeWM checkpoints)")
+    g.add_argument(
+        "--lanes", type=int, default=d.lanes, help=f"MAC lanes of the engine (default {d.lanes})"
+    )
+    g.add_argument(
+        "--test-episodes",
+        type=int,
+        default=d.test_episodes,
+        help=f"PushT episodes for the test vectors (default {d.test_episodes})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwgen", description=__doc__)
     p.add_argument(
@@ -194,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("checkpoint", help="checkpoint folder (model.safetensors + config.json)")
     r.add_argument("--design", help="design name (default: the checkpoint folder's name)")
     _add_rtl_options(r)
+    _add_folded_options(r)
     r.set_defaults(func=cmd_rtl)
 
     s = sub.add_parser("sim", help="cocotb simulation, bit-exact against the golden model")

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import re
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -25,6 +23,7 @@ from .errors import InputError
 from .ir import Program
 from .lower import FloatLayer, LoweringOptions, lower
 from .model_data import real_inputs
+from .outdir import atomic_output_dir
 from .progress import step
 from .quant.q4 import quantize_q4
 from .rtl.pipeline import HardwiredPipeline
@@ -197,33 +196,22 @@ def build_rtl(
         text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()
         verilog_seconds = time.monotonic() - t0
     adders = sum(layer.adders for layer in pipeline.layers)
-    out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
-    try:
-        with step("write golden vectors and manifest", heartbeat_s=30):
-            (tmp / f"{top}.v").write_text(text)
-            program.save(tmp / "program.npz")
-            real = (
-                real_inputs(ckpt.config, options.n_real, options.seed + 1)
-                if options.n_real > 0
-                else None
-            )
-            inputs, kinds = make_vectors(program, options.n_random, real, options.seed + 2)
-            write_vectors(tmp / "vectors.npz", program, inputs, kinds)
-            doc = manifest(program, pipeline, ckpt, top, options, calib_kind)
-            doc["compile_seconds"] = round(time.monotonic() - start, 3)
-            doc["command"] = " ".join(sys.argv)
-            (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
-        final = out_root / name
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.chmod(0o755)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_output_dir(out_root, name) as tmp, step("write golden vectors and manifest"):
+        (tmp / f"{top}.v").write_text(text)
+        program.save(tmp / "program.npz")
+        real = (
+            real_inputs(ckpt.config, options.n_real, options.seed + 1)
+            if options.n_real > 0
+            else None
+        )
+        inputs, kinds = make_vectors(program, options.n_random, real, options.seed + 2)
+        write_vectors(tmp / "vectors.npz", program, inputs, kinds)
+        doc = manifest(program, pipeline, ckpt, top, options, calib_kind)
+        doc["compile_seconds"] = round(time.monotonic() - start, 3)
+        doc["command"] = " ".join(sys.argv)
+        (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
     return RtlResult(
-        final,
+        out_root / name,
         top,
         pipeline.latency,
         adders,

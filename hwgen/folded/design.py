@@ -1,0 +1,259 @@
+"""`hwgen rtl` for a LeWM checkpoint: the predictor on the folded engine.
+
+Writes rtl_out/<design>/: the engine's Verilog, the program (program.npz and a readable
+program.lst), golden vectors from real PushT windows (vectors.npz), manifest.json and
+accuracy.md (hardware vs float: one-step cosine and MSE, and the rollout error when the
+hardware's prediction is fed back).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..outdir import atomic_output_dir
+from ..progress import step
+from .lewm_lower import (
+    Windows,
+    choose_frac_bits,
+    compile_predictor,
+    float_predict,
+    predictor_weights,
+    pusht_windows,
+    quantize_inputs,
+    run_golden,
+)
+from .machine import execute, outputs
+from .program_io import listing, save_program
+
+
+@dataclass(frozen=True)
+class FoldedOptions:
+    """Choices of the folded build; the defaults give thousands of real test windows."""
+
+    lanes: int = 8
+    calib_episodes: int = 16
+    test_episodes: int = 60
+    steps: int = 40
+    rollout_horizon: int = 10
+    headroom_bits: int = 1
+    scale_bits: int = 10
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lanes < 1:
+            raise InputError(f"--lanes must be >= 1, got {self.lanes}")
+        if min(self.calib_episodes, self.test_episodes) < 1:
+            raise InputError("calibration and test episodes must be >= 1")
+
+
+@dataclass
+class Accuracy:
+    """Hardware (golden == RTL) against the float model, on held-out PushT windows."""
+
+    windows: int
+    cos_mean: float
+    cos_min: float
+    mse_vs_float: float
+    mse_float_vs_true: float
+    mse_hw_vs_true: float
+    latent_var: float
+    rollout_float: list[float] = field(default_factory=list)  # per step, MSE vs true / var
+    rollout_hw: list[float] = field(default_factory=list)
+    rollout_hw_vs_float: list[float] = field(default_factory=list)
+    rollout_windows: int = 0
+
+
+@dataclass
+class FoldedResult:
+    design_dir: Path
+    word_bits: int
+    frac_bits: int
+    instructions: int
+    weights: int
+    lanes: int
+    cycles: int | None
+    accuracy: Accuracy
+    seconds: float
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)
+
+
+def rollout_hw(prog, z_hist: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """model.rollout with the engine in the loop: each prediction (rounded to the word, as
+    the hardware outputs it) becomes the newest latent of the next window."""
+    h = z_hist.shape[1]
+    zs, out = list(np.moveaxis(z_hist, 1, 0)), []
+    for k in range(actions.shape[1] - (h - 1)):
+        z_next = run_golden(prog, np.stack(zs[k : k + h], 1), actions[:, k : k + h])
+        zs.append(z_next)
+        out.append(z_next)
+    return np.stack(out, 1)
+
+
+@torch.no_grad()
+def measure_accuracy(model, prog, test: Windows, roll_z, roll_a, roll_true) -> Accuracy:
+    ref = float_predict(model, test.z, test.actions)
+    hw = run_golden(prog, test.z, test.actions)
+    cos = _cos(hw, ref)
+    var = float(test.z_next.var(0).mean())
+    acc = Accuracy(
+        windows=len(ref),
+        cos_mean=float(cos.mean()),
+        cos_min=float(cos.min()),
+        mse_vs_float=float(((hw - ref) ** 2).mean()),
+        mse_float_vs_true=float(((ref - test.z_next) ** 2).mean()),
+        mse_hw_vs_true=float(((hw - test.z_next) ** 2).mean()),
+        latent_var=var,
+    )
+    if roll_z is not None:
+        fl = model.rollout(torch.as_tensor(roll_z), torch.as_tensor(roll_a)).numpy()
+        hr = rollout_hw(prog, roll_z, roll_a)
+        acc.rollout_float = [float(v) / var for v in ((fl - roll_true) ** 2).mean((0, 2))]
+        acc.rollout_hw = [float(v) / var for v in ((hr - roll_true) ** 2).mean((0, 2))]
+        acc.rollout_hw_vs_float = [float(v) / var for v in ((hr - fl) ** 2).mean((0, 2))]
+        acc.rollout_windows = len(roll_z)
+    return acc
+
+
+def _rollout_windows(model, meta, episodes: int, steps: int, seed: int, horizon: int):
+    """Start windows for rollouts: h observed latents, h-1+K actions, K true future latents."""
+    from ..quant_report import pusht_clips
+
+    frames, acts = pusht_clips(meta, episodes, steps, seed)
+    h = model.config.history
+    with torch.no_grad():
+        z = torch.cat([model.encode(frames[i : i + 1]) for i in range(len(frames))]).numpy()
+    starts = range(0, steps + 1 - (h + horizon) + 1, horizon)
+    zw = np.concatenate([z[:, s : s + h] for s in starts])
+    aw = np.concatenate([acts[:, s : s + h - 1 + horizon].numpy() for s in starts])
+    true = np.concatenate([z[:, s + h : s + h + horizon] for s in starts])
+    return zw, aw, true
+
+
+def format_accuracy(a: Accuracy) -> str:
+    lines = [
+        f"one step, {a.windows} held-out PushT windows:",
+        f"  cosine(hardware, float)   mean {a.cos_mean:.5f}  min {a.cos_min:.5f}",
+        f"  MSE(hardware, float)      {a.mse_vs_float:.5f}  ({a.mse_vs_float / a.latent_var:.2%} "
+        "of the latent variance)",
+        f"  MSE vs true next latent   float {a.mse_float_vs_true:.5f}  hardware "
+        f"{a.mse_hw_vs_true:.5f}",
+    ]
+    if a.rollout_hw:
+        lines.append(
+            f"rollout, {a.rollout_windows} starts, prediction fed back (MSE / latent variance):"
+        )
+        lines.append("  step " + " ".join(f"{k + 1:>6d}" for k in range(len(a.rollout_hw))))
+        for name, vals in (
+            ("float", a.rollout_float),
+            ("hw", a.rollout_hw),
+            ("hw-fl", a.rollout_hw_vs_float),
+        ):
+            lines.append(f"  {name:<5}" + " ".join(f"{v:6.3f}" for v in vals))
+    return "\n".join(lines)
+
+
+def build_folded_rtl(
+    checkpoint: Path, out_root: Path, name: str, options: FoldedOptions = FoldedOptions()
+) -> FoldedResult:
+    from models.lewm import load_checkpoint
+
+    start = time.monotonic()
+    torch.set_num_threads(1)
+    with step(f"load {checkpoint}"):
+        try:
+            model, meta = load_checkpoint(checkpoint)
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise InputError(f"{checkpoint}: cannot load the LeWM checkpoint ({e})") from e
+        pw = predictor_weights(model)
+    o = options
+    with step(f"play and encode PushT: {o.calib_episodes} + {o.test_episodes} episodes"):
+        calib = pusht_windows(model, meta, o.calib_episodes, o.steps, o.seed)
+        test = pusht_windows(model, meta, o.test_episodes, o.steps, o.seed + 1)
+        roll = _rollout_windows(
+            model, meta, o.test_episodes // 2, o.steps, o.seed + 2, o.rollout_horizon
+        )
+    with step("choose the fixed-point format and compile the predictor"):
+        frac, tried = choose_frac_bits(pw, calib.z, calib.actions, headroom_bits=o.headroom_bits)
+        prog = compile_predictor(pw, frac, scale_bits=o.scale_bits)
+    with step(f"golden model on {len(test.z)} windows and {len(roll[0])} rollouts"):
+        accuracy = measure_accuracy(model, prog, test, *roll)
+        inputs = quantize_inputs(prog, test.z, test.actions)
+        expected = outputs(prog, execute(prog, inputs))
+    cycles = None
+    with step(f"generate the engine's Verilog ({o.lanes} lanes)"):
+        from .engine import engine_cycles, engine_verilog
+
+        text = engine_verilog(prog, o.lanes, "folded_engine")
+        cycles = engine_cycles(prog, o.lanes)
+    weights = sum(fl.linear.out_features * fl.linear.in_features for fl in prog.linears)
+    with atomic_output_dir(out_root, name) as tmp:
+        (tmp / "folded_engine.v").write_text(text)
+        save_program(prog, tmp / "program.npz")
+        (tmp / "program.lst").write_text(listing(prog))
+        np.savez(
+            tmp / "vectors.npz",
+            **{f"in_{k}": v for k, v in inputs.items()},
+            **{f"out_{k}": v for k, v in expected.items()},
+            episode=test.episodes,
+        )
+        doc = {
+            "design": name,
+            "kind": "folded",
+            "top": "folded_engine",
+            "verilog": ["folded_engine.v"],
+            "lanes": o.lanes,
+            "cycles_per_prediction": cycles,
+            "word_bits": prog.word_bits,
+            "frac_bits": prog.frac_bits,
+            "format_search": {str(k): v for k, v in tried.items()},
+            "instructions": len(prog.instrs),
+            "memory_words": prog.depth,
+            "weights": weights,
+            "inputs": prog.inputs,
+            "outputs": prog.outputs,
+            "normalization": meta.get("normalization"),
+            "checkpoint": str(checkpoint),
+            "accuracy": accuracy.__dict__,
+            "command": " ".join(sys.argv),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (tmp / "accuracy.md").write_text(
+            f"# {name}: LeWM predictor on the folded engine\n\n```\n"
+            + format_accuracy(accuracy)
+            + "\n```\n"
+        )
+    return FoldedResult(
+        out_root / name,
+        prog.word_bits,
+        frac,
+        len(prog.instrs),
+        weights,
+        o.lanes,
+        cycles,
+        accuracy,
+        time.monotonic() - start,
+    )
+
+
+def format_folded(r: FoldedResult) -> str:
+    f, w = r.frac_bits, r.word_bits
+    head = [
+        f"design      {r.design_dir}",
+        f"predictor   {r.weights:,} Q4 weights, {r.instructions} instructions, words Q{w - f}.{f}",
+        f"engine      {r.lanes} MAC lanes, {r.cycles:,} cycles per prediction "
+        f"({100e6 / r.cycles:,.0f} predictions/s at 100 MHz)"
+        if r.cycles
+        else f"engine      {r.lanes} MAC lanes",
+    ]
+    return "\n".join(head) + "\n" + format_accuracy(r.accuracy) + f"\n({r.seconds:.0f} s)"
