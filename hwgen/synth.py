@@ -95,8 +95,14 @@ def synthesize(
     board: str,
     out_dir: Path,
     yosys: str | None = None,
+    hardwired: bool = True,
+    margin: float = 1.0,
 ) -> SynthReport:
     """Synthesize `top` with `synth_xilinx`, write the report files and return the report.
+
+    `hardwired` designs may use no DSP or block RAM (their weights are logic); the folded
+    engine (hardwired=False) keeps weights in block RAM and multiplies scales in DSPs.
+    A design fits when every resource is within `margin` of the device.
 
     Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
     ltp.txt, synth_report.txt and synth_report.json.
@@ -123,7 +129,7 @@ def synthesize(
     cells = _total_cells(json.loads((out_dir / STAT_NAME).read_text()), top)
     counts = resource_counts(cells)
     percent = device_percent(counts, spec)
-    fits, reason = verdict(counts, percent, spec)
+    fits, reason = verdict(counts, percent, spec, hardwired, margin)
     report = SynthReport(
         board=spec.name,
         part=spec.part,
@@ -227,23 +233,32 @@ def device_percent(counts: dict[str, int], board: Board) -> dict[str, float]:
     return {r: round(100.0 * used[r] / _available(r, board), 2) for r in RESOURCES}
 
 
-def verdict(counts: dict[str, int], percent: dict[str, float], board: Board) -> tuple[bool, str]:
-    """Decide fit: every resource within the device, and no DSP or BRAM holding weights."""
+def verdict(
+    counts: dict[str, int],
+    percent: dict[str, float],
+    board: Board,
+    hardwired: bool = True,
+    margin: float = 1.0,
+) -> tuple[bool, str]:
+    """Decide fit: every resource within `margin` of the device, and for hardwired designs
+    no DSP or BRAM holding weights."""
     problems = []
     for r in RESOURCES:
-        if _used(r, counts) > _available(r, board):
+        budget = margin * _available(r, board)
+        if _used(r, counts) > budget:
+            limit = "" if margin == 1.0 else f" with a {1 - margin:.0%} margin"
             problems.append(
                 f"{r} {percent[r]:.1f}% of {board.device} "
                 f"({_fmt(_used(r, counts))} of {_available(r, board):,}, "
-                f"{_fmt(_used(r, counts) - _available(r, board))} over)"
+                f"{_fmt(_used(r, counts) - budget)} over{limit})"
             )
-    if counts["DSP48E1"]:
+    if hardwired and counts["DSP48E1"]:
         problems.append(
             f"uses {counts['DSP48E1']} DSP48E1 (hardwired weights must be shift-and-add, "
             "not multipliers: look for a '*' in the Verilog)"
         )
     brams = counts["RAMB36E1"] + counts["RAMB18E1"]
-    if brams:
+    if hardwired and brams:
         problems.append(
             f"uses {counts['RAMB36E1']} RAMB36E1 + {counts['RAMB18E1']} RAMB18E1 "
             "(hardwired weights must not be stored in block RAM)"
