@@ -275,6 +275,7 @@ def train(
     resume: bool = False,
     plot: Path | None = None,
     progress: bool = True,
+    state_dir: Path | None = None,
 ) -> tuple[LeWorld, dict]:
     t_start = time.time()
     torch.manual_seed(tcfg.seed)
@@ -288,7 +289,7 @@ def train(
         return make_optimizer(model, tcfg, info_only=phases[i].paired)
 
     weights = {**LOSS_WEIGHTS, "diversity": tcfg.diversity_weight}
-    state_dir = Path("build") / f"leworld_{cfg.name}_train_state"
+    state_dir = state_dir or Path("build") / f"leworld_{cfg.name}_train_state"
     phase_i, step, gstep, log = 0, 0, 0, []
     opt = make_opt(0)
     if resume and (state_dir / "state.json").exists():
@@ -337,7 +338,7 @@ def train(
                 if progress:
                     el = time.time() - t0
                     print(
-                        f"[{ph.name} {step}/{iters} {el:.0f}s] train mse {float(res['mse']):.4f}"
+                        f"[{ph.name} {step}/{iters} {el:.0f}s] train mse {res['mse'].item():.4f}"
                         f" val mse {v['mse']:.4f} (memory off {v0['mse']:.4f}) first/last step "
                         f"{v['per_step'][0]:.3f}/{v['per_step'][-1]:.3f} usage "
                         f"{[round(u, 2) for u in res['usage'].tolist()]}",

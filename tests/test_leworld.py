@@ -243,3 +243,41 @@ def test_checkpoint_errors_name_the_file(tiny, tmp_path):
     (ck / "model.safetensors").unlink()
     with pytest.raises(ValueError, match=r"model.safetensors: file not found"):
         load_checkpoint(ck)
+
+
+# ---- training, the committed checkpoint ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_three_phase_training_runs_and_resumes(tmp_path):
+    from models.train_leworld import TrainConfig, train
+
+    tcfg = TrainConfig(train_episodes=32, val_episodes=8, steps=4, epochs=(1, 1, 1),
+                       eval_every=2, ckpt_every=1)  # fmt: skip
+    state = tmp_path / "state"
+    _, meta = train(tcfg, tmp_path / "ck", plot=tmp_path / "loss.png", progress=False,
+                    state_dir=state)  # fmt: skip
+    assert (tmp_path / "loss.png").stat().st_size > 0
+    tr = meta["training"]
+    assert [p["name"] for p in tr["phases"]] == ["pretrain", "joint", "info"]
+    assert tr["optimizer_steps"] == 1 + 2 + 2
+    model, _ = load_checkpoint(tmp_path / "ck")
+    assert model.config.name == "tiny"
+    # resume from the state saved before the last phase: it finishes with the same step count
+    _, meta2 = train(tcfg, None, resume=True, progress=False, state_dir=state)
+    assert meta2["training"]["optimizer_steps"] == tr["optimizer_steps"]
+
+
+def test_committed_tiny_checkpoint_loads_and_predicts():
+    from pathlib import Path
+
+    from models.eval_leworld import eval_data, run
+
+    ck = Path(__file__).resolve().parents[1] / "models" / "checkpoints" / "leworld_tiny"
+    if not (ck / "model.safetensors").exists():
+        pytest.skip("no committed leworld_tiny checkpoint")
+    model, meta = load_checkpoint(ck)
+    states, chars, _ = eval_data(meta, 8, seed=5)
+    r = run(model, states, chars)
+    assert r["err"].shape == (8, meta["dataset"]["world"]["steps"])
+    assert float(r["err"].mean()) < 1.0  # better than predicting the mean state
