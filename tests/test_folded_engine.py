@@ -321,6 +321,20 @@ def test_cocotb_icarus(tmp_path: Path):
 
 
 @pytest.mark.sim
+def test_cocotb_negative_control(tmp_path: Path):
+    """A golden vector changed in one word is reported as a mismatch."""
+    from sim.folded_runner import run_folded_simulation
+
+    rng = np.random.default_rng(12)
+    prog = random_program(rng, n_instr=4, ops=(Op.ADD, Op.DOT))
+    inputs = random_inputs(rng, prog, 2)
+    expected = machine.outputs(prog, machine.execute(prog, inputs))
+    expected["y"][1, 0] += 1
+    res = run_folded_simulation(prog, 2, inputs, expected, "icarus", tmp_path / "neg")
+    assert res["mismatches"] == 1 and res["first_mismatches"][0]["run"] == 1
+
+
+@pytest.mark.sim
 @pytest.mark.slow
 def test_cocotb_verilator(tmp_path: Path):
     _cocotb_case(tmp_path, "verilator")

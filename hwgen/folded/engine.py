@@ -462,37 +462,40 @@ class FoldedEngine(wiring.Component):
         decoding = Signal()
         m.d.comb += rd_i.addr.eq(pc)
 
+        # busy and done are registers (set on the state transitions), so they are defined
+        # from time 0 in every simulator (Icarus never evaluates an always @* block whose
+        # inputs have not changed yet).
+        m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"), m.If(self.start):
                 m.d.sync += pc.eq(0)
-                m.next = "FETCH" if n_instr else "DONE"
+                if n_instr:
+                    m.d.sync += self.busy.eq(1)
+                    m.next = "FETCH"
+                else:
+                    m.d.sync += self.done.eq(1)
             with m.State("FETCH"):
-                m.d.comb += self.busy.eq(1)
                 m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.comb += [self.busy.eq(1), decoding.eq(1)]
+                m.d.comb += decoding.eq(1)
                 m.d.sync += [ir[k].eq(v) for k, v in dec.items()]
                 m.d.sync += cnt.eq(0)
                 m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [self.busy.eq(1), issuing.eq(1)]
+                m.d.comb += issuing.eq(1)
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == ir["last"]):
                     m.d.sync += drain.eq(ir["drain1"])
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(drain == 0):
-                    with m.If(pc == n_instr - 1):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
-                with m.Else():
+                with m.If(drain != 0):
                     m.d.sync += drain.eq(drain - 1)
-            with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
-                m.next = "IDLE"
+                with m.Elif(pc == n_instr - 1):
+                    m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
 
         op = ir["op"]
         is_ew = Signal()
