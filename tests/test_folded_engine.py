@@ -338,3 +338,34 @@ def test_cocotb_negative_control(tmp_path: Path):
 @pytest.mark.slow
 def test_cocotb_verilator(tmp_path: Path):
     _cocotb_case(tmp_path, "verilator")
+
+
+def builder_program() -> FoldedProgram:
+    """A small model from the real assembler: layernorm, Q4 linears, GELU, attention."""
+    from hwgen.folded.builder import ProgramBuilder
+
+    rng = np.random.default_rng(21)
+    b = ProgramBuilder("mini", 16, 8)
+    w_up, b_up = rng.normal(0, 0.3, (12, 32)), rng.normal(0, 0.1, 12)
+    w_q, w_k, w_v = (rng.normal(0, 0.3, (4, 12)) for _ in range(3))
+    gamma, beta = rng.uniform(0.5, 1.5, 32), rng.normal(0, 0.1, 32)
+    qs, ks = [], []
+    vs = b.alloc(8)  # the two tokens' values back to back
+    for t in range(2):
+        x = b.input(f"x{t}", 32)
+        y = b.layernorm(x, gamma=gamma, beta=beta, note=f"ln{t}")
+        h = b.gelu(b.linear(y, w_up, b_up, "up"))
+        qs.append(b.linear(h, w_q, None, "q"))
+        ks.append(b.linear(h, w_k, None, "k"))
+        b.linear(h, w_v, None, "v", out=vs[4 * t : 4 * t + 4])
+    outs = b.causal_attention(qs, ks, vs, heads=1)
+    b.output("y", b.add(outs[1], outs[0]))
+    return b.build()
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_builder_program(lanes: int):
+    prog = builder_program()
+    rng = np.random.default_rng(lanes)
+    inputs = {f"x{t}": rng.integers(-1024, 1024, size=(2, 32)).astype(np.int64) for t in range(2)}
+    check_program(prog, lanes, inputs)
