@@ -26,6 +26,9 @@ entropy (+ 0.1 info utility in phase 3):
   so that an SLM cannot park every situation on one address.
 - routing entropy: mean Bernoulli entropy of the routing probabilities (pushes them towards
   the hard 0/1 forward decisions).
+- route cost (an addition, weight 0 in the reported recipe): the mean routing probability,
+  i.e. a price per SLM read. Without it nothing rewards leaving an SLM out, and the router
+  learns to route every SLM in at every step.
 - temperature tau = max(0.1, exp(-3e-5 * step)) for the routing sigmoid and address softmax,
   counted over all optimizer steps.
 
@@ -55,7 +58,13 @@ from models.leworld import LeWorld, LeWorldConfig, save_checkpoint
 from models.leworld_world import WorldConfig, apply_normalization, generate, normalization
 from models.schedule import lr_at
 
-LOSS_WEIGHTS = {"balance": 0.01, "diversity": 0.001, "entropy": 0.01, "info": 0.1}
+LOSS_WEIGHTS = {
+    "balance": 0.01,
+    "diversity": 0.001,
+    "entropy": 0.01,
+    "info": 0.1,
+    "route_cost": 0.0,  # not in the reported recipe (see the module docstring)
+}
 
 
 @dataclasses.dataclass
@@ -91,6 +100,7 @@ class TrainConfig:
     epochs: tuple[float, float, float] = (50, 100, 50)
     lr_scale: float = 1.0  # multiplies every phase's learning rate
     diversity_weight: float = LOSS_WEIGHTS["diversity"]
+    route_cost: float = LOSS_WEIGHTS["route_cost"]
     eval_every: int = 50
     ckpt_every: int = 100
 
@@ -143,7 +153,8 @@ def aux_losses(res: dict) -> dict[str, torch.Tensor]:
         h = -(ph * ph.clamp(min=1e-9).log()).sum() - (pl * pl.clamp(min=1e-9).log()).sum()
         spread.append(1 - h / math.log(len(ph) * len(pl)))
     diversity = overlap + torch.stack(spread).mean()
-    return {"balance": balance, "diversity": diversity, "entropy": entropy}
+    cost = probs.mean()
+    return {"balance": balance, "diversity": diversity, "entropy": entropy, "route_cost": cost}
 
 
 def compute_loss(
@@ -154,7 +165,8 @@ def compute_loss(
     target = states[:, 1:]
     mse_per = (res["preds"] - target).pow(2).mean((1, 2))  # (B,)
     out = {"mse": mse_per.mean(), **aux_losses(res)}
-    loss = out["mse"] + sum(w[k] * out[k] for k in ("balance", "diversity", "entropy"))
+    aux = ("balance", "diversity", "entropy", "route_cost")
+    loss = out["mse"] + sum(w[k] * out[k] for k in aux)
     if phase.paired:
         mse_noq = (res["preds_noq"] - target).pow(2).mean((1, 2)).detach()
         out["info"] = torch.relu(mse_per - mse_noq).mean()
@@ -288,7 +300,7 @@ def train(
     def make_opt(i: int) -> torch.optim.AdamW:
         return make_optimizer(model, tcfg, info_only=phases[i].paired)
 
-    weights = {**LOSS_WEIGHTS, "diversity": tcfg.diversity_weight}
+    weights = {**LOSS_WEIGHTS, "diversity": tcfg.diversity_weight, "route_cost": tcfg.route_cost}
     state_dir = state_dir or Path("build") / f"leworld_{cfg.name}_train_state"
     phase_i, step, gstep, log = 0, 0, 0, []
     opt = make_opt(0)
@@ -399,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     metavar=("PRETRAIN", "JOINT", "INFO"))  # fmt: skip
     ap.add_argument("--lr-scale", type=float, default=t.lr_scale)
     ap.add_argument("--diversity-weight", type=float, default=t.diversity_weight)
+    ap.add_argument("--route-cost", type=float, default=t.route_cost)
     ap.add_argument("--seed", type=int, default=t.seed)
     ap.add_argument("--data-seed", type=int, default=t.data_seed)
     ap.add_argument("--eval-every", type=int, default=t.eval_every)
@@ -415,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=tuple(args.epochs),
         lr_scale=args.lr_scale,
         diversity_weight=args.diversity_weight,
+        route_cost=args.route_cost,
         seed=args.seed,
         data_seed=args.data_seed,
         eval_every=args.eval_every,
