@@ -1,7 +1,10 @@
 """Train LeWorld on the recurring-situation world in three phases; write a checkpoint.
 
-    nice .venv/bin/python -m models.train_leworld --preset tiny \\
+    nice .venv/bin/python -m models.train_leworld --preset tiny --train-episodes 2048 \\
+        --epochs 0.5 7 0.5 --lr-scale 4.5 --diversity-weight 0.1 --route-cost 0.005 \\
         --out models/checkpoints/leworld_tiny
+
+(the committed tiny checkpoint; the defaults are the reported recipe, 50 / 100 / 50 epochs).
 
 Phases (design/MODELS.md section 2; epochs over the training episodes, AdamW wd 0.01, clip 1.0,
 sequences of `steps` = 20 transitions, learning rate from models/schedule.py `lr_at`):
@@ -37,8 +40,7 @@ States and characteristics are z-scored with the training set's statistics
 
 Resume: every `--ckpt-every` steps the model, optimizer moments, phase and step go to
 `build/leworld_<preset>_train_state/` (safetensors + json, no pickle); `--resume` continues.
-Loss plot: `<out>/../` is not touched; the PNG goes to `--plot` (default
-build/leworld_<preset>_loss.png, not committed).
+The loss plot (PNG, not committed) goes to `--plot` (default build/leworld_<preset>_loss.png).
 """
 
 from __future__ import annotations
