@@ -63,10 +63,27 @@ def cmd_rtl(a: argparse.Namespace) -> int:
     return 0
 
 
+def _manifest(design: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((design / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{design / 'manifest.json'}: unreadable manifest ({e})") from e
+
+
 def cmd_sim(a: argparse.Namespace) -> int:
     from sim.runner import format_sim_result, run_simulation
 
     design = _design_dir(a.design, a.out)
+    if _manifest(design).get("kind") == "folded":
+        from .folded.simulate import format_folded_sim, simulate_design
+
+        result = simulate_design(
+            design, a.simulator, a.count, Path(a.vectors) if a.vectors else None
+        )
+        print(format_folded_sim(result))
+        return 0 if result["mismatches"] == 0 and not result.get("error") else 1
     vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
     result = run_simulation(design, vectors, a.simulator, seed=a.seed, waves=a.waves)
     print(format_sim_result(result))
@@ -74,12 +91,15 @@ def cmd_sim(a: argparse.Namespace) -> int:
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    import json
-
     from .synth import format_report, synthesize
 
     design = _design_dir(a.design, a.out)
-    manifest = json.loads((design / "manifest.json").read_text())
+    manifest = _manifest(design)
+    if manifest.get("kind") == "folded":
+        from .folded.plan import fit_design
+
+        print(fit_design(design, a.board, a.margin))
+        return 0
     report = synthesize(
         [design / f for f in manifest["verilog"]],
         manifest["top"],
@@ -232,11 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
     s.add_argument("--seed", type=int, default=1, help="testbench random seed")
     s.add_argument("--waves", action="store_true", help="write a waveform (VCD/FST)")
+    s.add_argument("--count", type=int, help="folded designs: only the first N vectors")
     s.set_defaults(func=cmd_sim)
 
     y = sub.add_parser("synth", help="Yosys synthesis and fit report for a board")
     y.add_argument("design", help="design name under OUT, or a design folder")
     y.add_argument("--board", default="arty-a7-35", help="arty-a7-35 (default) or arty-a7-100")
+    y.add_argument(
+        "--margin",
+        type=float,
+        default=0.8,
+        help="folded designs: use at most this fraction of each resource (default 0.8)",
+    )
     y.set_defaults(func=cmd_synth)
 
     c = sub.add_parser("compare", help="float vs Q4 fake-quant vs golden vs RTL")

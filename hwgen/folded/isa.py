@@ -168,6 +168,8 @@ def _check_instr(prog: FoldedProgram, ins: Instr, k: int) -> None:
         lin = prog.linears[ins.arg].linear
         reads = range(ins.a, ins.a + lin.in_features)
         writes = range(ins.dst, ins.dst + lin.out_features)
+        # the engine writes a row group while later groups still read the input
+        need(not set(reads) & set(writes), "destination overlaps a source")
     else:
         reads = prog.span(ins.a, ins.n, ins.sa)
         if ins.op in (Op.LUT, Op.RSQRT):

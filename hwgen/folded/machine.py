@@ -45,7 +45,8 @@ def rsqrt(table: Table, acc: np.ndarray, shift: int) -> np.ndarray:
     t = table.values[m]
     s = e + shift
     right = (t + (np.int64(1) << np.maximum(s - 1, 0))) >> np.maximum(s, 0)
-    left = t << np.maximum(-s, 0)
+    # any left shift of 40 or more saturates a nonzero entry: clamp it, as the RTL does
+    left = t << np.clip(-s, 0, 40)
     return np.where(s > 0, right, left)
 
 

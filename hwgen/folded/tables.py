@@ -88,7 +88,7 @@ def exp_table(frac_bits: int, word_bits: int, index_bits: int = INDEX_BITS) -> T
 
 def recip_table(frac_bits: int, word_bits: int, top: float, index_bits: int = INDEX_BITS) -> Table:
     """1/x over [1, top]: the reciprocal of a softmax denominator."""
-    step = _step_for(top - 1.0, frac_bits, index_bits)
+    step = _step_for(max(top - 1.0, 1.0), frac_bits, index_bits)
     return function_table(
         "recip",
         lambda x: 1.0 / x,
