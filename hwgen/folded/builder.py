@@ -57,6 +57,7 @@ class ProgramBuilder:
         self._table_ids: dict[str, int] = {}
         self._consts: dict[str, Vec] = {}
         self._scratch: list[int] = []  # sizes of scratch allocations, in order
+        self.bit_depth = 0  # words of the bit memory (BREAD); set by `bread`
         self.one = self.constant([1.0])
 
     # ---- memory --------------------------------------------------------------------------
@@ -68,6 +69,16 @@ class ProgramBuilder:
         q = quantize_to_fixed(np.asarray(values, dtype=np.float64), self.word_bits, self.frac_bits)
         v = Vec(len(self.const), q.size)
         self.const.extend(int(x) for x in q.ravel())
+        if key is not None:
+            self._consts[key] = v
+        return v
+
+    def constant_int(self, values, key: str | None = None) -> Vec:
+        """Plain integer words (not scaled by 2**frac_bits): addresses, lengths, indices."""
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        v = Vec(len(self.const), len(values))
+        self.const.extend(int(x) for x in values)
         if key is not None:
             self._consts[key] = v
         return v
@@ -120,6 +131,23 @@ class ProgramBuilder:
         if a.n != b.n:
             raise ValueError(f"DOT: operand lengths {a.n} and {b.n} differ")
         return self.emit(Op.DOT, out or self.alloc(1), a, b, shift=shift, note=note)
+
+    def argmax(self, a: Vec, out: Vec | None = None, note: str = "") -> Vec:
+        """The index of the first maximum of a, as a plain integer word."""
+        return self.emit(Op.ARGMAX, out or self.alloc(1), a, note=note)
+
+    def bread(self, base: Vec, length: Vec, n: int, bit_depth: int, note: str = "") -> Vec:
+        """Words [base, base + min(length, n)) of the bit memory (plain integers in base and
+        length), one word per bit: 1.0 or 0; 32 * n words, zeros beyond the range."""
+        if self.bit_depth not in (0, bit_depth):
+            raise ValueError(f"bit memory of {self.bit_depth} words, not {bit_depth}")
+        self.bit_depth = bit_depth
+        out = self.alloc(32 * n)
+        one = 1 << self.frac_bits
+        self.instrs.append(
+            Instr(Op.BREAD, out.addr, base.addr, length.addr, n=n, imm=one, note=note)
+        )
+        return out
 
     def table(self, key: str, make) -> int:
         if key not in self._table_ids:
@@ -278,6 +306,7 @@ class ProgramBuilder:
             {k: (fix(a), n) for k, (a, n) in self.inputs.items()},
             {k: (fix(a), n) for k, (a, n) in self.outputs.items()},
             {"scale_bits": self.scale_bits},
+            self.bit_depth,
         )
 
 

@@ -40,10 +40,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..arith.fixed import signed_width
 from ..quant.q4 import BLOCK
-from .isa import REDUCTIONS, FoldedProgram, Op
+from .isa import BIT_WORD, REDUCTIONS, FoldedProgram, Op
 
 FETCH_CYCLES = 2  # FETCH (program ROM address) and DECODE (instruction registered)
-DRAIN = {Op.ADD: 9, Op.SUB: 9, Op.MUL: 9, Op.MAX: 9, Op.LUT: 9, Op.DOT: 7, Op.RSQRT: 13}
+DRAIN = {
+    Op.ADD: 9, Op.SUB: 9, Op.MUL: 9, Op.MAX: 9, Op.LUT: 9, Op.DOT: 7, Op.RSQRT: 13,
+    Op.ARGMAX: 6, Op.BREAD: 3,
+}  # fmt: skip
+BREAD_SETUP = 3  # BREAD issue cycles before the first bit: read mem[a], mem[b], register
 LIN_DRAIN = 10  # + rows of the last row group
 
 
@@ -283,6 +287,10 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
             d = LIN_DRAIN + lp.rows_last
             f["sd"] = 1
             s = prog.linears[ins.arg].shift
+        elif ins.op is Op.BREAD:
+            n_issue = BREAD_SETUP + BIT_WORD * ins.n
+            d = DRAIN[ins.op]
+            f |= {"sa": 0, "sb": 0, "sd": 1, "init": ins.imm}
         else:
             n_issue = ins.n
             d = DRAIN[ins.op]
@@ -306,7 +314,8 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
 
     layout = _Layout(
         [
-            _Field("op", 3),
+            # 3 bits while only the first eight ops occur: old programs encode as before
+            _Field("op", 3 if max((int(r["op"]) for r in rows), default=0) < 8 else 4),
             span("last"),
             span("drain1"),
             _Field("dst", addr_bits),
@@ -414,17 +423,22 @@ class FoldedEngine(wiring.Component):
         self.lanes = lanes
         self.plan = plan_engine(prog, lanes)
         w, aw = prog.word_bits, self.plan.addr_bits
-        super().__init__(
-            {
-                "start": In(1),
-                "busy": Out(1),
-                "done": Out(1),
-                "host_addr": In(aw),
-                "host_wdata": In(signed(w)),
-                "host_we": In(1),
-                "host_rdata": Out(signed(w)),
+        ports = {
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "host_addr": In(aw),
+            "host_wdata": In(signed(w)),
+            "host_we": In(1),
+            "host_rdata": Out(signed(w)),
+        }
+        if prog.bit_depth:  # the second host port: writes into the bit memory
+            ports |= {
+                "host_bm_addr": In(_ubits(prog.bit_depth - 1)),
+                "host_bm_wdata": In(unsigned(BIT_WORD)),
+                "host_bm_we": In(1),
             }
-        )
+        super().__init__(ports)
         self.engine_we = Signal()  # the engine writes this cycle (for testbenches)
 
     @property
@@ -441,6 +455,8 @@ class FoldedEngine(wiring.Component):
         has_rsqrt = Op.RSQRT in ops and bool(prog.tables)
         has_red = bool(ops & set(REDUCTIONS))
         has_lin = Op.LIN in ops
+        has_argmax = Op.ARGMAX in ops
+        has_bread = Op.BREAD in ops
 
         # ---- memories
         init = [int(v) for v in prog.const]
@@ -639,6 +655,34 @@ class FoldedEngine(wiring.Component):
                 lsh10 = _delay(m, lsh8, 2, "lsh")[-1]
                 sources.append((rl_rsq[10], tv, (rsh10, lsh10)))
 
+        # ---- ARGMAX: the running maximum and its index; strict > keeps the first maximum
+        if has_argmax:
+            is_am = op == int(Op.ARGMAX)
+            av = _delay(m, issuing & is_am, 2, "amv")
+            af = _delay(m, issuing & is_am & (cnt == 0), 2, "amf")
+            ai = _delay(m, cnt, 2, "ami")
+            al = _delay(m, issuing & is_am & (cnt == ir["last"]), 3, "aml")
+            best = Signal(signed(w))
+            bidx = Signal(cnt.shape())
+            with m.If(av[2] & (af[2] | (ra > best))):
+                m.d.sync += [best.eq(ra), bidx.eq(ai[2])]
+            sources.append((al[3], bidx, None))
+
+        # ---- BREAD: the bit memory, read one word per 32 cycles and written out bit by bit
+        if prog.bit_depth:
+            bd = prog.bit_depth
+            m.submodules.bitmem = bmem = Memory(shape=unsigned(BIT_WORD), depth=bd, init=[])
+            wr_bm = bmem.write_port()
+            m.d.comb += [
+                wr_bm.addr.eq(self.host_bm_addr),
+                wr_bm.data.eq(self.host_bm_wdata),
+                wr_bm.en.eq(self.host_bm_we & ~self.busy),
+            ]
+            if has_bread:
+                sources.append(
+                    self._bread(m, ir, cnt, issuing & (op == int(Op.BREAD)), ra, rb, bmem)
+                )
+
         # ---- LIN unit
         if has_lin:
             sources.append(self._lin(m, p, ir, dec, decoding, issuing & is_lin, rd_a, pa))
@@ -678,6 +722,42 @@ class FoldedEngine(wiring.Component):
             wr.data.eq(Mux(self.busy, y3, self.host_wdata)),
         ]
         return m
+
+    def _bread(self, m: Module, ir, cnt, br_issue, ra, rb, bmem):
+        """BREAD's unit; returns its (valid, value, None) round-unit source.
+
+        Issue cycle 0 presents a and b (sa = sb = 0), cycle 2 has base = mem[a] and
+        len = mem[b] in ra / rb and presents bit-memory address base; from cycle 3 on one
+        bit per cycle goes to the round unit (shift 0), word k in cycles 3 + 32k .. 34 + 32k.
+        Word k + 1's address is presented in the last cycle of word k."""
+        w, bd = self.prog.word_bits, self.prog.bit_depth
+        rd_bm = bmem.read_port()
+        bbase = Signal(signed(w + 1))
+        blen = Signal(signed(w))
+        bk = Signal(signed(len(cnt) + 1))  # word index k
+        bj = Signal(5)  # bit index j
+        bword = Signal(BIT_WORD)
+        setup = br_issue & (cnt == BREAD_SETUP - 1)
+        emit = br_issue & (cnt >= BREAD_SETUP)
+        with m.If(setup):
+            m.d.sync += [bbase.eq(ra), blen.eq(rb), bk.eq(0), bj.eq(0)]
+        with m.Elif(emit):
+            m.d.sync += bj.eq(bj + 1)
+            with m.If(bj == BIT_WORD - 1):
+                m.d.sync += bk.eq(bk + 1)
+        nxt = Signal(signed(w + 2))
+        m.d.comb += nxt.eq(bbase + bk + 1)
+        m.d.comb += rd_bm.addr.eq(Mux(setup, ra, nxt))  # out-of-range words are masked below
+        word = Signal(BIT_WORD)
+        m.d.comb += word.eq(Mux(bj == 0, rd_bm.data, bword))
+        with m.If(emit & (bj == 0)):
+            m.d.sync += bword.eq(rd_bm.data)
+        addr_k = Signal(signed(w + 2))
+        m.d.comb += addr_k.eq(bbase + bk)
+        valid_k = (bk < blen) & (addr_k >= 0) & (addr_k < bd)
+        value = Signal(signed(w))
+        m.d.comb += value.eq(Mux(valid_k & word.bit_select(bj, 1), ir["init"], 0))
+        return (emit, value, None)
 
     def _lin(self, m: Module, p: EnginePlan, ir, dec, decoding, lin_issue, rd_a, pa):
         """The Q4 matrix-vector unit; returns its (valid, value, None) round-unit source."""

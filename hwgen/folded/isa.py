@@ -27,8 +27,21 @@ For i in 0..n-1, A_i = mem[a + i*sa], B_i = mem[b + i*sb], D_i = mem[dst + i*sd]
     LIN    D_i = sat(rnd(acc_i, linears[arg].shift)) for i < out, the Q4 block dot product
            acc_i = sum_b scale[i,b] * sum_{j in b} code[i,j] * A_j + bias[i] (sa = sd = 1)
 
+    ARGMAX mem[dst] = the smallest i with A_i = max_k A_k, as a plain integer word (not
+           scaled by 2**frac_bits); b, shift, arg and imm are unused
+    BREAD  read of the bit memory (`bit_depth` words of BIT_WORD = 32 bits, loaded by the
+           host): base = mem[a], len = mem[b] (plain integers, data-dependent); for word
+           k in 0..n-1 and bit j in 0..31,
+           mem[dst + 32k + j] = imm if k < len and 0 <= base + k < bit_depth and bit j of
+           bitmem[base + k] is 1, else 0
+           (imm is the word for a 1 bit, normally 1.0 = 2**frac_bits; sa, sb, sd, shift and
+           arg are unused; the 32n destination words are contiguous). So a read never wraps,
+           never returns more than n words, and words outside the range read as all zeros.
+
 Instructions run in order; an instruction reads its operands before it writes (the
 compiler never overlaps dst with a or b of the same instruction, and `validate` checks).
+ARGMAX and BREAD were added after the first eight ops (codes 8 and 9); a program using
+neither encodes exactly as before.
 """
 
 from __future__ import annotations
@@ -50,7 +63,11 @@ class Op(enum.IntEnum):
     DOT = 5
     RSQRT = 6
     LIN = 7
+    ARGMAX = 8
+    BREAD = 9
 
+
+BIT_WORD = 32  # bits per bit-memory word (BREAD)
 
 ELEMENTWISE = (Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.LUT)
 REDUCTIONS = (Op.DOT, Op.RSQRT)
@@ -125,6 +142,7 @@ class FoldedProgram:
     inputs: dict[str, tuple[int, int]]  # name -> (address, length)
     outputs: dict[str, tuple[int, int]]
     meta: dict = field(default_factory=dict)
+    bit_depth: int = 0  # words of the bit memory BREAD reads (0: the program has none)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -138,6 +156,8 @@ class FoldedProgram:
         lo, hi = -(1 << (self.word_bits - 1)), (1 << (self.word_bits - 1)) - 1
         if not 4 <= self.word_bits <= 32:
             raise ValueError(f"word_bits {self.word_bits} outside [4, 32]")
+        if self.bit_depth < 0:
+            raise ValueError(f"bit_depth {self.bit_depth} is negative")
         if len(self.const) > self.depth:
             raise ValueError("constants do not fit the memory")
         if len(self.const) and (self.const.min() < lo or self.const.max() > hi):
@@ -163,6 +183,25 @@ def _check_instr(prog: FoldedProgram, ins: Instr, k: int) -> None:
 
     need(ins.n >= 1, f"n = {ins.n}")
     need(min(ins.sa, ins.sb, ins.sd) >= 0, "negative stride")
+    if ins.op is Op.BREAD:
+        need(prog.bit_depth >= 1, "the program has no bit memory (bit_depth = 0)")
+        lo, hi = -(1 << (prog.word_bits - 1)), (1 << (prog.word_bits - 1)) - 1
+        need(lo <= ins.imm <= hi, f"imm {ins.imm} does not fit the word")
+        writes = range(ins.dst, ins.dst + BIT_WORD * ins.n)
+        for src in (ins.a, ins.b):
+            need(0 <= src < prog.depth, "operand outside memory")
+            need(src not in writes, "destination overlaps a source")
+        need(writes[0] >= 0 and writes[-1] < prog.depth, "destination outside memory")
+        need(writes[0] >= prog.n_const, "writes into the constant region")
+        return
+    if ins.op is Op.ARGMAX:
+        reads = prog.span(ins.a, ins.n, ins.sa)
+        need(ins.n < 1 << (prog.word_bits - 1), "index does not fit the word")
+        need(reads[0] >= 0 and reads[-1] < prog.depth, "operand a outside memory")
+        need(0 <= ins.dst < prog.depth, "destination outside memory")
+        need(ins.dst >= prog.n_const, "writes into the constant region")
+        need(ins.dst not in reads, "destination overlaps a source")
+        return
     if ins.op is Op.LIN:
         need(0 <= ins.arg < len(prog.linears), f"no linear {ins.arg}")
         lin = prog.linears[ins.arg].linear

@@ -14,7 +14,7 @@ import numpy as np
 from ..arith.fixed import shift_round_half_up
 from ..golden import run_layer
 from ..ir import FixedFormat, Layer, Requant
-from .isa import FoldedProgram, Instr, Op, Table
+from .isa import BIT_WORD, FoldedProgram, Instr, Op, Table
 
 
 @dataclass
@@ -58,9 +58,22 @@ def _bit_length(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def execute(prog: FoldedProgram, inputs: dict[str, np.ndarray]) -> Run:
-    """Run the program; inputs maps each input name to int64 [N, length] words."""
+def execute(
+    prog: FoldedProgram, inputs: dict[str, np.ndarray], bitmem: np.ndarray | None = None
+) -> Run:
+    """Run the program; inputs maps each input name to int64 [N, length] words.
+
+    `bitmem`: the bit memory BREAD reads, [bit_depth] (shared) or [N, bit_depth] words of
+    32 unsigned bits; zeros when omitted."""
     n = _batch_size(prog, inputs)
+    bm = np.zeros((n, prog.bit_depth), dtype=np.int64)
+    if bitmem is not None:
+        x = np.asarray(bitmem, dtype=np.int64)
+        if x.shape[-1] != prog.bit_depth or x.ndim not in (1, 2):
+            raise ValueError(f"bitmem must be [{prog.bit_depth}] or [N, {prog.bit_depth}]")
+        if x.min(initial=0) < 0 or x.max(initial=0) >= 1 << BIT_WORD:
+            raise ValueError("bitmem words must be unsigned 32-bit values")
+        bm[:] = x
     mem = np.zeros((n, prog.depth), dtype=np.int64)
     mem[:, : prog.n_const] = prog.const
     lo, hi = -(1 << (prog.word_bits - 1)), (1 << (prog.word_bits - 1)) - 1
@@ -71,7 +84,7 @@ def execute(prog: FoldedProgram, inputs: dict[str, np.ndarray]) -> Run:
         mem[:, addr : addr + length] = x
     run = Run(mem)
     for k, ins in enumerate(prog.instrs):
-        raw, dst = _compute(prog, ins, mem)
+        raw, dst = _bread(ins, mem, bm) if ins.op is Op.BREAD else _compute(prog, ins, mem)
         clipped = np.clip(raw, lo, hi)
         count = int(np.count_nonzero(clipped != raw))
         if count:
@@ -99,6 +112,18 @@ def _batch_size(prog: FoldedProgram, inputs: dict[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
+def _bread(ins: Instr, mem: np.ndarray, bm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BREAD: words [base, base + min(len, n)) inside the bit memory, one engine word per bit."""
+    base, length = mem[:, ins.a : ins.a + 1], mem[:, ins.b : ins.b + 1]
+    k = np.arange(ins.n)[None, :]
+    addr = base + k
+    valid = (k < length) & (addr >= 0) & (addr < bm.shape[1])
+    words = np.take_along_axis(bm, np.clip(addr, 0, max(bm.shape[1] - 1, 0)), axis=1)
+    words = np.where(valid, words, 0)  # [N, n]
+    bits = (words[:, :, None] >> np.arange(BIT_WORD)[None, None, :]) & 1
+    return bits.reshape(len(mem), -1) * ins.imm, ins.dst + np.arange(BIT_WORD * ins.n)
+
+
 def _compute(prog: FoldedProgram, ins: Instr, mem: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The unsaturated results of one instruction and the addresses they go to."""
     i = np.arange(ins.n)
@@ -116,6 +141,8 @@ def _compute(prog: FoldedProgram, ins: Instr, mem: np.ndarray) -> tuple[np.ndarr
         return run_layer(layer, x), ins.dst + np.arange(lin.out_features)
     if ins.op is Op.LUT:
         return lut(prog.tables[ins.arg], a), ins.dst + i * ins.sd
+    if ins.op is Op.ARGMAX:  # np.argmax returns the first maximum
+        return np.argmax(a, axis=1)[:, None].astype(np.int64), np.array([ins.dst])
     b = mem[:, ins.b + i * ins.sb]
     if ins.op is Op.DOT:
         return shift_round_half_up((a * b).sum(axis=1, keepdims=True), ins.shift), np.array(
