@@ -1,0 +1,386 @@
+"""Compile one LeWorld system step (models/leworld.py, hard reads) for the folded engine.
+
+    propose_addresses -> choose_ranges -> read_memory (hard) -> route -> blm_predict
+
+as one straight-line FoldedProgram. Inputs: `past`, `curr`, `char` (laid out back to back,
+because the router reads them as one vector followed by the reads) and `query` (the info
+request of the previous step); the bit memory (the model's memory: 32-bit words, bit j of
+a word = mem[..., j]) is loaded through the engine's second host port. Outputs: the three
+SLMs' word addresses and range lengths (plain integers), the read vectors, the router
+logits and 0/1 mask, the next state and the next info request.
+
+Float-level rewrites before quantization, each exact in float:
+- every token embedding `in_x(x) + pos[i]` is one Linear whose bias holds pos[i];
+- the bit encoder's per-offset bias joins word_proj's bias: one Linear per offset residue
+  (`enc.word.r0`, `enc.word.r1`, ...), so a word's features are ReLU(Linear(bits)).
+
+Integer pieces the ISA did not have before: the product-key argmax (ARGMAX; address =
+hi * addr_lo + lo with a MUL by the integer 16 and an ADD), the range length 2**argmax (a
+LUT of plain integers), the range read (BREAD, 1.0 per set bit, zero words beyond the
+range), the masked mean (valid words: count = min(len, bit_depth - addr) from SUB/MAX, a
+0/1 mask from a LUT on count - k, one DOT per feature over the words, then 1/count from a
+LUT), the router's hard mask (a LUT: logit > 0 -> 1.0). Attention is bidirectional
+(softmax over all tokens; exp and 1/sum from tables, as builder.causal_attention).
+
+Not compiled: the write-back (bit decoder, binarisation, the memory write). The host does it
+after the step, through the bit-memory host port; see docs/LEWORLD_HARDWARE.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from . import tables
+from .builder import ProgramBuilder, Vec
+from .isa import FoldedProgram, Op, Table
+from .machine import execute, outputs
+
+WORD_BITS = 18
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+def leworld_tensors(model) -> dict[str, np.ndarray]:
+    """The float weights (state_dict as float64 numpy)."""
+    return {k: _np(v) for k, v in model.state_dict().items()}
+
+
+class _Lower:
+    def __init__(self, cfg, t: dict[str, np.ndarray], frac_bits: int, word_bits: int):
+        self.cfg, self.t = cfg, t
+        self.b = ProgramBuilder("leworld_step", word_bits, frac_bits)
+        self.zero = self.b.constant([0.0], "zero")
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def lin(self, x: Vec, name: str, out: Vec | None = None, bias_add=None, key=None) -> Vec:
+        w = self.t[name + ".weight"]
+        bias = self.t.get(name + ".bias")
+        if bias_add is not None:
+            bias = (np.zeros(w.shape[0]) if bias is None else bias) + bias_add
+        return self.b.linear(x, w, bias, key or name, out=out)
+
+    def relu(self, v: Vec, note: str) -> Vec:
+        return self.b.max(v, self.zero.bcast(v.n), out=v, note=note)
+
+    def attention(self, q: list[Vec], k: list[Vec], v: Vec, heads: int, note: str) -> list[Vec]:
+        """softmax(q k^T / sqrt(dh)) v per head over all tokens (bidirectional)."""
+        b, f = self.b, self.b.frac_bits
+        T, inner = len(q), q[0].n
+        dh = inner // heads
+        root = math.isqrt(dh)
+        if root * root != dh or root & (root - 1):
+            raise ValueError(f"{note}: head width {dh} is not a power of 4")
+        exp_id = b.table("exp", lambda: tables.exp_table(f, b.word_bits))
+        rec_id = b.table(f"recip:{T}", lambda: tables.recip_table(f, b.word_bits, float(T)))
+        outs = []
+        for t in range(T):
+            o = b.alloc(inner)
+            for h in range(heads):
+                hs = slice(h * dh, (h + 1) * dh)
+                s = b.alloc(T)
+                for u in range(T):
+                    b.dot(q[t][hs], k[u][hs], f + root.bit_length() - 1, out=s[u],
+                          note=f"{note}: score h{h} q{t} k{u}")  # fmt: skip
+                m = b.max(s[0], s[1], note=f"{note}: max h{h} q{t}")
+                for u in range(2, T):
+                    b.max(m, s[u], out=m, note=f"{note}: max h{h} q{t}")
+                e = b.lut(b.sub(s, m.bcast(T)), exp_id, note=f"{note}: exp h{h} q{t}")
+                total = b.dot(e, b.one.bcast(T), f, note=f"{note}: sum h{h} q{t}")
+                p = b.mul(e, b.lut(total, rec_id).bcast(T), note=f"{note}: p h{h} q{t}")
+                for j in range(dh):
+                    col = Vec(v.addr + h * dh + j, T, v.stride)
+                    b.dot(p, col, f, out=o[h * dh + j], note=f"{note}: out h{h} q{t}")
+            outs.append(o)
+        return outs
+
+    def block(self, x: list[Vec], p: str, heads: int) -> list[Vec]:
+        """models.leworld.Block: pre-norm attention and ReLU MLP, both residual."""
+        b, t = self.b, self.t
+        d, T = x[0].n, len(x)
+        qkv = b.alloc(T * 3 * d)
+        for i in range(T):
+            h = b.layernorm(x[i], t[p + "ln1.weight"], t[p + "ln1.bias"], note=f"{p}ln1")
+            self.lin(h, p + "qkv", out=qkv[i * 3 * d : (i + 1) * 3 * d])
+        q = [qkv[i * 3 * d : i * 3 * d + d] for i in range(T)]
+        k = [qkv[i * 3 * d + d : i * 3 * d + 2 * d] for i in range(T)]
+        v = Vec(qkv.addr + 2 * d, T, 3 * d)
+        att = self.attention(q, k, v, heads, f"{p}attn")
+        out = []
+        for i in range(T):
+            xi = b.add(x[i], self.lin(att[i], p + "proj"), note=f"{p}residual attn")
+            h = b.layernorm(xi, t[p + "ln2.weight"], t[p + "ln2.bias"], note=f"{p}ln2")
+            h = self.relu(self.lin(h, p + "fc1"), f"{p}relu")
+            out.append(b.add(xi, self.lin(h, p + "fc2"), note=f"{p}residual mlp"))
+        return out
+
+    def mean(self, xs: list[Vec], note: str) -> Vec:
+        b = self.b
+        s = b.add(xs[0], xs[1], note=note)
+        for x in xs[2:]:
+            b.add(s, x, out=s, note=note)
+        return b.mul(s, b.constant([1.0 / len(xs)], f"1/{len(xs)}").bcast(s.n), note=note)
+
+    # ---- the step --------------------------------------------------------------------------
+
+    def build(self, bit_depth: int | None = None) -> FoldedProgram:
+        cfg, t, b = self.cfg, self.t, self.b
+        s, c, n_slm, rd = cfg.state_dim, cfg.char_dim, cfg.n_slm, cfg.read_dim
+        bit_depth = bit_depth or cfg.mem_words
+        # router input: [past, curr, char, read_0, read_1, read_2], inputs in place
+        rin = b.alloc(2 * s + c + n_slm * rd)
+        past, curr, char = rin[0:s], rin[s : 2 * s], rin[2 * s : 2 * s + c]
+        b.inputs |= {"past": (past.addr, s), "curr": (curr.addr, s), "char": (char.addr, c)}
+        query = b.input("query", cfg.query_dim)
+        reads = rin[2 * s + c :]
+        addrs, lens = b.alloc(n_slm), b.alloc(n_slm)
+        bq = self.lin(query, "bridge")
+        for i in range(n_slm):
+            self.slm(i, past, curr, char, bq, addrs[i], lens[i])
+        for i in range(n_slm):
+            self.encode(i, addrs[i], lens[i], bit_depth, reads[i * rd : (i + 1) * rd])
+        # router: Linear-ReLU-Linear, hard mask = logit > 0
+        h = self.relu(self.lin(rin, "blm.router.0"), "router relu")
+        logits = self.lin(h, "blm.router.2")
+        step = b.table("step", lambda: Table(np.array([0, 1 << b.frac_bits]), name="x>0"))
+        mask = b.lut(logits, step, note="route mask")
+        # BLM
+        pos = t["blm.pos"]
+        toks = [
+            self.lin(past, "blm.in_past", bias_add=pos[0]),
+            self.lin(curr, "blm.in_curr", bias_add=pos[1]),
+            self.lin(char, "blm.in_char", bias_add=pos[2]),
+        ]
+        for i in range(n_slm):
+            r = b.mul(reads[i * rd : (i + 1) * rd], mask[i].bcast(rd), note=f"mask read {i}")
+            toks.append(self.lin(r, f"blm.in_read.{i}", bias_add=pos[3 + i]))
+        for n in range(cfg.blm_layers):
+            toks = self.block(toks, f"blm.blocks.{n}.", cfg.blm_heads)
+        g, be = t["blm.norm.weight"], t["blm.norm.bias"]
+        y = [b.layernorm(x, g, be, note="blm.norm") for x in toks]
+        pred = b.add(curr, self.lin(y[1], "blm.next_head"), note="pred = curr + next")
+        q_next = self.lin(self.mean(y, "blm mean"), "blm.query_head")
+        for name, v in (("addr", addrs), ("length", lens), ("reads", reads),
+                        ("route_logits", logits), ("mask", mask), ("pred", pred),
+                        ("query_next", q_next)):  # fmt: skip
+            b.output(name, v)
+        return b.build()
+
+    def slm(self, i: int, past, curr, char, bq, addr_out: Vec, len_out: Vec) -> None:
+        cfg, t, b = self.cfg, self.t, self.b
+        p = f"slms.{i}."
+        pos = t[p + "pos"]
+        x = [
+            self.lin(past, p + "in_past", bias_add=pos[0]),
+            self.lin(curr, p + "in_curr", bias_add=pos[1]),
+            self.lin(char, p + "in_char", bias_add=pos[2]),
+            self.lin(bq, p + "in_query", bias_add=pos[3]),
+        ]
+        for n in range(cfg.slm_layers):
+            x = self.block(x, f"{p}blocks.{n}.", cfg.slm_heads)
+        g, be = t[p + "norm.weight"], t[p + "norm.bias"]
+        h = self.mean([b.layernorm(v, g, be, note=f"{p}norm") for v in x], f"{p}pool")
+        ah = p + "address_head."
+        q = self.lin(self.relu(self.lin(h, ah + "mlp.0"), f"{p}head relu"), ah + "mlp.2")
+        kd = cfg.slm_key_dim
+        hi = b.argmax(self.lin(q[:kd], ah + "keys_hi"), note=f"{p}argmax hi")
+        lo = b.argmax(self.lin(q[kd:], ah + "keys_lo"), note=f"{p}argmax lo")
+        ln = b.argmax(self.lin(h, ah + "range"), note=f"{p}argmax length")
+        scale = b.constant_int([cfg.addr_lo], f"int:{cfg.addr_lo}")
+        hi_words = b._binary(Op.MUL, hi, scale, None, f"{p}hi * addr_lo", shift=0)
+        b.add(hi_words, lo, out=addr_out, note=f"{p}address")
+        lengths = cfg.range_lengths
+        size = 1 << max(1, (len(lengths) - 1).bit_length())
+        vals = np.array(lengths + [lengths[-1]] * (size - len(lengths)), dtype=np.int64)
+        tid = b.table("range lengths", lambda: Table(vals, name="2**k"))
+        b.lut(ln, tid, out=len_out, note=f"{p}range length")
+
+    def encode(self, i: int, addr: Vec, length: Vec, bit_depth: int, out: Vec) -> None:
+        """BitEncoder on the hard range read: masked mean of ReLU(word_proj(bits) + offset)."""
+        cfg, t, b = self.cfg, self.t, self.b
+        n, hid, ww = cfg.max_range, cfg.mem_hidden, cfg.write_words
+        bits = b.bread(addr, length, n, bit_depth, note=f"read {i}")
+        # valid words: count = min(length, bit_depth - addr) (length <= n; addr >= 0)
+        zero = self.zero
+        neg = b.max(b.sub(zero, length), b.sub(addr, b.constant_int([bit_depth], "int:depth")))
+        count = b.sub(zero, neg, note=f"read {i}: valid words")
+        ks = b.constant_int(list(range(n)), "int:0..n")
+        step = b.table("step", lambda: Table(np.array([0, 1 << b.frac_bits]), name="x>0"))
+        valid = b.lut(b.sub(count.bcast(n), ks), step, note=f"read {i}: valid mask")
+        size = 1 << (n + 1 - 1).bit_length()
+        inv = [0.0] + [1.0 / k for k in range(1, size)]
+        rid = b.table(
+            "1/count",
+            lambda: Table(np.rint(np.array(inv) * 2.0**b.frac_bits).astype(np.int64), name="1/k"),
+        )
+        feats = b.alloc(n * hid)
+        for k in range(n):
+            r = k % ww
+            self.lin(bits[32 * k : 32 * (k + 1)], "memory.encoder.word_proj",
+                     out=feats[k * hid : (k + 1) * hid],
+                     bias_add=t["memory.encoder.offset"][r], key=f"enc.word.r{r}")  # fmt: skip
+        self.relu(feats, f"read {i}: relu")
+        pooled = b.alloc(hid)
+        for j in range(hid):
+            b.dot(Vec(feats.addr + j, n, hid), valid, b.frac_bits, out=pooled[j],
+                  note=f"read {i}: masked sum")  # fmt: skip
+        b.mul(pooled, b.lut(count, rid).bcast(hid), out=pooled, note=f"read {i}: mean")
+        self.lin(pooled, "memory.encoder.out", out=out)
+
+
+def compile_step(
+    model, frac_bits: int, word_bits: int = WORD_BITS, bit_depth: int | None = None
+) -> FoldedProgram:
+    """The whole hard-read system step as one FoldedProgram."""
+    return _Lower(model.config, leworld_tensors(model), frac_bits, word_bits).build(bit_depth)
+
+
+# ---- inputs, golden, calibration --------------------------------------------------------------
+
+
+def pack_bits(mem: np.ndarray) -> np.ndarray:
+    """Model memory (..., words, 32) of exact 0/1 floats -> (..., words) 32-bit words."""
+    bits = (np.asarray(mem) > 0.5).astype(np.int64)
+    return (bits << np.arange(bits.shape[-1])).sum(-1)
+
+
+def quantize_inputs(prog: FoldedProgram, step: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from ..arith.fixed import quantize_to_fixed
+
+    return {
+        k: quantize_to_fixed(np.asarray(step[k]), prog.word_bits, prog.frac_bits)
+        for k in ("past", "curr", "char", "query")
+    }
+
+
+def run_golden(prog: FoldedProgram, step: dict[str, np.ndarray]):
+    """The engine's outputs (integers) and the Run (saturation counts) for rollout steps."""
+    run = execute(prog, quantize_inputs(prog, step), pack_bits(step["mem"]))
+    return outputs(prog, run), run
+
+
+def choose_frac_bits(model, step: dict, word_bits: int = WORD_BITS, headroom_bits: int = 1):
+    """Most fractional bits without saturation (RSQRT excluded) on the calibration steps."""
+    tried = {}
+    for f in range(word_bits - 4, 3, -1):
+        prog = compile_step(model, f, word_bits)
+        _, run = run_golden(prog, step)
+        sat = {}
+        for k, cnt in run.saturated.items():
+            ins = prog.instrs[k]
+            if ins.op is not Op.RSQRT:
+                sat[ins.note or ins.op.name] = sat.get(ins.note or ins.op.name, 0) + cnt
+        tried[f] = sat
+        if not sat:
+            return max(1, f - headroom_bits), tried
+    raise ValueError("no format holds the calibration activations")
+
+
+@torch.no_grad()
+def rollout_steps(model, meta: dict, episodes: int, seed: int) -> dict[str, np.ndarray]:
+    """Every system step of hard-mode rollouts on held-out episodes (models/eval_leworld.py):
+    the step's inputs (past, curr, char, query, the memory before the step) and the float
+    model's outputs (addr, length, reads, route logits, mask, pred, query_next), and the true
+    next state. Flattened over episodes and steps."""
+    from models.eval_leworld import eval_data
+    from models.leworld import empty_memory
+
+    states, chars, _ = eval_data(meta, episodes, seed)
+    cfg = model.config
+    b, t1, _ = states.shape
+    mem = empty_memory(cfg, b)
+    query = torch.zeros(b, cfg.query_dim)
+    rec: dict[str, list] = {k: [] for k in (
+        "past", "curr", "char", "query", "mem", "addr", "length", "reads", "route_logits",
+        "mask", "pred", "query_next", "next", "step")}  # fmt: skip
+    for t in range(t1 - 1):
+        past, curr = states[:, max(t - 1, 0)], states[:, t]
+        out = model.system_step(mem, past, curr, chars, query, tau=1.0, mode="hard")
+        logits = model.blm.route_logits(past, curr, chars, out.reads)
+        for k, v in (("past", past), ("curr", curr), ("char", chars), ("query", query),
+                     ("mem", mem), ("reads", out.reads.flatten(1)), ("route_logits", logits),
+                     ("mask", out.mask), ("pred", out.pred), ("query_next", out.query),
+                     ("next", states[:, t + 1])):  # fmt: skip
+            rec[k].append(v.numpy().copy())
+        rec["addr"].append(torch.stack([p.addr for p in out.proposals], 1).numpy())
+        rec["length"].append(torch.stack([p.length for p in out.proposals], 1).numpy())
+        rec["step"].append(np.full(b, t))
+        mem = model.write_back(mem, out.proposals, curr, states[:, t + 1], chars)
+        query = out.query
+    return {k: np.concatenate(v) for k, v in rec.items()}
+
+
+def compare(prog: FoldedProgram, step: dict[str, np.ndarray]) -> dict:
+    """Golden (integer engine) vs the float model on rollout steps."""
+    out, _ = run_golden(prog, step)
+    f = 2.0**prog.frac_bits
+    same = out["addr"] == step["addr"]
+    reads_g = out["reads"] / f
+    n_slm = out["addr"].shape[1]
+    rd = reads_g.shape[1] // n_slm
+
+    def cos(a, b):
+        return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+
+    rg, rf = reads_g.reshape(-1, n_slm, rd), step["reads"].reshape(-1, n_slm, rd)
+    c = cos(rg, rf)
+    pred_g = out["pred"] / f
+    mse = lambda a, b: float(((a - b) ** 2).mean())  # noqa: E731
+    return {
+        "steps": len(same),
+        "address_agreement": float(same.mean()),
+        "address_agreement_per_slm": [round(float(x), 4) for x in same.mean(0)],
+        "length_agreement": float((out["length"] == step["length"]).mean()),
+        "read_cosine_mean": float(c.mean()),
+        "read_cosine_same_address": float(c[same & (out["length"] == step["length"])].mean()),
+        "mask_agreement": float((out["mask"] / f == step["mask"]).mean()),
+        "pred_mse_vs_float": mse(pred_g, step["pred"]),
+        "pred_mse_vs_truth": mse(pred_g, step["next"]),
+        "float_pred_mse_vs_truth": mse(step["pred"], step["next"]),
+        "query_next_max_abs_err": float(np.abs(out["query_next"] / f - step["query_next"]).max()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from models.leworld import load_checkpoint
+
+    ap = argparse.ArgumentParser(description="LeWorld system step on the folded engine (golden)")
+    ap.add_argument("--checkpoint", default="models/checkpoints/leworld_tiny")
+    ap.add_argument("--episodes", type=int, default=64)
+    ap.add_argument("--calib-episodes", type=int, default=32)
+    ap.add_argument("--frac-bits", type=int, default=None)
+    ap.add_argument("--lanes", type=int, default=4)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model, meta = load_checkpoint(args.checkpoint)
+    calib = rollout_steps(model, meta, args.calib_episodes, seed=4242)
+    if args.frac_bits is None:
+        fb, tried = choose_frac_bits(model, calib)
+        print("frac bits", fb, {k: sum(v.values()) for k, v in tried.items()})
+    else:
+        fb = args.frac_bits
+    prog = compile_step(model, fb)
+    from .engine import engine_cycles
+
+    ops: dict[str, int] = {}
+    for ins in prog.instrs:
+        ops[ins.op.name] = ops.get(ins.op.name, 0) + 1
+    print(f"program: {len(prog.instrs)} instructions {ops}, depth {prog.depth} words, "
+          f"{len(prog.linears)} linears, {sum(fl.linear.codes.size for fl in prog.linears)} "
+          f"Q4 weights, bit memory {prog.bit_depth} words, "
+          f"{engine_cycles(prog, args.lanes)} cycles at {args.lanes} lanes")  # fmt: skip
+    test = rollout_steps(model, meta, args.episodes, seed=777)
+    print(json.dumps(compare(prog, test), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
