@@ -190,6 +190,40 @@ class ProgramBuilder:
         )
         return out
 
+    def linear_words(
+        self, x: Vec, weight: np.ndarray, bias: np.ndarray | None, name: str, out: Vec | None = None
+    ) -> Vec:
+        """x @ weight.T + bias with word-precision weights instead of Q4: one DOT per output.
+
+        The weights are constants W * 2**s (s the most fractional bits that hold max |W|),
+        rounded once; each DOT rounds sum x_i (W_ij 2**s) by s bits to the word format, then
+        one ADD adds the bias. For layers whose small errors matter (an argmax over logits).
+        """
+        if x.stride != 1 or x.n != weight.shape[1]:
+            raise ValueError(f"{name}: input of {x.n} words for a {weight.shape} weight")
+        n_out, n_in = weight.shape
+        key = f"linw:{name}"
+        shifts = self.__dict__.setdefault("_word_shifts", {})
+        if key in self._consts:
+            wv, s = self._consts[key], shifts[key]
+        else:
+            top = float(np.abs(weight).max()) or 1.0
+            s = int(np.floor(np.log2(((1 << (self.word_bits - 1)) - 1) / top)))
+            if s < 0:
+                raise ValueError(
+                    f"{name}: weights up to {top} do not fit a {self.word_bits}-bit word"
+                )
+            q = np.clip(np.rint(weight * 2.0**s), -(1 << (self.word_bits - 1)),
+                        (1 << (self.word_bits - 1)) - 1)  # fmt: skip
+            wv = self.constant_int(q.ravel().astype(np.int64), key)
+            shifts[key] = s
+        out = out or self.alloc(n_out)
+        for i in range(n_out):
+            self.dot(x, Vec(wv.addr + i * n_in, n_in), s, out=out[i], note=f"{name} row {i}")
+        if bias is not None:
+            self.add(out, self.constant(bias, f"{key}.bias"), out=out, note=f"{name} bias")
+        return out
+
     # ---- composite operators --------------------------------------------------------------
 
     def layernorm(

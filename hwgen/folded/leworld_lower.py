@@ -51,8 +51,8 @@ def leworld_tensors(model) -> dict[str, np.ndarray]:
 
 
 class _Lower:
-    def __init__(self, cfg, t: dict[str, np.ndarray], frac_bits: int, word_bits: int):
-        self.cfg, self.t = cfg, t
+    def __init__(self, cfg, t, frac_bits: int, word_bits: int, wide: tuple[str, ...] = ()):
+        self.cfg, self.t, self.wide = cfg, t, wide
         self.b = ProgramBuilder("leworld_step", word_bits, frac_bits)
         self.zero = self.b.constant([0.0], "zero")
 
@@ -63,6 +63,8 @@ class _Lower:
         bias = self.t.get(name + ".bias")
         if bias_add is not None:
             bias = (np.zeros(w.shape[0]) if bias is None else bias) + bias_add
+        if any(_match(name, p) for p in self.wide):
+            return self.b.linear_words(x, w, bias, key or name, out=out)
         return self.b.linear(x, w, bias, key or name, out=out)
 
     def relu(self, v: Vec, note: str) -> Vec:
@@ -233,11 +235,29 @@ class _Lower:
         self.lin(pooled, "memory.encoder.out", out=out)
 
 
+def _match(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatch(name, pattern + "*")
+
+
+# Layers compiled with word-precision weights (builder.linear_words) by default: the SLMs'
+# address heads. With Q4 there, address agreement with the float model is ~72 % (Q4 weights
+# alone, in float, give the same figure); see docs/LEWORLD_HARDWARE.md.
+WIDE_DEFAULT = ("slms.*.address_head.",)
+
+
 def compile_step(
-    model, frac_bits: int, word_bits: int = WORD_BITS, bit_depth: int | None = None
+    model,
+    frac_bits: int,
+    word_bits: int = WORD_BITS,
+    bit_depth: int | None = None,
+    wide: tuple[str, ...] = WIDE_DEFAULT,
 ) -> FoldedProgram:
-    """The whole hard-read system step as one FoldedProgram."""
-    return _Lower(model.config, leworld_tensors(model), frac_bits, word_bits).build(bit_depth)
+    """The whole hard-read system step as one FoldedProgram. `wide`: name prefixes (with
+    `*` wildcards) of the Linears to compile with word-precision weights instead of Q4."""
+    low = _Lower(model.config, leworld_tensors(model), frac_bits, word_bits, wide)
+    return low.build(bit_depth)
 
 
 # ---- inputs, golden, calibration --------------------------------------------------------------
@@ -264,11 +284,11 @@ def run_golden(prog: FoldedProgram, step: dict[str, np.ndarray]):
     return outputs(prog, run), run
 
 
-def choose_frac_bits(model, step: dict, word_bits: int = WORD_BITS, headroom_bits: int = 1):
+def choose_frac_bits(model, step: dict, word_bits: int = WORD_BITS, headroom_bits: int = 1, **kw):
     """Most fractional bits without saturation (RSQRT excluded) on the calibration steps."""
     tried = {}
     for f in range(word_bits - 4, 3, -1):
-        prog = compile_step(model, f, word_bits)
+        prog = compile_step(model, f, word_bits, **kw)
         _, run = run_golden(prog, step)
         sat = {}
         for k, cnt in run.saturated.items():
@@ -358,16 +378,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-episodes", type=int, default=32)
     ap.add_argument("--frac-bits", type=int, default=None)
     ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument(
+        "--wide",
+        default=",".join(WIDE_DEFAULT),
+        help="comma-separated Linear name prefixes with word-precision weights ('' = all Q4)",
+    )
     args = ap.parse_args(argv)
+    wide = tuple(p for p in args.wide.split(",") if p)
     torch.set_num_threads(1)
     model, meta = load_checkpoint(args.checkpoint)
     calib = rollout_steps(model, meta, args.calib_episodes, seed=4242)
     if args.frac_bits is None:
-        fb, tried = choose_frac_bits(model, calib)
+        fb, tried = choose_frac_bits(model, calib, wide=wide)
         print("frac bits", fb, {k: sum(v.values()) for k, v in tried.items()})
     else:
         fb = args.frac_bits
-    prog = compile_step(model, fb)
+    prog = compile_step(model, fb, wide=wide)
     from .engine import engine_cycles
 
     ops: dict[str, int] = {}
