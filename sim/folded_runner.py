@@ -49,10 +49,13 @@ def run_folded_simulation(
     expected: dict[str, np.ndarray],
     simulator: str,
     build_dir: Path,
+    bitmem: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Simulate the engine for `prog` on every input set; compare outputs with `expected`.
 
     inputs / expected: name -> int64 [N, length] (machine.outputs gives `expected`).
+    bitmem: [N, bit_depth] 32-bit words loaded through the bit-memory host port before each
+    run (programs with BREAD); the whole bit memory is written every run.
     Returns the results dict: vectors, mismatches, first_mismatches, cycles (per run),
     expected_cycles, error, sim_seconds, build_seconds, run_seconds, results_path.
     Raises InputError on bad arguments and ToolError when the simulator fails.
@@ -66,6 +69,15 @@ def run_folded_simulation(
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog_path = build_dir / f"{TOP}.v"
     verilog_path.write_text(engine_verilog(prog, lanes, TOP))
+    bm_list = None
+    if prog.bit_depth:
+        bm = np.zeros((runs, prog.bit_depth), dtype=np.int64) if bitmem is None else bitmem
+        bm = np.asarray(bm, dtype=np.int64)
+        if bm.shape != (runs, prog.bit_depth):
+            raise InputError(f"bitmem must be [{runs}, {prog.bit_depth}], got {bm.shape}")
+        bm_list = bm.tolist()
+    elif bitmem is not None:
+        raise InputError("bitmem given for a program without a bit memory")
     config_path = build_dir / "folded_config.json"
     config = {
         "word_bits": prog.word_bits,
@@ -73,6 +85,7 @@ def run_folded_simulation(
         "expected_cycles": engine_cycles(prog, lanes),
         "inputs": in_regions,
         "outputs": out_regions,
+        "bitmem": bm_list,
     }
     config_path.write_text(json.dumps(config))
     results_path = build_dir / "folded_results.json"

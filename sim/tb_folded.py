@@ -7,11 +7,12 @@ HWGEN_FOLDED_CONFIG  JSON with the word size, the input and output regions (name
 HWGEN_RESULTS        where to write the results JSON
 HWGEN_CLOCK_NS       clock period in ns (default 10)
 
-For every input set: write the inputs through the host port, pulse `start`, count the
-cycles until `done`, read every output word back and compare it with the golden vector
-bit for bit. Signals are driven on the falling edge and sampled there too (registers
-change on the rising edge), so a cycle count is the number of rising edges from the one
-that samples `start` to the one that raises `done`.
+For every input set: write the bit memory through its host port (programs with BREAD:
+config key "bitmem", one list of 32-bit words per run), write the inputs through the host
+port, pulse `start`, count the cycles until `done`, read every output word back and
+compare it with the golden vector bit for bit. Signals are driven on the falling edge and
+sampled there too (registers change on the rising edge), so a cycle count is the number
+of rising edges from the one that samples `start` to the one that raises `done`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class FoldedBench:
         d.host_we.value = 0
         d.host_addr.value = 0
         d.host_wdata.value = 0
+        if self.cfg.get("bitmem") is not None:
+            d.host_bm_we.value = 0
+            d.host_bm_addr.value = 0
+            d.host_bm_wdata.value = 0
         for _ in range(RESET_CYCLES):
             await FallingEdge(d.clk)
         d.rst.value = 0
@@ -69,6 +74,15 @@ class FoldedBench:
         d.host_we.value = 1
         await FallingEdge(d.clk)
         d.host_we.value = 0
+
+    async def write_bitmem(self, words: list[int]) -> None:
+        d = self.dut
+        d.host_bm_we.value = 1
+        for k, v in enumerate(words):
+            d.host_bm_addr.value = k
+            d.host_bm_wdata.value = v
+            await FallingEdge(d.clk)
+        d.host_bm_we.value = 0
 
     async def run_once(self) -> int:
         """Pulse start; return the cycle (counted from start's) in which done is high."""
@@ -101,6 +115,8 @@ class FoldedBench:
     async def run(self) -> None:
         cfg = self.cfg
         for r in range(cfg["runs"]):
+            if cfg.get("bitmem") is not None:
+                await self.write_bitmem(cfg["bitmem"][r])
             for region in cfg["inputs"]:
                 for k, v in enumerate(region["values"][r]):
                     await self.write(region["addr"] + k, v)
