@@ -35,7 +35,7 @@ import torch
 
 from . import tables
 from .builder import ProgramBuilder, Vec
-from .isa import FoldedProgram, Op, Table
+from .isa import BIT_WORD, REDUCTIONS, FoldedProgram, Instr, Op, Table
 from .machine import execute, outputs
 
 WORD_BITS = 18
@@ -51,8 +51,10 @@ def leworld_tensors(model) -> dict[str, np.ndarray]:
 
 
 class _Lower:
-    def __init__(self, cfg, t, frac_bits: int, word_bits: int, wide: tuple[str, ...] = ()):
-        self.cfg, self.t, self.wide = cfg, t, wide
+    def __init__(
+        self, cfg, t, frac_bits: int, word_bits: int, wide: tuple[str, ...] = (), compact=True
+    ):
+        self.cfg, self.t, self.wide, self.compact = cfg, t, wide, compact
         self.b = ProgramBuilder("leworld_step", word_bits, frac_bits)
         self.zero = self.b.constant([0.0], "zero")
 
@@ -171,7 +173,8 @@ class _Lower:
                         ("route_logits", logits), ("mask", mask), ("pred", pred),
                         ("query_next", q_next)):  # fmt: skip
             b.output(name, v)
-        return b.build()
+        prog = b.build()
+        return compact(prog, _blocks(b)) if self.compact else prog
 
     def slm(self, i: int, past, curr, char, bq, addr_out: Vec, len_out: Vec) -> None:
         cfg, t, b = self.cfg, self.t, self.b
@@ -235,6 +238,101 @@ class _Lower:
         self.lin(pooled, "memory.encoder.out", out=out)
 
 
+# ---- scratch reuse ----------------------------------------------------------------------------
+
+
+def _blocks(b: ProgramBuilder) -> list[tuple[int, int]]:
+    """The builder's scratch allocations as (address, size) after `build`."""
+    out, addr = [], len(b.const)
+    for n in b._scratch:
+        out.append((addr, n))
+        addr += n
+    return out
+
+
+def _operands(prog: FoldedProgram, ins: Instr) -> tuple[list[range], range]:
+    """(read spans, write span) of one instruction."""
+    if ins.op is Op.LIN:
+        lin = prog.linears[ins.arg].linear
+        return [range(ins.a, ins.a + lin.in_features)], range(ins.dst, ins.dst + lin.out_features)
+    if ins.op is Op.BREAD:
+        return [range(ins.a, ins.a + 1), range(ins.b, ins.b + 1)], range(
+            ins.dst, ins.dst + BIT_WORD * ins.n
+        )
+    reads = [prog.span(ins.a, ins.n, ins.sa)]
+    if ins.op not in (Op.LUT, Op.ARGMAX):
+        reads.append(prog.span(ins.b, ins.n, ins.sb))
+    one = ins.op in REDUCTIONS or ins.op is Op.ARGMAX
+    return reads, prog.span(ins.dst, 1 if one else ins.n, ins.sd)
+
+
+def compact(prog: FoldedProgram, blocks: list[tuple[int, int]]) -> FoldedProgram:
+    """Reuse scratch memory: each allocation lives from its first write to its last read
+    (inputs from the start, outputs to the end); allocations whose lifetimes do not overlap
+    share addresses (first fit in order of first use). Constants stay where they are.
+    Every operand span must lie inside one allocation (the builder's vectors do)."""
+    n_instr = len(prog.instrs)
+    starts = np.array([a for a, _ in blocks])
+    first = [n_instr + 1] * len(blocks)
+    last = [-1] * len(blocks)
+
+    def block_of(span: range) -> int | None:
+        if span[0] < prog.n_const:
+            return None
+        k = int(np.searchsorted(starts, span[0], side="right")) - 1
+        a, n = blocks[k]
+        if span[-1] >= a + n:
+            raise ValueError(f"span {span} crosses allocation [{a}, {a + n})")
+        return k
+
+    for a, n in prog.inputs.values():
+        first[block_of(range(a, a + n))] = -1
+    for a, n in prog.outputs.values():
+        last[block_of(range(a, a + n))] = n_instr
+    for k, ins in enumerate(prog.instrs):
+        reads, writes = _operands(prog, ins)
+        for r in reads:
+            blk = block_of(r)
+            if blk is not None:
+                last[blk] = max(last[blk], k)
+        blk = block_of(writes)
+        first[blk] = min(first[blk], k)
+    # first fit by first use; a free list of (address, size, free from) intervals
+    placed: list[tuple[int, int, int, int]] = []  # (addr, size, first, last)
+    new_base = [0] * len(blocks)
+    order = sorted(range(len(blocks)), key=lambda k: (first[k], -blocks[k][1]))
+    for k in order:
+        size = blocks[k][1]
+        lo, hi = first[k], max(last[k], first[k])
+        busy = sorted((a, a + n) for a, n, f, t in placed if not (t < lo or f > hi))
+        addr = prog.n_const
+        for a, e in busy:
+            if addr + size <= a:
+                break
+            addr = max(addr, e)
+        new_base[k] = addr
+        placed.append((addr, size, lo, hi))
+
+    def fix(x: int) -> int:
+        if x < prog.n_const:
+            return x
+        k = int(np.searchsorted(starts, x, side="right")) - 1
+        return new_base[k] + x - blocks[k][0]
+
+    instrs = [
+        Instr(i.op, fix(i.dst), fix(i.a), fix(i.b) if i.op not in (Op.LUT, Op.ARGMAX, Op.LIN)
+              else i.b, i.n, i.sd, i.sa, i.sb, i.shift, i.arg, i.imm, i.note)
+        for i in prog.instrs
+    ]  # fmt: skip
+    depth = max([a + n for a, n, _, _ in placed] + [prog.n_const])
+    return FoldedProgram(
+        prog.name, prog.word_bits, prog.frac_bits, depth, instrs, prog.tables, prog.linears,
+        prog.const, {k: (fix(a), n) for k, (a, n) in prog.inputs.items()},
+        {k: (fix(a), n) for k, (a, n) in prog.outputs.items()},
+        {**prog.meta, "uncompacted_depth": prog.depth}, prog.bit_depth,
+    )  # fmt: skip
+
+
 def _match(name: str, pattern: str) -> bool:
     import fnmatch
 
@@ -253,10 +351,13 @@ def compile_step(
     word_bits: int = WORD_BITS,
     bit_depth: int | None = None,
     wide: tuple[str, ...] = WIDE_DEFAULT,
+    compact_scratch: bool = True,
 ) -> FoldedProgram:
     """The whole hard-read system step as one FoldedProgram. `wide`: name prefixes (with
-    `*` wildcards) of the Linears to compile with word-precision weights instead of Q4."""
-    low = _Lower(model.config, leworld_tensors(model), frac_bits, word_bits, wide)
+    `*` wildcards) of the Linears to compile with word-precision weights instead of Q4;
+    `compact_scratch`: reuse scratch words between allocations that are not live together."""
+    low = _Lower(model.config, leworld_tensors(model), frac_bits, word_bits, wide,
+                 compact_scratch)  # fmt: skip
     return low.build(bit_depth)
 
 
