@@ -436,6 +436,48 @@ def rollout_steps(model, meta: dict, episodes: int, seed: int) -> dict[str, np.n
     return {k: np.concatenate(v) for k, v in rec.items()}
 
 
+@torch.no_grad()
+def closed_loop(model, meta: dict, prog: FoldedProgram, episodes: int, seed: int) -> dict:
+    """Rollouts with the engine (golden) in the loop: each step's info request is the
+    engine's own previous output, and the memory is written back by the host (the float bit
+    decoder, binarised, at the engine's addresses), as models/eval_leworld.py does for the
+    float model. Returns per-step MSE vs the true next state, for the engine and the float
+    model on the same episodes."""
+    from types import SimpleNamespace
+
+    from models.eval_leworld import eval_data
+    from models.leworld import empty_memory
+
+    states, chars, _ = eval_data(meta, episodes, seed)
+    cfg, f = model.config, 2.0**prog.frac_bits
+    b, t1, _ = states.shape
+    mem = empty_memory(cfg, b)
+    query = np.zeros((b, cfg.query_dim))
+    errs = []
+    for t in range(t1 - 1):
+        past, curr = states[:, max(t - 1, 0)], states[:, t]
+        step = {"past": past.numpy(), "curr": curr.numpy(), "char": chars.numpy(),
+                "query": query, "mem": mem.numpy()}  # fmt: skip
+        out, _ = run_golden(prog, step)
+        pred = out["pred"] / f
+        errs.append(((pred - states[:, t + 1].numpy()) ** 2).mean(1))
+        props = [SimpleNamespace(addr=torch.as_tensor(out["addr"][:, i]))
+                 for i in range(cfg.n_slm)]  # fmt: skip
+        mem = model.write_back(mem, props, curr, states[:, t + 1], chars)
+        query = out["query_next"] / f
+    from models.eval_leworld import run
+
+    float_err = run(model, states, chars)["err"].numpy()
+    eng = np.stack(errs, 1)
+    return {
+        "episodes": episodes,
+        "engine_per_step_mse": [round(float(x), 4) for x in eng.mean(0)],
+        "float_per_step_mse": [round(float(x), 4) for x in float_err.mean(0)],
+        "engine_mean_mse": round(float(eng.mean()), 4),
+        "float_mean_mse": round(float(float_err.mean()), 4),
+    }
+
+
 def compare(prog: FoldedProgram, step: dict[str, np.ndarray]) -> dict:
     """Golden (integer engine) vs the float model on rollout steps."""
     out, _ = run_golden(prog, step)
@@ -484,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(WIDE_DEFAULT),
         help="comma-separated Linear name prefixes with word-precision weights ('' = all Q4)",
     )
+    ap.add_argument("--closed-loop", action="store_true", help="also roll out with the engine")
     args = ap.parse_args(argv)
     wide = tuple(p for p in args.wide.split(",") if p)
     torch.set_num_threads(1)
@@ -506,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{engine_cycles(prog, args.lanes)} cycles at {args.lanes} lanes")  # fmt: skip
     test = rollout_steps(model, meta, args.episodes, seed=777)
     print(json.dumps(compare(prog, test), indent=2))
+    if args.closed_loop:
+        print(json.dumps(closed_loop(model, meta, prog, args.episodes, seed=777)))
     return 0
 
 
