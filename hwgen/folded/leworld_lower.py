@@ -29,6 +29,7 @@ after the step, through the bit-memory host port; see docs/LEWORLD_HARDWARE.md.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -526,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(WIDE_DEFAULT),
         help="comma-separated Linear name prefixes with word-precision weights ('' = all Q4)",
     )
+    ap.add_argument("--synth", default=None, help="synthesize the engine into this directory")
     ap.add_argument("--closed-loop", action="store_true", help="also roll out with the engine")
     args = ap.parse_args(argv)
     wide = tuple(p for p in args.wide.split(",") if p)
@@ -551,7 +553,34 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(compare(prog, test), indent=2))
     if args.closed_loop:
         print(json.dumps(closed_loop(model, meta, prog, args.episodes, seed=777)))
+    if args.synth:
+        print(synth_report(prog, args.lanes, Path(args.synth)))
     return 0
+
+
+def synth_report(prog: FoldedProgram, lanes: int, out_dir: Path) -> str:
+    """One Yosys synth_xilinx run of the engine (xc7 netlist, the same for both Arty A7
+    parts), then the fit against the 35T and the 100T."""
+    from ..boards import get_board
+    from ..synth import synthesize
+    from .engine import engine_verilog
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    v = out_dir / "folded_engine.v"
+    v.write_text(engine_verilog(prog, lanes, "folded_engine"))
+    rep = synthesize([v], "folded_engine", "arty-a7-35", out_dir / "synth", hardwired=False)
+    c = rep.counts
+    used = {"LUT": c["LUT"], "FF": c["FF"], "DSP48E1": c["DSP48E1"],
+            "RAMB36": c["RAMB36E1"] + c["RAMB18E1"] / 2}  # fmt: skip
+    lines = [f"lanes {lanes}: " + ", ".join(f"{k} {v:g}" for k, v in used.items())]
+    for name in ("arty-a7-35", "arty-a7-100"):
+        bd = get_board(name)
+        avail = {"LUT": bd.luts, "FF": bd.ffs, "DSP48E1": bd.dsp48e1, "RAMB36": bd.ramb36}
+        pct = {k: 100 * used[k] / avail[k] for k in used}
+        fits = all(p <= 100 for p in pct.values())
+        lines.append(f"  {name}: " + ", ".join(f"{k} {p:.1f}%" for k, p in pct.items())
+                     + (" -> fits" if fits else " -> does not fit"))  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
