@@ -108,3 +108,16 @@ def test_closed_loop_rollout(setup):
     eng = r["engine_per_step_mse"]
     assert np.mean(eng[-5:]) < np.mean(eng[:3])
     assert r["engine_mean_mse"] < 1.05 * r["float_mean_mse"]
+
+
+def test_program_file_round_trip(setup, tmp_path: Path):
+    from hwgen.folded.program_io import listing, load_program, save_program
+
+    _, steps, prog = setup
+    save_program(prog, tmp_path / "step.npz")
+    back = load_program(tmp_path / "step.npz")
+    assert back.bit_depth == prog.bit_depth and back.instrs == prog.instrs
+    a, _ = L.run_golden(prog, steps)
+    b, _ = L.run_golden(back, steps)
+    assert all((a[k] == b[k]).all() for k in a)
+    assert "BREAD" in listing(back) and "ARGMAX" in listing(back)

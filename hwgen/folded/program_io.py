@@ -51,6 +51,7 @@ def save_program(prog: FoldedProgram, path: Path) -> None:
         "inputs": prog.inputs,
         "outputs": prog.outputs,
         "meta": prog.meta,
+        "bit_depth": prog.bit_depth,
     }
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
@@ -100,6 +101,7 @@ def load_program(path: Path) -> FoldedProgram:
             {k: (int(a), int(n)) for k, (a, n) in h["inputs"].items()},
             {k: (int(a), int(n)) for k, (a, n) in h["outputs"].items()},
             dict(h.get("meta", {})),
+            int(h.get("bit_depth", 0)),
         )
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not a valid hwgen folded program: {e}") from e
