@@ -555,19 +555,39 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(closed_loop(model, meta, prog, args.episodes, seed=777)))
     if args.synth:
         print(synth_report(prog, args.lanes, Path(args.synth)))
+        for depth in (16384, 65536):
+            out = Path(args.synth) / f"bitmem_{depth}"
+            print(f"bit memory probe, {depth} words:", bit_memory_probe(depth, out))
     return 0
 
 
-def synth_report(prog: FoldedProgram, lanes: int, out_dir: Path) -> str:
+def bit_memory_probe(bit_depth: int, out_dir: Path) -> str:
+    """Synthesize an engine whose program is one BREAD of 16 words from a `bit_depth`-word
+    bit memory: what the bit memory alone costs. The bit memory's all-zero initialiser is
+    left out of the Verilog (Yosys' frontend is very slow on 65,536 initial assignments;
+    Xilinx block RAM powers up as zeros anyway, and the host loads the memory)."""
+    import re
+
+    from .isa import Instr
+
+    prog = FoldedProgram(
+        "bitmem_probe", WORD_BITS, 11, 600, [Instr(Op.BREAD, 8, 0, 1, n=16, imm=1 << 11)], [],
+        [], np.zeros(0, dtype=np.int64), {"x": (0, 8)}, {"y": (8, 512)}, bit_depth=bit_depth,
+    )  # fmt: skip
+    return synth_report(prog, 1, out_dir, lambda v: re.sub(r"\n    bitmem\[\d+\] = 32'd0;", "", v))
+
+
+def synth_report(prog: FoldedProgram, lanes: int, out_dir: Path, edit=None) -> str:
     """One Yosys synth_xilinx run of the engine (xc7 netlist, the same for both Arty A7
-    parts), then the fit against the 35T and the 100T."""
+    parts), then the fit against the 35T and the 100T. `edit` may rewrite the Verilog."""
     from ..boards import get_board
     from ..synth import synthesize
     from .engine import engine_verilog
 
     out_dir.mkdir(parents=True, exist_ok=True)
     v = out_dir / "folded_engine.v"
-    v.write_text(engine_verilog(prog, lanes, "folded_engine"))
+    text = engine_verilog(prog, lanes, "folded_engine")
+    v.write_text(edit(text) if edit else text)
     rep = synthesize([v], "folded_engine", "arty-a7-35", out_dir / "synth", hardwired=False)
     c = rep.counts
     used = {"LUT": c["LUT"], "FF": c["FF"], "DSP48E1": c["DSP48E1"],
