@@ -72,10 +72,14 @@ def cosim_vectors(steps: dict, n: int) -> np.ndarray:
 
 
 @pytest.mark.sim
-def test_cocotb_leworld_step_bit_exact(setup, tmp_path: Path):
+@pytest.mark.parametrize("config", ["default", "all_q4"])
+def test_cocotb_leworld_step_bit_exact(setup, tmp_path: Path, config: str):
+    """The default program (address heads wide) and the all-Q4 one (the 35T candidate)."""
     from sim.folded_runner import run_folded_simulation
 
-    _, steps, prog = setup
+    model, steps, prog = setup
+    if config == "all_q4":
+        prog = L.compile_step(model, FRAC_BITS, wide=())
     idx = cosim_vectors(steps, 3)
     sel = {k: v[idx] for k, v in steps.items()}
     inputs, bitmem = L.quantize_inputs(prog, sel), L.pack_bits(sel["mem"])
