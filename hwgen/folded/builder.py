@@ -241,8 +241,8 @@ class ProgramBuilder:
         mean = self.dot(x, self.one.bcast(n), f + n.bit_length() - 1, note=f"{note}: mean")
         d = self.sub(x, mean.bcast(n), note=f"{note}: x - mean")
         key = f"rsqrt:{n}"
-        t_id = self.table(key, lambda: tables.rsqrt_table(math.sqrt(n), self.word_bits)[0])
-        r_bits = tables.rsqrt_table(math.sqrt(n), self.word_bits)[1]
+        table, r_bits = tables.rsqrt_table(math.sqrt(n), self.word_bits)
+        t_id = self.table(key, lambda: table)
         r = self.alloc(1)
         self.emit(
             Op.RSQRT, r, d, d, arg=t_id, shift=r_bits - 2 * f,

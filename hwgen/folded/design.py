@@ -24,6 +24,7 @@ from .lewm_lower import (
     Windows,
     choose_frac_bits,
     compile_predictor,
+    encode_episodes,
     float_predict,
     predictor_weights,
     pusht_windows,
@@ -132,7 +133,7 @@ def _rollout_windows(model, meta, episodes: int, steps: int, seed: int, horizon:
     frames, acts = pusht_clips(meta, episodes, steps, seed)
     h = model.config.history
     with torch.no_grad():
-        z = torch.cat([model.encode(frames[i : i + 1]) for i in range(len(frames))]).numpy()
+        z = encode_episodes(model, frames).numpy()
     starts = range(0, steps + 1 - (h + horizon) + 1, horizon)
     zw = np.concatenate([z[:, s : s + h] for s in starts])
     aw = np.concatenate([acts[:, s : s + h - 1 + horizon].numpy() for s in starts])
@@ -190,7 +191,6 @@ def build_folded_rtl(
         accuracy = measure_accuracy(model, prog, test, *roll)
         inputs = quantize_inputs(prog, test.z, test.actions)
         expected = outputs(prog, execute(prog, inputs))
-    cycles = None
     with step(f"generate the engine's Verilog ({o.lanes} lanes)"):
         from .engine import engine_cycles, engine_verilog
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..arith.fixed import quantize_to_fixed
 from .builder import ProgramBuilder, Vec
 from .isa import FoldedProgram, Op
 from .machine import execute, outputs
@@ -151,8 +152,6 @@ def _block(b: ProgramBuilder, t: dict, n: int, x: list[Vec], sc: list[Vec], head
 
 def quantize_inputs(prog: FoldedProgram, z: np.ndarray, actions: np.ndarray) -> dict:
     """Float latents (N, T, D) and z-scored actions (N, T, A) -> the program's input words."""
-    from ..arith.fixed import quantize_to_fixed
-
     n = len(z)
     return {
         "z": quantize_to_fixed(np.asarray(z).reshape(n, -1), prog.word_bits, prog.frac_bits),
@@ -211,6 +210,12 @@ class Windows:
 
 
 @torch.no_grad()
+def encode_episodes(model, frames: torch.Tensor) -> torch.Tensor:
+    """(E, T+1, C, H, W) normalised pixels -> (E, T+1, D) float latents, one episode a call."""
+    return torch.cat([model.encode(frames[i : i + 1]) for i in range(len(frames))])
+
+
+@torch.no_grad()
 def pusht_windows(model, meta: dict, episodes: int, steps: int, seed: int) -> Windows:
     """Play PushT episodes (models/pusht_data.py), encode every frame with the float model,
     and cut every window of history + 1 frames."""
@@ -218,7 +223,7 @@ def pusht_windows(model, meta: dict, episodes: int, steps: int, seed: int) -> Wi
 
     frames, acts = pusht_clips(meta, episodes, steps, seed)
     h = model.config.history
-    z = torch.cat([model.encode(frames[i : i + 1]) for i in range(len(frames))])
+    z = encode_episodes(model, frames)
     starts = range(steps + 1 - h)
     return Windows(
         z=torch.cat([z[:, s : s + h] for s in starts]).numpy(),
