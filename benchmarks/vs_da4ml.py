@@ -240,7 +240,13 @@ endmodule
 
 
 def run_case(
-    name: str, codes, scales, synth: bool, register_every: int, save: Callable[[dict], None]
+    name: str,
+    codes,
+    scales,
+    synth: bool,
+    register_every: int,
+    save: Callable[[dict], None],
+    tools: tuple[str, ...] = ("hwgen", "da4ml"),
 ) -> None:
     """Build, check and synthesize both tools' designs; `save` gets each row when done."""
     w = effective(codes, scales)
@@ -248,7 +254,8 @@ def run_case(
         "hwgen": lambda f: hwgen_design(codes, scales, f, register_every),
         "da4ml": lambda f: da4ml_design(w, f, register_every),
     }
-    for tool, make in makers.items():
+    for tool in tools:
+        make = makers[tool]
         folder = OUT / name.replace(" ", "_") / tool  # make (Verilator) dislikes spaces
         d = make(folder)
         mism, lat = check_bit_exact(d, w, folder)
@@ -324,6 +331,13 @@ def main() -> None:
         default=["codes", "scaled"],
         help="plain 4-bit codes, and/or Q4 codes x 10-bit block scales",
     )
+    p.add_argument(
+        "--tools",
+        nargs="+",
+        choices=["hwgen", "da4ml"],
+        default=["hwgen", "da4ml"],
+        help="which solvers to run (rows of the other keep their earlier values)",
+    )
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
@@ -331,7 +345,7 @@ def main() -> None:
     def save(row: dict) -> None:
         # Saved after every row (re-read first: another run may have added rows), so a
         # long run that is stopped keeps what it measured.
-        rows = json.loads(store.read_text()) if store.is_file() else []
+        rows = json.loads(store.read_text()) if store.is_file() else committed_rows()
         key = (row["case"], row["tool"])
         rows = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
         store.write_text(json.dumps(rows, indent=2) + "\n")
@@ -341,9 +355,34 @@ def main() -> None:
         for kind in a.kinds:
             scaled = kind == "scaled"
             name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"
-            run_case(name, *random_case(n, scaled, seed=n), not a.no_synth, a.register_every, save)
+            case = random_case(n, scaled, seed=n)
+            run_case(name, *case, not a.no_synth, a.register_every, save, tuple(a.tools))
     for name, codes, scales in lewm_cases(a.lewm) if a.lewm else []:
-        run_case(name, codes, scales, not a.no_synth, a.register_every, save)
+        run_case(name, codes, scales, not a.no_synth, a.register_every, save, tuple(a.tools))
+
+
+def committed_rows() -> list[dict]:
+    """The rows of the committed VS_DA4ML.md, so a run on a new machine keeps them."""
+    path = HERE / "VS_DA4ML.md"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(COLUMNS) + 1 or cells[0] in ("case", "---") or not cells[1]:
+            continue
+        if set(cells[0]) <= {"-"}:
+            continue
+        row: dict = {}
+        for col, cell in zip(COLUMNS, cells, strict=False):
+            if cell == "-":
+                continue
+            try:
+                row[col] = float(cell) if "." in cell else int(cell)
+            except ValueError:
+                row[col] = cell
+        rows.append(row)
+    return rows
 
 
 def write_table(rows: list[dict], register_every: int) -> None:

@@ -13,6 +13,7 @@ from hwgen.golden import run
 from hwgen.ir import FixedFormat, Layer, Program, Q4Linear, Requant
 from hwgen.lower import FloatLayer, lower
 from hwgen.quant.q4 import BLOCK, quantize_q4
+from hwgen.solve import scale_groups
 from tests.rtl_harness import simulate
 
 
@@ -161,3 +162,12 @@ def test_random_layers_are_bit_exact(out, n_in, seed, in_bits, out_bits, shift, 
     bias = rng.integers(-(1 << 12), 1 << 12, size=out)
     program = Program("p", [layer_from_codes(codes, scales, bias, shift, relu, in_bits, out_bits)])
     check(program, n=24, seed=seed)
+
+
+def test_rows_with_one_scale_share_one_cse_over_all_blocks():
+    rng = np.random.default_rng(5)
+    codes = rng.integers(-8, 8, size=(6, 70))
+    scales = np.repeat(rng.integers(1, 900, size=(6, 1)), 3, axis=1)
+    assert len(scale_groups(scales, 70)) == 1  # one CSE over the three blocks
+    bias = rng.integers(-500, 500, size=6)
+    check(Program("p", [layer_from_codes(codes, scales, bias, shift=12)]))
