@@ -19,7 +19,7 @@ import numpy as np
 
 from .arith.adder_graph import AdderGraph, Ref
 from .arith.csd import csd_digits
-from .arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT, eliminate
+from .arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT, Pattern, eliminate
 from .ir import Layer
 from .quant.q4 import BLOCK
 
@@ -29,8 +29,7 @@ CODE_SHIFTS = 4  # digits of codes in [-8, 7] sit at shifts 0..3
 # more shared patterns (measured on random Q4 matrices: 16x16 185 -> 178 adders,
 # 64x64 2355 -> 2332). Every other code keeps its CSD form, the only minimal one.
 BINARY_FORM = {3: ((1, 0), (1, 1)), 6: ((1, 1), (1, 2))}
-# Layers up to this many weights run the CSE once per tie-breaking rule and keep the best
-# (about 0.5 % fewer adders); larger ones run it once, to keep compiling fast.
+# Layers up to this many weights are built several ways and the best kept (solve_layer).
 MULTI_START_WEIGHTS = 128 * 128
 
 
@@ -59,18 +58,18 @@ def code_digits(codes: np.ndarray) -> np.ndarray:
     return table[codes.astype(np.int64) + 8]
 
 
-def block_partials(
-    g: AdderGraph,
-    inputs: list[Ref],
-    codes: np.ndarray,
-    cse: bool,
-    ties: tuple[int, ...] = DEFAULT_TIES,
-) -> list[Ref | None]:
-    """Per row, the sum of the digit terms of `codes` (None if all its codes are 0)."""
+Rewritten = tuple[np.ndarray, list[Pattern]]
+
+
+def rewrite(codes: np.ndarray, cse: bool, tie: int) -> Rewritten:
+    """The digit terms of `codes` per row, after CSE when asked: (digits, patterns)."""
     digits = code_digits(codes)
-    patterns = []
-    if cse:
-        digits, patterns = eliminate(digits, ties=ties)
+    return eliminate(digits, ties=(tie,)) if cse else (digits, [])
+
+
+def block_partials(g: AdderGraph, inputs: list[Ref], rewritten: Rewritten) -> list[Ref | None]:
+    """Per row, the sum of its digit terms (None if the row has none)."""
+    digits, patterns = rewritten
     refs = list(inputs)
     for p in patterns:
         refs.append(g.add(refs[p.a], refs[p.b].scaled(p.rel, p.ds)))
@@ -97,16 +96,42 @@ def scale_groups(scales: np.ndarray, in_features: int) -> list[tuple[slice, np.n
 
 
 def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> LayerGraph:
+    """The layer's adder graph; small layers try several and keep the fewest LUTs.
+
+    Greedy CSE and the pairing order of the sums both trade adders, widths and
+    subtractors; for layers up to MULTI_START_WEIGHTS each CSE tie rule is built with
+    both sum orders, and the graph with the lowest `lut_estimate` wins (the first on
+    equal estimates). Larger layers are built once, to keep compiling fast.
+    """
     lin = layer.linear
-    g = AdderGraph(register_every)
+    groups = scale_groups(lin.scales, lin.in_features)
+    small = cse and lin.out_features * lin.in_features <= MULTI_START_WEIGHTS
+    best: LayerGraph | None = None
+    for tie in DEFAULT_TIES if small else (TIE_LARGER_SHIFT,):
+        rewritten = [rewrite(lin.codes[:, cols], cse, tie) for cols, _ in groups]
+        for same_sign in (False, True) if small else (False,):
+            lg = build_graph(layer, groups, rewritten, register_every, same_sign)
+            if best is None or lg.graph.lut_estimate() < best.graph.lut_estimate():
+                best = lg
+    assert best is not None
+    return best
+
+
+def build_graph(
+    layer: Layer,
+    groups: list[tuple[slice, np.ndarray]],
+    rewritten: list[Rewritten],
+    register_every: int,
+    same_sign: bool,
+) -> LayerGraph:
+    """Partial sums per scale group, times their scales, summed per row and aligned."""
+    lin = layer.linear
+    g = AdderGraph(register_every, same_sign_first=same_sign)
     xlo, xhi = layer.in_format.range
     inputs = [g.input(j, xlo, xhi) for j in range(lin.in_features)]
     scale_terms: list[list[Ref]] = [[] for _ in range(lin.out_features)]
-    small = lin.out_features * lin.in_features <= MULTI_START_WEIGHTS
-    ties = DEFAULT_TIES if small else (TIE_LARGER_SHIFT,)
-    for cols, scale in scale_groups(lin.scales, lin.in_features):
-        partials = block_partials(g, inputs[cols], lin.codes[:, cols], cse, ties)
-        for row, partial in enumerate(partials):
+    for (cols, scale), rw in zip(groups, rewritten, strict=True):
+        for row, partial in enumerate(block_partials(g, inputs[cols], rw)):
             if partial is not None:
                 scale_terms[row] += [partial.scaled(s, k) for s, k in csd_digits(int(scale[row]))]
     accs = [g.sum(terms) for terms in scale_terms]

@@ -58,6 +58,7 @@ class AdderGraph:
     """Builder and container of a pipelined adder graph."""
 
     register_every: int = 1
+    same_sign_first: bool = False
     nodes: list[Node] = field(default_factory=list)
     _delays: dict[int, int] = field(default_factory=dict)
 
@@ -68,6 +69,20 @@ class AdderGraph:
     @property
     def adders(self) -> int:
         return sum(n.kind == "add" for n in self.nodes)
+
+    def lut_estimate(self) -> int:
+        """LUT6 cells of the adders on carry chains, as Yosys maps them for Xilinx.
+
+        One LUT per result bit above the shifted operand's zero bits (those pass through),
+        less the top bit, which an adder takes from the carry out; a subtractor needs it
+        (measured with synth_xilinx: 8+8-bit a + b is 8 LUTs, a - b 9). A ranking aid:
+        the exact count is Yosys's.
+        """
+        return sum(
+            max(n.width - max(n.a_shift, n.b_shift) - 1 + n.sub, 1)
+            for n in self.nodes
+            if n.kind == "add"
+        )
 
     def depth(self) -> int:
         """Adders on the longest input-to-output path (delays are free)."""
@@ -155,7 +170,9 @@ class AdderGraph:
 
         Earliest first (Huffman on arrival time) keeps late terms near the root, so a
         tree over terms of different depths stays as shallow as possible; among equals,
-        similar shifts pair up, so aligned operands stay narrow.
+        similar shifts pair up, so aligned operands stay narrow. With `same_sign_first`,
+        terms of one sign pair up before shifts are looked at: two negated terms make an
+        adder (the negation stays in the wiring), only mixed signs need a subtractor.
         """
         heap = [self._arrival(r, i) for i, r in enumerate(refs)]
         heapq.heapify(heap)
@@ -166,6 +183,7 @@ class AdderGraph:
             count += 1
         return heap[0][-1] if heap else None
 
-    def _arrival(self, ref: Ref, order: int) -> tuple[int, int, int, int, Ref]:
+    def _arrival(self, ref: Ref, order: int) -> tuple[int, int, int, int, int, Ref]:
         node = self.nodes[ref.node]
-        return (node.cycle, node.level, ref.shift, order, ref)
+        sign = int(ref.neg) if self.same_sign_first else 0
+        return (node.cycle, node.level, sign, ref.shift, order, ref)

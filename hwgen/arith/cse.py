@@ -14,7 +14,7 @@ runs compiled (numba); a count lives in an open-addressing hash table keyed by t
 
 from __future__ import annotations
 
-import heapq
+import math
 from dataclasses import dataclass
 
 import numba
@@ -24,8 +24,8 @@ EMPTY = -1
 # Tie-breaking among patterns with equal counts. `eliminate` tries each and keeps the
 # fewest adders: greedy CSE is sensitive to ties (measured: up to 1 % adders on random
 # Q4 matrices), and the compiled loop is cheap enough to run it a few times.
-TIE_LARGER_SHIFT, TIE_SMALLER_SHIFT, TIE_HASHED = 0, 1, 2
-DEFAULT_TIES = (TIE_LARGER_SHIFT, TIE_SMALLER_SHIFT, TIE_HASHED)
+TIE_LARGER_SHIFT, TIE_SMALLER_SHIFT, TIE_NEWEST = 0, 1, 2
+DEFAULT_TIES = (TIE_LARGER_SHIFT, TIE_SMALLER_SHIFT, TIE_NEWEST)
 
 
 @dataclass(frozen=True)
@@ -76,47 +76,107 @@ def _increment(
 
 
 @numba.njit(cache=True)
-def _pair_key(v1: int, s1: int, g1: int, v2: int, s2: int, g2: int, cap: int, t: int) -> int:
-    """The key ((a * cap + b) * t + ds) * 2 + k of the pattern that two digits form."""
+def _pair_key(
+    v1: int, s1: int, g1: int, v2: int, s2: int, g2: int, cap: int, t: int, v0: int
+) -> tuple[int, int]:
+    """The key ((a * cap + b) * t + ds) * 2 + k of the pattern that two digits form, and
+    its index in the dense table of patterns of two original vars (EMPTY if not one)."""
     if s1 > s2 or (s1 == s2 and v1 > v2):
         v1, s1, v2, s2 = v2, s2, v1, s1
     k = 0 if g1 == g2 else 1
-    return ((v1 * cap + v2) * t + (s2 - s1)) * 2 + k
+    low = ((v1 * v0 + v2) * t + (s2 - s1)) * 2 + k if v2 < v0 and v1 < v0 else EMPTY
+    return ((v1 * cap + v2) * t + (s2 - s1)) * 2 + k, low
 
 
 @numba.njit(cache=True)
-def _tie(key: int, ds: int, mode: int) -> int:
+def _bucket(count: int, key: int, t: int, mode: int) -> int:
+    """Queue position: higher count first, then the tie rule's preferred shift distance,
+    then same-sign patterns (an adder; a subtractor costs Yosys one LUT more)."""
+    ds = key // 2 % t
+    rank = 0  # TIE_NEWEST: last pushed first
     if mode == TIE_LARGER_SHIFT:
-        return -ds
-    if mode == TIE_SMALLER_SHIFT:
-        return ds
-    return (key * 0x2545F4914F6CDD1D) >> 20 & 0xFFFFF
+        rank = ds
+    elif mode == TIE_SMALLER_SHIFT:
+        rank = t - 1 - ds
+    return (count * t + rank) * 2 + 1 - key % 2
 
 
 @numba.njit(cache=True)
-def _match(tv, ts, tg, n, r, a, b, ds, rel, t, dead, m_shift, m_sign) -> int:
-    """Free occurrences of (a, b, ds, rel) in row r, marked in `dead`; returns their count.
+def _push(queue: np.ndarray, head: np.ndarray, state: np.ndarray, key: int, bucket: int):
+    """Push `key` into a bucket of the queue (entries: key, next; a free list reuses them).
 
-    Shifts are taken in order, so an a == b chain (a@0, a@1, a@2 with ds 1) pairs serially.
+    state = [free entry, entries used, highest non-empty bucket]. Returns the queue,
+    grown when it was full.
     """
-    for i in range(n):
-        dead[i] = False
-    found = 0
-    for sh in range(t - ds):
-        for i in range(n):
-            if tv[r, i] != a or ts[r, i] != sh or dead[i]:
-                continue
-            for j in range(n):
-                if j == i or dead[j] or tv[r, j] != b or ts[r, j] != sh + ds:
-                    continue
-                if tg[r, j] == tg[r, i] * rel:
-                    dead[i] = True
-                    dead[j] = True
-                    m_shift[found] = sh
-                    m_sign[found] = tg[r, i]
-                    found += 1
-                break
-    return found
+    e = state[0]
+    if e != EMPTY:
+        state[0] = queue[e, 1]
+    else:
+        if state[1] == queue.shape[0]:
+            grown = np.empty((2 * queue.shape[0], 2), dtype=np.int64)
+            grown[: queue.shape[0]] = queue
+            queue = grown
+        e = state[1]
+        state[1] += 1
+    queue[e, 0] = key
+    queue[e, 1] = head[bucket]
+    head[bucket] = e
+    state[2] = max(state[2], bucket)
+    return queue
+
+
+@numba.njit(cache=True)
+def _lookup(keys: np.ndarray, vals: np.ndarray, key: int) -> int:
+    s = _slot(keys, key)
+    return vals[s] if keys[s] == key else EMPTY
+
+
+@numba.njit(cache=True)
+def _put(
+    keys: np.ndarray, vals: np.ndarray, used: int, key: int, value: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    s = _slot(keys, key)
+    if keys[s] == EMPTY:
+        keys[s] = key
+        used += 1
+    vals[s] = value
+    if 2 * used > keys.size:
+        keys, vals = _rehash(keys, vals)
+    return keys, vals, used
+
+
+@numba.njit(cache=True)
+def _table(entries: int) -> tuple[np.ndarray, np.ndarray]:
+    size = 1024
+    while size < 2 * min(entries + 16, 1 << 21):
+        size *= 2
+    return np.full(size, EMPTY, dtype=np.int64), np.zeros(size, dtype=np.int64)
+
+
+@numba.njit(cache=True)
+def _row_matches(tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, gone, mi, mj):
+    """Free occurrences of (a, b, ds, rel) in the row of slot lst[o]: marks them `gone`,
+    writes their a and b slots to mi, mj; returns (next o, row, count).
+
+    Slots come in shift order, so an a == b chain (a@0, a@1, a@2, ds 1) pairs serially.
+    """
+    width = tv.shape[1]
+    r = lst[o] // width
+    n_match = 0
+    while o < lst.size and lst[o] // width == r:
+        i = lst[o] % width
+        o += 1
+        if tv[r, i] != a or gone[i] or ts[r, i] + ds >= t:
+            continue
+        j = _lookup(pos_keys, pos_vals, (r * cap + b) * t + ts[r, i] + ds)
+        if j == EMPTY or tv[r, j] != b or gone[j] or tg[r, j] != tg[r, i] * rel:
+            continue
+        gone[i] = True
+        gone[j] = True
+        mi[n_match] = i
+        mj[n_match] = j
+        n_match += 1
+    return o, r, n_match
 
 
 @numba.njit(cache=True)
@@ -130,114 +190,139 @@ def _kernel(
     t: int,
     min_count: int,
     tie_mode: int,
+    stride: int,
 ) -> np.ndarray:
     """Greedy CSE on row term lists, in place; returns the patterns as rows (a, b, ds, rel).
 
-    Row r holds tn[r] live terms: var tv, shift ts, sign tg. Counts are pair counts: for
-    a == b a digit may sit in two overlapping pairs, so such a pattern is checked by a
-    serial scan before it is taken.
+    Row r holds terms 0..tn[r]-1: var tv (EMPTY once taken), shift ts, sign tg. A taken
+    term keeps its slot and new terms are appended, so a slot index never changes: a
+    hash table finds the slot of (row, var, shift), and each var keeps the slots where it
+    occurs. Counts are pair counts: for a == b a digit may sit in two overlapping pairs,
+    so such a pattern is recounted serially before it is taken.
     """
-    rows = tv.shape[0]
-    width = tv.shape[1]
-    size = 1024
-    n_pairs = 0
+    rows, width = tv.shape
+    n_terms = 0
     for r in range(rows):
-        n_pairs += tn[r] * (tn[r] - 1) // 2
-    while size < 2 * min(n_pairs + 16, 1 << 21):
-        size *= 2
-    keys = np.full(size, EMPTY, dtype=np.int64)
-    vals = np.zeros(size, dtype=np.int64)
+        n_terms += tn[r]
+    # Patterns of two original vars have a dense table (most of the counting); patterns
+    # with a new var live in the hash table.
+    low = np.zeros(n_vars * n_vars * t * 2, dtype=np.int64)
+    keys, vals = _table(n_terms)
     used = 0
-    # Rows where each var occurs (a superset: a var only leaves rows).
+    pos_keys, pos_vals = _table(2 * n_terms)
+    pos_used = 0
     per_var = np.zeros(n_vars, dtype=np.int64)
     for r in range(rows):
         for i in range(tn[r]):
             per_var[tv[r, i]] += 1
-    lists = [np.empty(per_var[v], dtype=np.int64) for v in range(n_vars)]
+            pk = (r * cap + tv[r, i]) * t + ts[r, i]
+            pos_keys, pos_vals, pos_used = _put(pos_keys, pos_vals, pos_used, pk, i)
+            for j in range(i + 1, tn[r]):
+                _, li = _pair_key(
+                    tv[r, i], ts[r, i], tg[r, i], tv[r, j], ts[r, j], tg[r, j], cap, t, n_vars
+                )
+                low[li] += 1
+    # Slots (row * width + index) of each var, in row order and, within a row, shift order.
+    occ = [np.empty(per_var[v], dtype=np.int64) for v in range(n_vars)]
     fill = np.zeros(n_vars, dtype=np.int64)
     for r in range(rows):
         for i in range(tn[r]):
             v = tv[r, i]
-            if fill[v] == 0 or lists[v][fill[v] - 1] != r:
-                lists[v][fill[v]] = r
-                fill[v] += 1
-    var_rows = [lists[v][: fill[v]].copy() for v in range(n_vars)]
+            occ[v][fill[v]] = r * width + i
+            fill[v] += 1
 
-    for r in range(rows):
-        for i in range(tn[r]):
-            for j in range(i + 1, tn[r]):
-                key = _pair_key(tv[r, i], ts[r, i], tg[r, i], tv[r, j], ts[r, j], tg[r, j], cap, t)
-                keys, vals, used = _increment(keys, vals, used, key)
+    # A bucket queue: a pattern's count only falls (or it is new, with a count no higher
+    # than the pattern just taken), so the highest bucket only moves down.
+    top_count = max(low.max(), min_count)
+    head = np.full((top_count + 1) * t * 2, EMPTY, dtype=np.int64)
+    queue = np.empty((1024, 2), dtype=np.int64)
+    state = np.array([EMPTY, 0, 0], dtype=np.int64)
+    for n in range(low.size):
+        i = n * stride % low.size  # `stride` is coprime to the size: a permutation
+        if low[i] >= min_count:
+            ds, ab = i // 2 % t, i // 2 // t
+            key = ((ab // n_vars * cap + ab % n_vars) * t + ds) * 2 + i % 2
+            queue = _push(queue, head, state, key, _bucket(low[i], key, t, tie_mode))
 
-    heap = [(0, 0, 0) for _ in range(0)]
-    for i in range(keys.size):
-        if keys[i] != EMPTY and vals[i] >= min_count:
-            ds = keys[i] // 2 % t
-            heap.append((-vals[i], _tie(keys[i], ds, tie_mode), keys[i]))
-    heapq.heapify(heap)
     out = np.zeros((cap - n_vars, 4), dtype=np.int64)
     nv = n_vars
-    dead = np.zeros(width, dtype=np.bool_)
-    m_shift = np.zeros(width, dtype=np.int64)
-    m_sign = np.zeros(width, dtype=np.int64)
+    gone = np.zeros(width, dtype=np.bool_)
+    mi = np.zeros(width, dtype=np.int64)
+    mj = np.zeros(width, dtype=np.int64)
     fresh = np.zeros(0, dtype=np.int64)
-    while len(heap) > 0:
-        negc, tie, key = heapq.heappop(heap)
+    while True:
+        while state[2] >= 0 and head[state[2]] == EMPTY:
+            state[2] -= 1
+        if state[2] < 0:
+            break
+        e = head[state[2]]
+        head[state[2]] = queue[e, 1]
+        key = queue[e, 0]
+        queue[e, 1] = state[0]
+        state[0] = e
+        stored = state[2] // (2 * t)
         k = key % 2
         ds = key // 2 % t
-        ab = key // 2 // t
-        a = ab // cap
-        b = ab % cap
+        a = key // 2 // t // cap
+        b = key // 2 // t % cap
         rel = 1 if k == 0 else -1
-        s = _slot(keys, key)
-        count = vals[s] if keys[s] == key else 0
+        if a < n_vars and b < n_vars:
+            count = low[((a * n_vars + b) * t + ds) * 2 + k]
+        else:
+            count = _lookup(keys, vals, key)
+        lst = occ[a]
         if a == b:
-            # Overlapping pairs count once: recount serially.
-            actual = 0
-            for r in var_rows[a]:
-                actual += _match(tv, ts, tg, tn[r], r, a, b, ds, rel, t, dead, m_shift, m_sign)
-            count = min(count, actual)
-        if count != -negc:
-            if count >= min_count:
-                heapq.heappush(heap, (-count, tie, key))
+            # Overlapping pairs count once: count the free occurrences serially.
+            found = 0
+            o = 0
+            while o < lst.size:
+                o, r, n_match = _row_matches(
+                    tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, gone, mi, mj
+                )
+                found += n_match
+                for q in range(n_match):
+                    gone[mi[q]] = False
+                    gone[mj[q]] = False
+            count = min(count, found)
+        if count != stored:
+            if count >= min_count:  # requeue at its true count
+                queue = _push(queue, head, state, key, _bucket(count, key, t, tie_mode))
             continue
-        # Take the pattern: new var nv replaces every free occurrence.
-        out[nv - n_vars, 0] = a
-        out[nv - n_vars, 1] = b
-        out[nv - n_vars, 2] = ds
-        out[nv - n_vars, 3] = rel
-        new_rows = np.empty(var_rows[a].size, dtype=np.int64)
-        n_new_rows = 0
+        # Take it: var nv replaces every free occurrence.
+        out[nv - n_vars] = (a, b, ds, rel)
+        new_occ = np.empty(lst.size, dtype=np.int64)
+        n_new = 0
         n_fresh = 0
-        for r in var_rows[a]:
-            n = tn[r]
-            n_match = _match(tv, ts, tg, n, r, a, b, ds, rel, t, dead, m_shift, m_sign)
-            if n_match == 0:
-                continue
-            new_rows[n_new_rows] = r
-            n_new_rows += 1
-            # Pairs that lose a digit: dead with live, and dead with dead (once each).
-            for i in range(n):
-                if not dead[i]:
-                    continue
-                for j in range(n):
-                    if j == i or (dead[j] and j < i):
+        o = 0
+        while o < lst.size:
+            o, r, n_match = _row_matches(
+                tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, gone, mi, mj
+            )
+            # Pairs that lose a digit: gone with live, and gone with gone (once each).
+            for q in range(2 * n_match):
+                x = mi[q] if q < n_match else mj[q - n_match]
+                for y in range(tn[r]):
+                    if y == x or tv[r, y] == EMPTY or (gone[y] and y < x):
                         continue
-                    pk = _pair_key(
-                        tv[r, i], ts[r, i], tg[r, i], tv[r, j], ts[r, j], tg[r, j], cap, t
+                    pk, li = _pair_key(
+                        tv[r, x], ts[r, x], tg[r, x], tv[r, y], ts[r, y], tg[r, y], cap, t, n_vars
                     )
-                    vals[_slot(keys, pk)] -= 1
-            # Compact the live terms, then add the new var's digits.
-            w = 0
-            for i in range(n):
-                if not dead[i]:
-                    tv[r, w] = tv[r, i]
-                    ts[r, w] = ts[r, i]
-                    tg[r, w] = tg[r, i]
-                    w += 1
+                    if li != EMPTY:
+                        low[li] -= 1
+                    else:
+                        vals[_slot(keys, pk)] -= 1
             for q in range(n_match):
-                for j in range(w):
-                    pk = _pair_key(nv, m_shift[q], m_sign[q], tv[r, j], ts[r, j], tg[r, j], cap, t)
+                tv[r, mi[q]] = EMPTY
+                tv[r, mj[q]] = EMPTY
+                gone[mi[q]] = False
+                gone[mj[q]] = False
+            # The new var's digits go to fresh slots at the end of the row.
+            for q in range(n_match):
+                sh, sg, x = ts[r, mi[q]], tg[r, mi[q]], tn[r]
+                for y in range(x):
+                    if tv[r, y] == EMPTY:
+                        continue
+                    pk, _ = _pair_key(nv, sh, sg, tv[r, y], ts[r, y], tg[r, y], cap, t, n_vars)
                     keys, vals, used = _increment(keys, vals, used, pk)
                     if n_fresh == fresh.size:
                         grown = np.empty(2 * fresh.size + 64, dtype=np.int64)
@@ -245,28 +330,32 @@ def _kernel(
                         fresh = grown
                     fresh[n_fresh] = pk
                     n_fresh += 1
-                tv[r, w] = nv
-                ts[r, w] = m_shift[q]
-                tg[r, w] = m_sign[q]
-                w += 1
-            tn[r] = w
-        var_rows.append(new_rows[:n_new_rows].copy())
+                tv[r, x], ts[r, x], tg[r, x] = nv, sh, sg
+                tn[r] = x + 1
+                pk = (r * cap + nv) * t + sh
+                pos_keys, pos_vals, pos_used = _put(pos_keys, pos_vals, pos_used, pk, x)
+                new_occ[n_new] = r * tv.shape[1] + x
+                n_new += 1
+        occ.append(new_occ[:n_new].copy())
         for pk in np.unique(fresh[:n_fresh]):
-            sl = _slot(keys, pk)
-            c = vals[sl]
+            c = _lookup(keys, vals, pk)
             if c >= min_count:
-                heapq.heappush(heap, (-c, _tie(pk, pk // 2 % t, tie_mode), pk))
+                queue = _push(queue, head, state, pk, _bucket(c, pk, t, tie_mode))
         nv += 1
     return out[: nv - n_vars]
 
 
 def _terms(digits: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Row term lists (var, shift, sign, count) of a digit tensor."""
+    """Row term lists (var, shift, sign, count) of a digit tensor, with room to append.
+
+    Each taken occurrence empties two slots and appends one term: the live terms fall by
+    one, so a row of n terms takes at most n - 1 occurrences and 2n - 1 slots.
+    """
     r, _, _ = digits.shape
-    nz = digits != 0
-    n = nz.reshape(r, -1).sum(axis=1)
-    width = max(int(n.max(initial=0)), 1)
-    tv = np.zeros((r, width), dtype=np.int64)
+    n = (digits != 0).reshape(r, -1).sum(axis=1)
+    top = int(n.max(initial=0))
+    width = max(2 * top - 1, 1)
+    tv = np.full((r, width), EMPTY, dtype=np.int64)
     ts = np.zeros((r, width), dtype=np.int64)
     tg = np.zeros((r, width), dtype=np.int64)
     row, var, shift = np.nonzero(digits)
@@ -275,18 +364,22 @@ def _terms(digits: np.ndarray) -> tuple[np.ndarray, ...]:
     return tv, ts, tg, n.astype(np.int64)
 
 
-def _run(digits: np.ndarray, min_count: int, tie: int) -> tuple[np.ndarray, list[Pattern]]:
+def _run(
+    digits: np.ndarray, min_count: int, tie: int, order: int = 0
+) -> tuple[np.ndarray, list[Pattern]]:
     r, v0, t = digits.shape
     tv, ts, tg, tn = _terms(digits)
     # Each occurrence turns two digits into one, and a pattern occurs >= 2 times, so every
     # pattern removes >= 2 digits: there are at most nnz / 2 of them.
     cap = v0 + int(tn.sum()) // 2 + 1
-    found = _kernel(tv, ts, tg, tn, v0, cap, t, min_count, tie)
-    nv = v0 + len(found)
-    d = np.zeros((r, nv, t), dtype=np.int8)
-    for row in range(r):
-        n = tn[row]
-        d[row, tv[row, :n], ts[row, :n]] = tg[row, :n]
+    # The initial queue order (the last tie-break) walks the table with a stride coprime
+    # to its size; each `order` gives another one.
+    size = v0 * v0 * t * 2
+    stride = next(s for s in range(2 * order + 1, 2 * order + 1 + size) if math.gcd(s, size) == 1)
+    found = _kernel(tv, ts, tg, tn, v0, cap, t, min_count, tie, stride)
+    d = np.zeros((r, v0 + len(found), t), dtype=np.int8)
+    row, slot = np.nonzero(tv >= 0)
+    d[row, tv[row, slot], ts[row, slot]] = tg[row, slot]
     return d, [Pattern(int(a), int(b), int(ds), int(rel)) for a, b, ds, rel in found]
 
 
