@@ -105,6 +105,8 @@ def cmd_synth(a: argparse.Namespace) -> int:
         manifest["top"],
         a.board,
         design / f"synth_{a.board}",
+        parallel=not a.monolithic,
+        jobs=a.jobs,
     )
     print(format_report(report))
     return 0 if report.fits else 3
@@ -263,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.8,
         help="folded designs: use at most this fraction of each resource (default 0.8)",
+    )
+    y.add_argument(
+        "--monolithic",
+        action="store_true",
+        help="one Yosys run for the whole design (default: layer modules in parallel)",
+    )
+    y.add_argument(
+        "--jobs", type=int, help="parallel Yosys processes (default: the number of CPUs)"
     )
     y.set_defaults(func=cmd_synth)
 

@@ -5,6 +5,12 @@ the weights really hardwired (no DSP multipliers, no block RAM)? Synthesis keeps
 the design hierarchy (flattening large adder graphs costs LUTs and minutes); the
 netlist is flattened only after counting, so the logic depth sees paths that
 cross module boundaries.
+
+With hierarchy kept, Yosys synthesizes each module on its own anyway, so a design
+with several large modules (one per layer) is synthesized in parallel: each large
+leaf module is the top of its own Yosys process, the real top is synthesized with
+those modules as black boxes, and a last Yosys run joins the netlists and counts and
+times the whole design exactly as the monolithic run does.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,8 +42,13 @@ ROUTING_FACTOR = 2.0
 FF_OVERHEAD_NS = 1.0
 REPORT_TXT = "synth_report.txt"
 REPORT_JSON = "synth_report.json"
+MODULES_NAME = "modules.json"
+# Leaf modules with fewer cells before synthesis stay with the top: starting a Yosys
+# costs more than they do. A 16x16 adder-graph layer has thousands.
+PART_MIN_CELLS = 200
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_STAT_TABLE_LINE = re.compile(r"^[ \t]*[^\s\"{}\[\]:,]+[ \t]+\d+[ \t]*\n", re.MULTILINE)
 _LUT = re.compile(r"LUT\d(_2)?")
 _FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
 _SRL_CELLS = ("SRL16E", "SRLC16E", "SRLC32E")
@@ -80,6 +93,7 @@ class SynthReport:
     yosys_version: str
     fits: bool
     reason: str
+    mode: str = "monolithic"  # or how the parallel run split the design
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -97,15 +111,20 @@ def synthesize(
     yosys: str | None = None,
     hardwired: bool = True,
     margin: float = 1.0,
+    parallel: bool = True,
+    jobs: int | None = None,
 ) -> SynthReport:
     """Synthesize `top` with `synth_xilinx`, write the report files and return the report.
 
     `hardwired` designs may use no DSP or block RAM (their weights are logic); the folded
     engine (hardwired=False) keeps weights in block RAM and multiplies scales in DSPs.
     A design fits when every resource is within `margin` of the device.
+    `parallel` synthesizes large leaf modules in up to `jobs` processes (default: the
+    CPU count); the counts and logic depth are those of the monolithic run.
 
     Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
-    ltp.txt, synth_report.txt and synth_report.json.
+    ltp.txt, sta.txt, synth_report.txt and synth_report.json; a parallel run also
+    modules.json and part_<module>.{ys,log,il} per part.
     """
     spec = get_board(board)
     if not _IDENTIFIER.fullmatch(top):
@@ -115,22 +134,47 @@ def synthesize(
         raise InputError(f"Verilog file not found: {', '.join(missing)}")
     if not verilog_files:
         raise InputError("no Verilog files given to synthesize")
+    if jobs is not None and jobs < 1:
+        raise InputError(f"jobs must be at least 1, not {jobs}")
     command, origin = find_yosys(yosys)
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = _stage_sources([Path(f) for f in verilog_files], out_dir)
-    (out_dir / SCRIPT_NAME).write_text(yosys_script(sources, top, spec))
-    for stale in (STAT_NAME, LTP_NAME, STA_NAME, REPORT_TXT, REPORT_JSON):
+    for stale in (STAT_NAME, LTP_NAME, STA_NAME, REPORT_TXT, REPORT_JSON, MODULES_NAME):
         (out_dir / stale).unlink(missing_ok=True)
 
-    seconds = _run_yosys(command, origin, out_dir, f"synthesizing {top} for {spec.name}")
+    start = time.monotonic()
+    parts = []
+    if parallel and _module_count(out_dir, sources) > 1:
+        parts = _plan_parts(command, origin, out_dir, sources, top)
+    if parts:
+        mode = _synth_parts(command, origin, out_dir, sources, top, spec, parts, jobs)
+        netlists = [_part_netlist(m) for m in [top, *(m for m, _ in parts)]]
+        script, label = join_script(netlists, top), "joining"
+    else:
+        mode, script, label = "monolithic", yosys_script(sources, top, spec), "synthesizing"
+    (out_dir / SCRIPT_NAME).write_text(script)
+    _run_yosys(command, origin, out_dir, f"{label} {top} for {spec.name}")
+    report = _read_report(out_dir, top, spec, hardwired, margin)
+    report.seconds = round(time.monotonic() - start, 2)
+    report.yosys = f"{command} ({origin})"
+    report.mode = mode
+    (out_dir / REPORT_JSON).write_text(report.to_json() + "\n")
+    (out_dir / REPORT_TXT).write_text(format_report(report, spec) + "\n")
+    return report
+
+
+def _read_report(
+    out_dir: Path, top: str, spec: Board, hardwired: bool, margin: float
+) -> SynthReport:
+    """The report from a finished run's stat/ltp/sta files (tool and time filled by caller)."""
     log_text = (out_dir / LOG_NAME).read_text(errors="replace")
-    cells = _total_cells(json.loads((out_dir / STAT_NAME).read_text()), top)
+    cells = _total_cells(load_stat((out_dir / STAT_NAME).read_text()), top)
     counts = resource_counts(cells)
     percent = device_percent(counts, spec)
     fits, reason = verdict(counts, percent, spec, hardwired, margin)
-    report = SynthReport(
+    return SynthReport(
         board=spec.name,
         part=spec.part,
         top=top,
@@ -139,15 +183,12 @@ def synthesize(
         cells=cells,
         logic_depth=_parse_ltp((out_dir / LTP_NAME).read_text()),
         logic_delay_ns=_parse_sta((out_dir / STA_NAME).read_text(), top),
-        seconds=round(seconds, 2),
-        yosys=f"{command} ({origin})",
+        seconds=0.0,
+        yosys="",
         yosys_version=_parse_version(log_text),
         fits=fits,
         reason=reason,
     )
-    (out_dir / REPORT_JSON).write_text(report.to_json() + "\n")
-    (out_dir / REPORT_TXT).write_text(format_report(report, spec) + "\n")
-    return report
 
 
 def find_yosys(explicit: str | None = None) -> tuple[str, str]:
@@ -179,27 +220,73 @@ def find_yosys(explicit: str | None = None) -> tuple[str, str]:
 
 def yosys_script(sources: list[str], top: str, board: Board) -> str:
     """The Yosys script: synthesize with hierarchy kept, count, then flatten for depth."""
-    reads = [f'read_verilog {"-sv " if s.endswith(".sv") else ""}"{s}"' for s in sources]
-    depth_cells = " ".join(f"{top}/{sel}" for sel in ("t:LUT*", "t:CARRY4", "t:MUXF*", "w:*"))
+    return "\n".join([*_read_lines(sources), *_synth_lines(top, board), *_measure_lines(top), ""])
+
+
+def part_script(
+    sources: list[str], module: str, board: Board, black_boxes: Sequence[str] = ()
+) -> str:
+    """Synthesize one module of the design as if inside it, and save its netlist.
+
+    The top's run keeps the leaves as black boxes and drops them before saving; its
+    netlist keeps the cell library as synth_xilinx left it, which the depth and delay
+    passes read. A leaf gets no I/O or clock buffers (the monolithic run puts those on
+    the top's ports only) and saves its module alone, so the join reads each once.
+    """
+    if black_boxes:
+        before = [f"blackbox {' '.join(black_boxes)}"]
+        after = "delete " + " ".join(f"={m}" for m in black_boxes)
+        synth = _synth_lines(module, board)
+    else:
+        before, after = [], "delete =A:blackbox =A:whitebox"
+        synth = _synth_lines(module, board)
+        synth[-1] += " -noiopad -noclkbuf"
     return "\n".join(
         [
-            *reads,
-            # Split multi-bit wires first: Amaranth's Verilog otherwise trips an ABC9
-            # name-collision assert in synth_xilinx (YosysHQ/yosys#4349).
-            f"hierarchy -top {top}",
-            "proc",
-            "splitnets",
-            f"synth_xilinx -family {board.family} -top {top}",
-            "stat -tech xilinx",
-            f"tee -q -o {STAT_NAME} stat -json -tech xilinx",
-            "flatten",
-            f"tee -q -o {LTP_NAME} ltp -noff {depth_cells}",
-            # Cell delays from the xc7 simulation models' specify blocks (picoseconds).
-            "read_verilog -lib -specify +/xilinx/cells_sim.v",
-            f"tee -q -o {STA_NAME} sta",
+            *_read_lines(sources),
+            *before,
+            *synth,
+            after,
+            f'write_rtlil "{_part_netlist(module)}"',
             "",
         ]
     )
+
+
+def join_script(netlists: list[str], top: str) -> str:
+    """Read the parts' netlists back as one hierarchy (the top's first: it holds the
+    cell library), then count and time it as the monolithic script does."""
+    reads = [f'read_rtlil "{n}"' for n in netlists]
+    return "\n".join([*reads, f"hierarchy -top {top}", *_measure_lines(top), ""])
+
+
+def _read_lines(sources: list[str]) -> list[str]:
+    return [f'read_verilog {"-sv " if s.endswith(".sv") else ""}"{s}"' for s in sources]
+
+
+def _synth_lines(top: str, board: Board) -> list[str]:
+    return [
+        # Split multi-bit wires first: Amaranth's Verilog otherwise trips an ABC9
+        # name-collision assert in synth_xilinx (YosysHQ/yosys#4349).
+        f"hierarchy -top {top}",
+        "proc",
+        "splitnets",
+        f"synth_xilinx -family {board.family} -top {top}",
+    ]
+
+
+def _measure_lines(top: str) -> list[str]:
+    """Count with hierarchy kept, then flatten so depth and delay cross module boundaries."""
+    depth_cells = " ".join(f"{top}/{sel}" for sel in ("t:LUT*", "t:CARRY4", "t:MUXF*", "w:*"))
+    return [
+        "stat -tech xilinx",
+        f"tee -q -o {STAT_NAME} stat -json -tech xilinx",
+        "flatten",
+        f"tee -q -o {LTP_NAME} ltp -noff {depth_cells}",
+        # Cell delays from the xc7 simulation models' specify blocks (picoseconds).
+        "read_verilog -lib -specify +/xilinx/cells_sim.v",
+        f"tee -q -o {STA_NAME} sta",
+    ]
 
 
 def resource_counts(cells: dict[str, int]) -> dict[str, int]:
@@ -290,7 +377,7 @@ def format_report(report: SynthReport, board: Board | None = None) -> str:
         f"also: {other}",
         f"logic depth: {depth} cells (LUT/CARRY4/MUXF on the longest path)",
         f"timing estimate: {timing_estimate(report)}",
-        f"{report.yosys_version}, {report.seconds:.1f} s: {report.yosys}",
+        f"{report.yosys_version}, {report.seconds:.1f} s, {report.mode}: {report.yosys}",
         f"verdict: {report.reason}",
     ]
     return "\n".join(lines)
@@ -335,13 +422,21 @@ def _stage_sources(files: list[Path], out_dir: Path) -> list[str]:
     return names
 
 
-def _run_yosys(command: str, origin: str, out_dir: Path, label: str) -> float:
-    """Run synth.ys in out_dir; on failure raise ToolError quoting the log's ERROR lines."""
+def _run_yosys(
+    command: str,
+    origin: str,
+    out_dir: Path,
+    label: str,
+    script: str = SCRIPT_NAME,
+    log_name: str = LOG_NAME,
+    heartbeat_s: float = 10.0,
+) -> float:
+    """Run `script` in out_dir; on failure raise ToolError quoting the log's ERROR lines."""
     start = time.monotonic()
     try:
-        with progress.step(label):
+        with progress.step(label, heartbeat_s=heartbeat_s):
             proc = subprocess.run(
-                [command, "-q", "-l", LOG_NAME, SCRIPT_NAME],
+                [command, "-q", "-l", log_name, script],
                 cwd=out_dir,
                 capture_output=True,
                 text=True,
@@ -350,13 +445,100 @@ def _run_yosys(command: str, origin: str, out_dir: Path, label: str) -> float:
         raise ToolError(f"Yosys ({command}, from {origin}) could not be started: {e}") from e
     seconds = time.monotonic() - start
     if proc.returncode != 0:
-        log = out_dir / LOG_NAME
+        log = out_dir / log_name
         text = log.read_text(errors="replace") if log.exists() else ""
         excerpt = _error_excerpt(text) or (proc.stderr + proc.stdout).strip()[-2000:]
         raise ToolError(
             f"Yosys ({command}) failed with exit code {proc.returncode}; full log: {log}\n{excerpt}"
         )
     return seconds
+
+
+def _module_count(out_dir: Path, sources: list[str]) -> int:
+    """How many `module` declarations the sources hold: one means nothing to split."""
+    pattern = re.compile(r"^\s*module\s", re.MULTILINE)
+    return sum(len(pattern.findall((out_dir / s).read_text(errors="replace"))) for s in sources)
+
+
+def _plan_parts(
+    command: str, origin: str, out_dir: Path, sources: list[str], top: str
+) -> list[tuple[str, int]]:
+    """Elaborate the hierarchy once (no synthesis) and pick the modules worth their own run."""
+    script = "\n".join(
+        [*_read_lines(sources), f"hierarchy -top {top}", f"tee -q -o {MODULES_NAME} stat -json", ""]
+    )
+    (out_dir / "modules.ys").write_text(script)
+    _run_yosys(
+        command, origin, out_dir, f"reading the hierarchy of {top}", "modules.ys", "modules.log"
+    )
+    return leaf_parts(load_stat((out_dir / MODULES_NAME).read_text()), top, PART_MIN_CELLS)
+
+
+def leaf_parts(stat: dict, top: str, min_cells: int = PART_MIN_CELLS) -> list[tuple[str, int]]:
+    """(module, cells) for each leaf module below `top` with at least `min_cells`, largest first.
+
+    `stat` is Yosys `stat -json` after `hierarchy`. Only leaves (no submodules) with plain
+    names qualify: escaped or parameter-derived names ($paramod) cannot be made a
+    top on their own, so they stay with the top's run.
+    """
+    modules = {name.removeprefix("\\"): m for name, m in stat.get("modules", {}).items()}
+    parts = []
+    for name, m in modules.items():
+        by_type = m.get("num_cells_by_type", {})
+        if name == top or not _IDENTIFIER.fullmatch(name) or any(t in modules for t in by_type):
+            continue
+        cells = m.get("num_cells", 0) + m.get("num_processes", 0)
+        if cells >= min_cells:
+            parts.append((name, cells))
+    return sorted(parts, key=lambda p: (-p[1], p[0]))
+
+
+def _synth_parts(
+    command: str,
+    origin: str,
+    out_dir: Path,
+    sources: list[str],
+    top: str,
+    board: Board,
+    parts: list[tuple[str, int]],
+    jobs: int | None,
+) -> str:
+    """Synthesize each part and the boxed top in a pool of Yosys processes; say how."""
+    names = [m for m, _ in parts]
+    scripts = {m: part_script(sources, m, board) for m in names}
+    scripts[top] = part_script(sources, top, board, black_boxes=names)
+    workers = min(jobs or os.cpu_count() or 1, len(scripts))
+    mode = f"parallel: {len(names)} modules + top in {workers} processes"
+    for module, text in scripts.items():
+        (out_dir / f"part_{module}.ys").write_text(text)
+        (out_dir / _part_netlist(module)).unlink(missing_ok=True)
+    label = f"synthesizing {top} for {board.name} ({mode})"
+    with progress.step(label), ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(
+                _run_yosys,
+                command,
+                origin,
+                out_dir,
+                f"  part {module}",
+                f"part_{module}.ys",
+                f"part_{module}.log",
+                60.0,
+            )
+            for module in scripts
+        ]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return mode
+
+
+def _part_netlist(module: str) -> str:
+    return f"part_{module}.il"
 
 
 def _error_excerpt(log_text: str, before: int = 4, limit: int = 40) -> str:
@@ -368,6 +550,15 @@ def _error_excerpt(log_text: str, before: int = 4, limit: int = 40) -> str:
             keep.update(range(max(0, i - before), i + 1))
     chosen = sorted(keep) if keep else list(range(max(0, len(lines) - 15), len(lines)))
     return "\n".join("  " + lines[i] for i in chosen[-limit:])
+
+
+def load_stat(text: str) -> dict:
+    """Parse `stat -json`. Yosys 0.23 prints the hierarchy's text table ("  name  1"
+    lines) into the JSON of a design with submodules; those lines are dropped."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return json.loads(_STAT_TABLE_LINE.sub("", text))
 
 
 def _total_cells(stat: dict, top: str) -> dict[str, int]:

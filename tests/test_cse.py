@@ -89,3 +89,8 @@ def test_more_tie_rules_never_cost_adders():
 def test_cse_rejects_a_digit_matrix_of_the_wrong_rank():
     with pytest.raises(ValueError, match="rows, vars, shifts"):
         eliminate(np.zeros((3, 4), dtype=np.int8))
+
+
+def test_cse_of_all_zero_digits_is_empty():
+    rewritten, patterns = eliminate(np.zeros((5, 3, 4), dtype=np.int8))
+    assert patterns == [] and not rewritten.any() and rewritten.shape == (5, 3, 4)

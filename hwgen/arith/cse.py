@@ -206,7 +206,7 @@ def _kernel(
         n_terms += tn[r]
     # Patterns of two original vars have a dense table (most of the counting); patterns
     # with a new var live in the hash table.
-    low = np.zeros(n_vars * n_vars * t * 2, dtype=np.int64)
+    low = np.zeros(n_vars * n_vars * t * 2, dtype=np.int32)
     keys, vals = _table(n_terms)
     used = 0
     pos_keys, pos_vals = _table(2 * n_terms)
@@ -390,20 +390,26 @@ def adder_cost(digits: np.ndarray, patterns: list[Pattern]) -> int:
 
 
 def eliminate(
-    digits: np.ndarray, min_count: int = 2, ties: tuple[int, ...] = DEFAULT_TIES
+    digits: np.ndarray,
+    min_count: int = 2,
+    ties: tuple[int, ...] = DEFAULT_TIES,
+    orders: tuple[int, ...] = (0,),
 ) -> tuple[np.ndarray, list[Pattern]]:
     """Greedy CSE; returns the rewritten digit tensor (new vars appended) and the patterns.
 
     Var n_original + k is defined by patterns[k]. One greedy run per tie-breaking rule in
-    `ties`; the run with the fewest adders wins (the first on equal counts).
+    `ties` and initial queue order in `orders`; the run with the fewest adders wins (the
+    first on equal counts).
     """
     if digits.ndim != 3:
         raise ValueError(f"digits must be [rows, vars, shifts], got shape {digits.shape}")
     best = None
     for tie in ties:
-        d, patterns = _run(digits, min_count, tie)
-        cost = adder_cost(d, patterns)
-        if best is None or cost < best[0]:
-            best = (cost, d, patterns)
-    assert best is not None, "eliminate needs at least one tie-breaking rule"
+        for order in orders:
+            d, patterns = _run(digits, min_count, tie, order)
+            cost = adder_cost(d, patterns)
+            if best is None or cost < best[0]:
+                best = (cost, d, patterns)
+    if best is None:
+        raise ValueError("eliminate needs at least one tie rule and one order")
     return best[1], best[2]
