@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import cpu_model
+from benchmarks.md_table import read_rows
 from hwgen.design import RtlOptions, build_rtl
 from hwgen.synth import synthesize
 from sim.runner import run_simulation
@@ -106,6 +107,19 @@ COLUMNS = [
 ]
 
 
+def committed_rows() -> list[dict]:
+    """The rows of the committed RESULTS.md (with their commits), for a new machine."""
+    rows = read_rows(HERE / "RESULTS.md", [key for key, _ in COLUMNS])
+    text = (HERE / "RESULTS.md").read_text() if rows else ""
+    for row in rows:
+        # "- 64: `--sizes 16 64 128` at commit a69fb86"
+        for line in text.splitlines():
+            if line.startswith(f"- {row['size']}: `"):
+                command, commit = line.split("`")[1], line.rsplit(" ", 1)[1]
+                row.update(command=command, commit=commit)
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "|".join("---:" for _ in COLUMNS) + "|"
@@ -128,7 +142,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     # Rows of earlier runs are kept (by size), so sizes can be measured one at a time.
     store = OUT / "baselines.json"
-    by_size = {r["size"]: r for r in json.loads(store.read_text())} if store.is_file() else {}
+    rows = json.loads(store.read_text()) if store.is_file() else committed_rows()
+    by_size = {r["size"]: r for r in rows}
     commit = git_commit()  # the code this process runs, whatever is committed meanwhile
     for n in [] if a.table_only else a.sizes:
         by_size[n] = bench_size(n, a.simulators, not a.no_synth, a.vectors)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.md_table import read_rows
 from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
 from hwgen.rtl.graph_verilog import emit_verilog
 from hwgen.solve import solve_layer
@@ -363,26 +364,7 @@ def main() -> None:
 
 def committed_rows() -> list[dict]:
     """The rows of the committed VS_DA4ML.md, so a run on a new machine keeps them."""
-    path = HERE / "VS_DA4ML.md"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != len(COLUMNS) + 1 or cells[0] in ("case", "---") or not cells[1]:
-            continue
-        if set(cells[0]) <= {"-"}:
-            continue
-        row: dict = {}
-        for col, cell in zip(COLUMNS, cells, strict=False):
-            if cell == "-":
-                continue
-            try:
-                row[col] = float(cell) if "." in cell else int(cell)
-            except ValueError:
-                row[col] = cell
-        rows.append(row)
-    return rows
+    return read_rows(HERE / "VS_DA4ML.md", COLUMNS)
 
 
 def write_table(rows: list[dict], register_every: int) -> None:
