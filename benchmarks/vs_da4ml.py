@@ -350,16 +350,19 @@ def main() -> None:
         key = (row["case"], row["tool"])
         rows = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
         store.write_text(json.dumps(rows, indent=2) + "\n")
-        write_table(rows, a.register_every)
+        write_table(rows)
 
+    suffix = f", registers every {a.register_every} levels" if a.register_every != 1 else ""
     for n in a.sizes:
         for kind in a.kinds:
             scaled = kind == "scaled"
-            name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"
+            name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}" + suffix
             case = random_case(n, scaled, seed=n)
             run_case(name, *case, not a.no_synth, a.register_every, save, tuple(a.tools))
     for name, codes, scales in lewm_cases(a.lewm) if a.lewm else []:
-        run_case(name, codes, scales, not a.no_synth, a.register_every, save, tuple(a.tools))
+        run_case(
+            name + suffix, codes, scales, not a.no_synth, a.register_every, save, tuple(a.tools)
+        )
 
 
 def committed_rows() -> list[dict]:
@@ -367,11 +370,12 @@ def committed_rows() -> list[dict]:
     return read_rows(HERE / "VS_DA4ML.md", COLUMNS)
 
 
-def write_table(rows: list[dict], register_every: int) -> None:
+def write_table(rows: list[dict]) -> None:
     text = table(rows)
     (HERE / "VS_DA4ML.md").write_text(
         "# hwgen vs da4ml 0.6.0\n\nWritten by `python -m benchmarks.vs_da4ml` "
-        f"(register every {register_every} adder level(s); Yosys synth_xilinx on xc7a100t, "
+        "(a register after every adder level, or every K where the case says so "
+        "(`--register-every K`, da4ml's latency_cutoff); Yosys synth_xilinx on xc7a100t, "
         "hierarchy kept; latency in cycles found by simulation; depth = adders on the longest "
         "path; rows of earlier runs kept).\n\n" + text + "\n"
     )

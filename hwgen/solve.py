@@ -31,6 +31,8 @@ CODE_SHIFTS = 4  # digits of codes in [-8, 7] sit at shifts 0..3
 BINARY_FORM = {3: ((1, 0), (1, 1)), 6: ((1, 1), (1, 2))}
 # Layers up to this many weights are built several ways and the best kept (solve_layer).
 MULTI_START_WEIGHTS = 128 * 128
+# A graph with fewer adder levels wins if its LUT estimate is at most this much higher.
+DEPTH_TOLERANCE = 0.005
 # The widest column range one CSE run takes when rows share a scale across blocks: the
 # CSE's table of patterns of two inputs grows with its square (256: 4 MB).
 JOINT_COLUMNS = 256
@@ -118,21 +120,23 @@ def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> Laye
     """The layer's adder graph; small layers try several and keep the fewest LUTs.
 
     Greedy CSE and the pairing order of the sums both trade adders, widths and
-    subtractors, so each start of `search_space` is built, and the graph with the lowest
-    `lut_estimate` wins (the first on equal estimates).
+    subtractors, so each start of `search_space` is built. The graph with the lowest
+    `lut_estimate` wins, unless one with fewer adder levels costs at most
+    DEPTH_TOLERANCE more (a shallower graph has fewer pipeline registers and a lower
+    latency); on equal terms the first built wins.
     """
     lin = layer.linear
     groups = scale_groups(lin.scales, lin.in_features)
     starts, sum_orders = search_space(lin.out_features * lin.in_features, cse)
-    best: LayerGraph | None = None
+    built: list[tuple[int, int, LayerGraph]] = []
     for tie, order in starts:
         rewritten = [rewrite(lin.codes[:, cols], cse, tie, order) for cols, _ in groups]
         for same_sign in sum_orders:
             lg = build_graph(layer, groups, rewritten, register_every, same_sign)
-            if best is None or lg.graph.lut_estimate() < best.graph.lut_estimate():
-                best = lg
-    assert best is not None
-    return best
+            built.append((lg.graph.lut_estimate(), lg.graph.depth(), lg))
+    cheapest = min(est for est, _, _ in built)
+    near = [b for b in built if b[0] <= cheapest * (1 + DEPTH_TOLERANCE)]
+    return min(near, key=lambda b: (b[1], b[0]))[2]
 
 
 def build_graph(

@@ -1,0 +1,83 @@
+"""How close the solvers' LUT estimates come to Yosys, on the designs vs_da4ml built.
+
+hwgen picks among candidate graphs by `AdderGraph.lut_estimate`; da4ml has its own cost
+model (the `cost` of each adder op). This re-solves every case that vs_da4ml synthesized
+(the same matrices, deterministically) and sets both estimates beside Yosys's logic
+LUTs (LUT cells without the SRL16E shift registers, which are not adders). A case whose
+re-solved adder count differs from the synthesized row's (the solver changed since) is
+left out.
+
+    .venv/bin/python -m benchmarks.lut_estimate
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from benchmarks.vs_da4ml import OUT, committed_rows, effective, lewm_cases, q4_layer, random_case
+from hwgen.solve import solve_layer
+
+HERE = OUT.parent.parent
+
+
+def cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    found = {}
+    for n in (16, 64, 128):
+        for scaled in (False, True):
+            found[f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"] = random_case(
+                n, scaled, seed=n
+            )
+    lewm = HERE.parent / "models" / "checkpoints" / "lewm_tiny"
+    for name, codes, scales in lewm_cases(lewm):
+        found[name] = (codes, scales)
+    return found
+
+
+def logic_luts(stat_path) -> int | None:
+    """Yosys's LUT cells of a synthesized design (stat.json), SRLs left out."""
+    if not stat_path.is_file():
+        return None
+    cells: dict[str, int] = {}
+    for module in json.loads(stat_path.read_text())["modules"].values():
+        for cell, n in module.get("num_cells_by_type", {}).items():
+            cells[cell] = cells.get(cell, 0) + n
+    return sum(n for c, n in cells.items() if c.startswith("LUT"))
+
+
+def da4ml_cost(w: np.ndarray) -> float:
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+
+    inp = FixedVariableArrayInput(w.shape[1])
+    comb = comb_trace(inp, inp.quantize(k=1, i=7, f=0) @ w.T.astype(np.float64))
+    return sum(op.cost for op in comb.ops if op.opcode in (0, 1))
+
+
+def main() -> None:
+    lines = [
+        "| case | tool | estimate | Yosys logic LUTs | estimate / Yosys |",
+        "|---|---|---:|---:|---:|",
+    ]
+    store = OUT / "results.json"
+    rows = json.loads(store.read_text()) if store.is_file() else committed_rows()
+    adders = {(r["case"], r["tool"]): r.get("adders") for r in rows}
+    for name, (codes, scales) in cases().items():
+        folder = OUT / name.replace(" ", "_")
+        for tool in ("hwgen", "da4ml"):
+            luts = logic_luts(folder / tool / "synth" / "stat.json")
+            if luts is None:
+                continue
+            if tool == "hwgen":
+                graph = solve_layer(q4_layer(codes, scales)).graph
+                if graph.adders != adders.get((name, tool)):
+                    continue
+                est = graph.lut_estimate()
+            else:
+                est = da4ml_cost(effective(codes, scales))
+            lines.append(f"| {name} | {tool} | {est:.0f} | {luts} | {est / luts:.3f} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
