@@ -269,10 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument(
         "--monolithic",
         action="store_true",
-        help="one Yosys run for the whole design (default: layer modules in parallel)",
+        help="one Yosys run for the whole design (default: layer modules as parallel parts)",
     )
     y.add_argument(
-        "--jobs", type=int, help="parallel Yosys processes (default: the number of CPUs)"
+        "--jobs", type=int, help="parallel Yosys processes (default: CPUs the load leaves free)"
     )
     y.set_defaults(func=cmd_synth)
 

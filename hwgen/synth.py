@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hwgen import progress
@@ -119,8 +119,10 @@ def synthesize(
     `hardwired` designs may use no DSP or block RAM (their weights are logic); the folded
     engine (hardwired=False) keeps weights in block RAM and multiplies scales in DSPs.
     A design fits when every resource is within `margin` of the device.
-    `parallel` synthesizes large leaf modules in up to `jobs` processes (default: the
-    CPU count); the counts and logic depth are those of the monolithic run.
+    `parallel` synthesizes large leaf modules as separate parts, up to `jobs` Yosys
+    processes at once (default: the CPUs the load average leaves free). The netlist
+    does not depend on `jobs`, only the time does; counts and logic depth are those
+    of the monolithic run (parallel=False), LUTs within a fraction of a percent (ABC).
 
     Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
     ltp.txt, sta.txt, synth_report.txt and synth_report.json; a parallel run also
@@ -149,17 +151,18 @@ def synthesize(
     if parallel and _module_count(out_dir, sources) > 1:
         parts = _plan_parts(command, origin, out_dir, sources, top)
     if parts:
-        mode = _synth_parts(command, origin, out_dir, sources, top, spec, parts, jobs)
+        mode = _synth_parts(
+            command, origin, out_dir, sources, top, spec, parts, jobs or free_cpus()
+        )
         netlists = [_part_netlist(m) for m in [top, *(m for m, _ in parts)]]
         script, label = join_script(netlists, top), "joining"
     else:
         mode, script, label = "monolithic", yosys_script(sources, top, spec), "synthesizing"
     (out_dir / SCRIPT_NAME).write_text(script)
     _run_yosys(command, origin, out_dir, f"{label} {top} for {spec.name}")
+    seconds = time.monotonic() - start
     report = _read_report(out_dir, top, spec, hardwired, margin)
-    report.seconds = round(time.monotonic() - start, 2)
-    report.yosys = f"{command} ({origin})"
-    report.mode = mode
+    report = replace(report, seconds=round(seconds, 2), yosys=f"{command} ({origin})", mode=mode)
     (out_dir / REPORT_JSON).write_text(report.to_json() + "\n")
     (out_dir / REPORT_TXT).write_text(format_report(report, spec) + "\n")
     return report
@@ -168,7 +171,7 @@ def synthesize(
 def _read_report(
     out_dir: Path, top: str, spec: Board, hardwired: bool, margin: float
 ) -> SynthReport:
-    """The report from a finished run's stat/ltp/sta files (tool and time filled by caller)."""
+    """The report from a finished run's stat/ltp/sta files; the caller adds tool and time."""
     log_text = (out_dir / LOG_NAME).read_text(errors="replace")
     cells = _total_cells(load_stat((out_dir / STAT_NAME).read_text()), top)
     counts = resource_counts(cells)
@@ -229,18 +232,19 @@ def part_script(
     """Synthesize one module of the design as if inside it, and save its netlist.
 
     The top's run keeps the leaves as black boxes and drops them before saving; its
-    netlist keeps the cell library as synth_xilinx left it, which the depth and delay
-    passes read. A leaf gets no I/O or clock buffers (the monolithic run puts those on
-    the top's ports only) and saves its module alone, so the join reads each once.
+    netlist keeps the cell library as synth_xilinx left it, which the join's passes
+    read. A leaf gets no I/O buffers (the monolithic run puts those on the top's
+    ports only) and saves its module alone, so the join reads each module once. No
+    part buffers its clock: the join does, once it sees which leaf ports are clocks.
     """
+    synth = _synth_lines(module, board)
+    synth[-1] += " -noclkbuf"
     if black_boxes:
         before = [f"blackbox {' '.join(black_boxes)}"]
         after = "delete " + " ".join(f"={m}" for m in black_boxes)
-        synth = _synth_lines(module, board)
     else:
         before, after = [], "delete =A:blackbox =A:whitebox"
-        synth = _synth_lines(module, board)
-        synth[-1] += " -noiopad -noclkbuf"
+        synth[-1] += " -noiopad"
     return "\n".join(
         [
             *_read_lines(sources),
@@ -255,9 +259,19 @@ def part_script(
 
 def join_script(netlists: list[str], top: str) -> str:
     """Read the parts' netlists back as one hierarchy (the top's first: it holds the
-    cell library), then count and time it as the monolithic script does."""
+    cell library), add the clock buffer synth_xilinx's last step would, then count and
+    time it as the monolithic script does."""
     reads = [f'read_rtlil "{n}"' for n in netlists]
-    return "\n".join([*reads, f"hierarchy -top {top}", *_measure_lines(top), ""])
+    return "\n".join(
+        [
+            *reads,
+            f"hierarchy -top {top}",
+            "clkbufmap -buf BUFG O:I",
+            "clean",
+            *_measure_lines(top),
+            "",
+        ]
+    )
 
 
 def _read_lines(sources: list[str]) -> list[str]:
@@ -454,6 +468,20 @@ def _run_yosys(
     return seconds
 
 
+def free_cpus() -> int:
+    """CPUs not taken by the 1-minute load average (at least 1).
+
+    Parts run at once pay only when each gets a CPU: on a loaded machine more
+    processes just share the same CPUs.
+    """
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cpus, round(cpus - load)))
+
+
 def _module_count(out_dir: Path, sources: list[str]) -> int:
     """How many `module` declarations the sources hold: one means nothing to split."""
     pattern = re.compile(r"^\s*module\s", re.MULTILINE)
@@ -501,14 +529,14 @@ def _synth_parts(
     top: str,
     board: Board,
     parts: list[tuple[str, int]],
-    jobs: int | None,
+    jobs: int,
 ) -> str:
     """Synthesize each part and the boxed top in a pool of Yosys processes; say how."""
     names = [m for m, _ in parts]
     scripts = {m: part_script(sources, m, board) for m in names}
     scripts[top] = part_script(sources, top, board, black_boxes=names)
-    workers = min(jobs or os.cpu_count() or 1, len(scripts))
-    mode = f"parallel: {len(names)} modules + top in {workers} processes"
+    workers = min(jobs, len(scripts))
+    mode = f"parallel: {len(names)} modules + top, {workers} at a time"
     for module, text in scripts.items():
         (out_dir / f"part_{module}.ys").write_text(text)
         (out_dir / _part_netlist(module)).unlink(missing_ok=True)
