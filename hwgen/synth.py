@@ -120,9 +120,11 @@ def synthesize(
     engine (hardwired=False) keeps weights in block RAM and multiplies scales in DSPs.
     A design fits when every resource is within `margin` of the device.
     `parallel` synthesizes large leaf modules as separate parts, up to `jobs` Yosys
-    processes at once (default: the CPUs the load average leaves free). The netlist
-    does not depend on `jobs`, only the time does; counts and logic depth are those
-    of the monolithic run (parallel=False), LUTs within a fraction of a percent (ABC).
+    processes at once (default: the CPUs the load average leaves free). With fewer than
+    two workers the run stays monolithic: parts in series only add each process's
+    start-up (measured 10-22 % more CPU time, benchmarks/SYNTH_TIME.md). Counts and
+    logic depth of a parallel run are those of the monolithic one, LUTs within a
+    fraction of a percent (ABC); `SynthReport.mode` says which ran.
 
     Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
     ltp.txt, sta.txt, synth_report.txt and synth_report.json; a parallel run also
@@ -148,12 +150,11 @@ def synthesize(
 
     start = time.monotonic()
     parts = []
-    if parallel and _module_count(out_dir, sources) > 1:
+    workers = jobs or free_cpus()
+    if parallel and workers >= 2 and _module_count(out_dir, sources) > 1:
         parts = _plan_parts(command, origin, out_dir, sources, top)
     if parts:
-        mode = _synth_parts(
-            command, origin, out_dir, sources, top, spec, parts, jobs or free_cpus()
-        )
+        mode = _synth_parts(command, origin, out_dir, sources, top, spec, parts, workers)
         netlists = [_part_netlist(m) for m in [top, *(m for m, _ in parts)]]
         script, label = join_script(netlists, top), "joining"
     else:

@@ -9,7 +9,8 @@ candidates at once, so patterns nest.
 The counts are kept incrementally (da4ml keeps a similar pattern table): taking a pattern
 only changes the counts of pairs that involve the digits it removes or adds, so a step
 costs about one row length per occurrence instead of a recount of the matrix. The loop
-runs compiled (numba); a count lives in an open-addressing hash table keyed by the pattern.
+runs compiled (numba). Patterns of two original vars are counted in a dense table,
+patterns with a new var in an open-addressing hash table; docs/SOLVER.md has the rest.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import numba
 import numpy as np
 
 EMPTY = -1
-# Tie-breaking among patterns with equal counts. `eliminate` tries each and keeps the
-# fewest adders: greedy CSE is sensitive to ties (measured: up to 1 % adders on random
-# Q4 matrices), and the compiled loop is cheap enough to run it a few times.
+# Tie-breaking among patterns with equal counts. Greedy CSE is sensitive to ties (up to
+# 1 % of the adders on random Q4 matrices), and the compiled loop is cheap enough to run
+# a few times: `eliminate` and `hwgen.solve.solve_layer` try several and keep the best.
 TIE_LARGER_SHIFT, TIE_SMALLER_SHIFT, TIE_NEWEST = 0, 1, 2
 DEFAULT_TIES = (TIE_LARGER_SHIFT, TIE_SMALLER_SHIFT, TIE_NEWEST)
 
