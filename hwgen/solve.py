@@ -13,6 +13,8 @@ not an adder graph.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +72,17 @@ def rewrite(codes: np.ndarray, cse: bool, tie: int, order: int) -> Rewritten:
     """The digit terms of `codes` per row, after CSE when asked: (digits, patterns)."""
     digits = code_digits(codes)
     return eliminate(digits, ties=(tie,), orders=(order,)) if cse else (digits, [])
+
+
+def rewrite_groups(
+    codes: np.ndarray, groups: list[tuple[slice, np.ndarray]], cse: bool, tie: int, order: int
+) -> list[Rewritten]:
+    """`rewrite` of every scale group, in threads (the compiled CSE loop releases the GIL)."""
+    jobs = [codes[:, cols] for cols, _ in groups]
+    if len(jobs) == 1:
+        return [rewrite(jobs[0], cse, tie, order)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda c: rewrite(c, cse, tie, order), jobs))
 
 
 def search_space(weights: int, cse: bool) -> tuple[list[tuple[int, int]], tuple[bool, ...]]:
@@ -130,7 +143,7 @@ def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> Laye
     starts, sum_orders = search_space(lin.out_features * lin.in_features, cse)
     built: list[tuple[int, int, LayerGraph]] = []
     for tie, order in starts:
-        rewritten = [rewrite(lin.codes[:, cols], cse, tie, order) for cols, _ in groups]
+        rewritten = rewrite_groups(lin.codes, groups, cse, tie, order)
         for same_sign in sum_orders:
             lg = build_graph(layer, groups, rewritten, register_every, same_sign)
             built.append((lg.graph.lut_estimate(), lg.graph.depth(), lg))

@@ -40,40 +40,41 @@ class Pattern:
 
 
 @numba.njit(cache=True)
-def _slot(keys: np.ndarray, key: int) -> int:
-    """The slot of `key` in the table, or the empty slot where it would go."""
-    mask = keys.size - 1
+def _slot(tab: np.ndarray, key: int) -> int:
+    """The slot of `key` in the table, or the empty slot where it would go.
+
+    A table is an array of (key, value) rows, so a probe reads one cache line.
+    """
+    mask = tab.shape[0] - 1
     i = (key * 0x5851F42D4C957F2D) >> 17 & mask
-    while keys[i] != EMPTY and keys[i] != key:
+    while tab[i, 0] != EMPTY and tab[i, 0] != key:
         i = (i + 1) & mask
     return i
 
 
 @numba.njit(cache=True)
-def _rehash(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    new_keys = np.full(keys.size * 2, EMPTY, dtype=np.int64)
-    new_vals = np.zeros(keys.size * 2, dtype=np.int64)
-    for i in range(keys.size):
-        if keys[i] != EMPTY:
-            j = _slot(new_keys, keys[i])
-            new_keys[j] = keys[i]
-            new_vals[j] = vals[i]
-    return new_keys, new_vals
+def _rehash(tab: np.ndarray) -> np.ndarray:
+    new = _table_of_size(tab.shape[0] * 2)
+    for i in range(tab.shape[0]):
+        if tab[i, 0] != EMPTY:
+            j = _slot(new, tab[i, 0])
+            new[j, 0] = tab[i, 0]
+            new[j, 1] = tab[i, 1]
+    return new
 
 
 @numba.njit(cache=True)
-def _increment(
-    keys: np.ndarray, vals: np.ndarray, used: int, key: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Count one more pair of `key`; the table doubles when it is half full."""
-    s = _slot(keys, key)
-    if keys[s] == EMPTY:
-        keys[s] = key
+def _put(tab: np.ndarray, used: int, key: int, value: int, add: bool) -> tuple[np.ndarray, int]:
+    """Set (or with `add`, increase) the value of `key`; the table doubles when half full."""
+    s = _slot(tab, key)
+    if tab[s, 0] == EMPTY:
+        tab[s, 0] = key
+        tab[s, 1] = 0
         used += 1
-    vals[s] += 1
-    if 2 * used > keys.size:
-        keys, vals = _rehash(keys, vals)
-    return keys, vals, used
+    tab[s, 1] = tab[s, 1] + value if add else value
+    if 2 * used > tab.shape[0]:
+        tab = _rehash(tab)
+    return tab, used
 
 
 @numba.njit(cache=True)
@@ -127,35 +128,28 @@ def _push(queue: np.ndarray, head: np.ndarray, state: np.ndarray, key: int, buck
 
 
 @numba.njit(cache=True)
-def _lookup(keys: np.ndarray, vals: np.ndarray, key: int) -> int:
-    s = _slot(keys, key)
-    return vals[s] if keys[s] == key else EMPTY
+def _lookup(tab: np.ndarray, key: int) -> int:
+    s = _slot(tab, key)
+    return tab[s, 1] if tab[s, 0] == key else EMPTY
 
 
 @numba.njit(cache=True)
-def _put(
-    keys: np.ndarray, vals: np.ndarray, used: int, key: int, value: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    s = _slot(keys, key)
-    if keys[s] == EMPTY:
-        keys[s] = key
-        used += 1
-    vals[s] = value
-    if 2 * used > keys.size:
-        keys, vals = _rehash(keys, vals)
-    return keys, vals, used
+def _table_of_size(size: int) -> np.ndarray:
+    tab = np.empty((size, 2), dtype=np.int64)
+    tab[:, 0] = EMPTY
+    return tab
 
 
 @numba.njit(cache=True)
-def _table(entries: int) -> tuple[np.ndarray, np.ndarray]:
+def _table(entries: int) -> np.ndarray:
     size = 1024
     while size < 2 * min(entries + 16, 1 << 21):
         size *= 2
-    return np.full(size, EMPTY, dtype=np.int64), np.zeros(size, dtype=np.int64)
+    return _table_of_size(size)
 
 
 @numba.njit(cache=True)
-def _row_matches(tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, gone, mi, mj):
+def _row_matches(tv, ts, tg, lst, o, a, b, ds, rel, t, pos, cap, gone, mi, mj):
     """Free occurrences of (a, b, ds, rel) in the row of slot lst[o]: marks them `gone`,
     writes their a and b slots to mi, mj; returns (next o, row, count).
 
@@ -169,7 +163,7 @@ def _row_matches(tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, 
         o += 1
         if tv[r, i] != a or gone[i] or ts[r, i] + ds >= t:
             continue
-        j = _lookup(pos_keys, pos_vals, (r * cap + b) * t + ts[r, i] + ds)
+        j = _lookup(pos, (r * cap + b) * t + ts[r, i] + ds)
         if j == EMPTY or tv[r, j] != b or gone[j] or tg[r, j] != tg[r, i] * rel:
             continue
         gone[i] = True
@@ -180,7 +174,7 @@ def _row_matches(tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, 
     return o, r, n_match
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: blocks can be solved in threads
 def _kernel(
     tv: np.ndarray,
     ts: np.ndarray,
@@ -208,16 +202,16 @@ def _kernel(
     # Patterns of two original vars have a dense table (most of the counting); patterns
     # with a new var live in the hash table.
     low = np.zeros(n_vars * n_vars * t * 2, dtype=np.int32)
-    keys, vals = _table(n_terms)
+    pairs = _table(n_terms)
     used = 0
-    pos_keys, pos_vals = _table(2 * n_terms)
+    pos = _table(2 * n_terms)
     pos_used = 0
     per_var = np.zeros(n_vars, dtype=np.int64)
     for r in range(rows):
         for i in range(tn[r]):
             per_var[tv[r, i]] += 1
             pk = (r * cap + tv[r, i]) * t + ts[r, i]
-            pos_keys, pos_vals, pos_used = _put(pos_keys, pos_vals, pos_used, pk, i)
+            pos, pos_used = _put(pos, pos_used, pk, i, False)
             for j in range(i + 1, tn[r]):
                 _, li = _pair_key(
                     tv[r, i], ts[r, i], tg[r, i], tv[r, j], ts[r, j], tg[r, j], cap, t, n_vars
@@ -270,7 +264,7 @@ def _kernel(
         if a < n_vars and b < n_vars:
             count = low[((a * n_vars + b) * t + ds) * 2 + k]
         else:
-            count = _lookup(keys, vals, key)
+            count = _lookup(pairs, key)
         lst = occ[a]
         if a == b:
             # Overlapping pairs count once: count the free occurrences serially.
@@ -278,7 +272,7 @@ def _kernel(
             o = 0
             while o < lst.size:
                 o, r, n_match = _row_matches(
-                    tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, gone, mi, mj
+                    tv, ts, tg, lst, o, a, b, ds, rel, t, pos, cap, gone, mi, mj
                 )
                 found += n_match
                 for q in range(n_match):
@@ -297,7 +291,7 @@ def _kernel(
         o = 0
         while o < lst.size:
             o, r, n_match = _row_matches(
-                tv, ts, tg, lst, o, a, b, ds, rel, t, pos_keys, pos_vals, cap, gone, mi, mj
+                tv, ts, tg, lst, o, a, b, ds, rel, t, pos, cap, gone, mi, mj
             )
             # Pairs that lose a digit: gone with live, and gone with gone (once each).
             for q in range(2 * n_match):
@@ -311,7 +305,7 @@ def _kernel(
                     if li != EMPTY:
                         low[li] -= 1
                     else:
-                        vals[_slot(keys, pk)] -= 1
+                        pairs[_slot(pairs, pk), 1] -= 1
             for q in range(n_match):
                 tv[r, mi[q]] = EMPTY
                 tv[r, mj[q]] = EMPTY
@@ -324,7 +318,7 @@ def _kernel(
                     if tv[r, y] == EMPTY:
                         continue
                     pk, _ = _pair_key(nv, sh, sg, tv[r, y], ts[r, y], tg[r, y], cap, t, n_vars)
-                    keys, vals, used = _increment(keys, vals, used, pk)
+                    pairs, used = _put(pairs, used, pk, 1, True)
                     if n_fresh == fresh.size:
                         grown = np.empty(2 * fresh.size + 64, dtype=np.int64)
                         grown[:n_fresh] = fresh[:n_fresh]
@@ -334,12 +328,12 @@ def _kernel(
                 tv[r, x], ts[r, x], tg[r, x] = nv, sh, sg
                 tn[r] = x + 1
                 pk = (r * cap + nv) * t + sh
-                pos_keys, pos_vals, pos_used = _put(pos_keys, pos_vals, pos_used, pk, x)
+                pos, pos_used = _put(pos, pos_used, pk, x, False)
                 new_occ[n_new] = r * tv.shape[1] + x
                 n_new += 1
         occ.append(new_occ[:n_new].copy())
         for pk in np.unique(fresh[:n_fresh]):
-            c = _lookup(keys, vals, pk)
+            c = _lookup(pairs, pk)
             if c >= min_count:
                 queue = _push(queue, head, state, pk, _bucket(c, pk, t, tie_mode))
         nv += 1
