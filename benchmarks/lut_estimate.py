@@ -7,7 +7,7 @@ LUTs (LUT cells without the SRL16E shift registers, which are not adders). A cas
 re-solved adder count differs from the measured row's (the solver changed since) is
 left out; a case Yosys did not run on shows the estimate alone.
 
-    .venv/bin/python -m benchmarks.lut_estimate
+    .venv/bin/python -m benchmarks.lut_estimate    # writes benchmarks/LUT_ESTIMATE.md
 """
 
 from __future__ import annotations
@@ -35,15 +35,13 @@ def cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return found
 
 
-def logic_luts(stat_path) -> int | None:
-    """Yosys's LUT cells of a synthesized design (stat.json), SRLs left out."""
-    if not stat_path.is_file():
+def logic_luts(report_path) -> int | None:
+    """Yosys's LUT cells of a synthesized design (synth_report.json), SRLs and LUTRAM
+    left out."""
+    if not report_path.is_file():
         return None
-    cells: dict[str, int] = {}
-    for module in json.loads(stat_path.read_text())["modules"].values():
-        for cell, n in module.get("num_cells_by_type", {}).items():
-            cells[cell] = cells.get(cell, 0) + n
-    return sum(n for c, n in cells.items() if c.startswith("LUT"))
+    counts = json.loads(report_path.read_text())["counts"]
+    return counts["LUT"] - counts["SRL"] - counts["LUTRAM"]
 
 
 def da4ml_cost(w: np.ndarray) -> float:
@@ -67,7 +65,7 @@ def main() -> None:
         for tool in ("hwgen", "da4ml"):
             if (name, tool) not in adders:
                 continue
-            luts = logic_luts(folder / tool / "synth" / "stat.json")
+            luts = logic_luts(folder / tool / "synth" / "synth_report.json")
             if tool == "hwgen":
                 graph = solve_layer(q4_layer(codes, scales)).graph
                 if graph.adders != adders[(name, tool)]:
@@ -77,7 +75,15 @@ def main() -> None:
                 est = da4ml_cost(effective(codes, scales))
             ratio = f"{est / luts:.3f}" if luts else "-"
             lines.append(f"| {name} | {tool} | {est:.0f} | {luts or '-'} | {ratio} |")
-    print("\n".join(lines))
+    text = "\n".join(lines)
+    (HERE / "LUT_ESTIMATE.md").write_text(
+        "# LUT estimates against Yosys\n\nWritten by `python -m benchmarks.lut_estimate` from "
+        "the designs of `benchmarks.vs_da4ml` (Yosys synth_xilinx, xc7a100t). hwgen: "
+        "`AdderGraph.lut_estimate` of the re-solved graph; da4ml: the summed `cost` of its "
+        "adder ops. Yosys logic LUTs leave out SRL16E and LUTRAM cells; '-' = not "
+        "synthesized on this machine.\n\n" + text + "\n"
+    )
+    print(text)
 
 
 if __name__ == "__main__":

@@ -298,12 +298,20 @@ COLUMNS = [
 ]
 
 
+def row_order(row: dict) -> tuple:
+    """Random matrices by size, then the LeWM layers; hwgen above da4ml in each case."""
+    case = row["case"]
+    lewm = case.startswith("LeWM")
+    size = 0 if lewm else int(case.split("x", 1)[0])
+    return (lewm, size, case, row["tool"] != "hwgen")
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " | LUT hwgen/da4ml |", "|" + "---|" * (len(COLUMNS) + 1)]
     by_case: dict[str, dict[str, dict]] = {}
     for r in rows:
         by_case.setdefault(r["case"], {})[r["tool"]] = r
-    for r in rows:
+    for r in sorted(rows, key=row_order):
         pair = by_case[r["case"]]
         ratio = "-"
         if r["tool"] == "hwgen" and "lut" in r and "lut" in pair.get("da4ml", {}):
