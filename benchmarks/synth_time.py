@@ -160,14 +160,26 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, help="parallel processes (default: the CPU count, whatever the load)"
     )
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the rows of earlier runs (out/rows.jsonl) and add these",
+    )
+    parser.add_argument(
+        "--default-yosys-only", action="store_true", help="skip the distribution's Yosys"
+    )
     a = parser.parse_args()
     mlps = [[int(n) for n in s.split(",")] for s in a.mlp or ["32,32,32,32", "64,64,64"]]
     OUT.mkdir(parents=True, exist_ok=True)
     rows_file = OUT / "rows.jsonl"
     rows: list[dict] = []
-    rows_file.write_text("")
+    if a.add and rows_file.is_file():
+        rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line]
+    else:
+        rows_file.write_text("")
+    tools = [None] if a.default_yosys_only else yosys_tools()
     for label, design_dir, files, top in designs(mlps):
-        for yosys in yosys_tools():
+        for yosys in tools:
             for parallel in (False, True):
                 jobs = a.jobs or os.cpu_count() or 1
                 row = measure(label, design_dir, files, top, yosys, parallel, jobs)
