@@ -4,8 +4,8 @@ Per output row: the codes of each 32-input block become signed-digit terms of th
 inputs, summed into a block partial sum; patterns shared across rows are computed once
 (CSE, arith/cse); each partial sum times its integer block scale becomes CSD terms, whose
 sum is the accumulator. When every row has one scale for all its blocks (plain codes, or
-per-row scales), the blocks of a row share that scale and the CSE runs over the whole
-row at once, so patterns can also pair inputs of different blocks. Every row's
+per-row scales), the blocks of a row share that scale and one CSE runs over up to 256
+columns of the row, so patterns can also pair inputs of different blocks. Every row's
 accumulator is aligned to one cycle, so the layer has a fixed latency. The
 requantization stage (bias, rounding, ReLU, saturation) is left to the emitters: it is
 not an adder graph.

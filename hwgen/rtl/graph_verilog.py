@@ -28,9 +28,10 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
     With raw_acc, y is the exact accumulator (out_width must hold it), without bias or
     requantization: the plain matrix-vector product, for comparisons with other solvers.
     y is wired straight from the accumulator's register (latency lg.acc_cycle), or from
-    one more register when the accumulator is negated (latency lg.acc_cycle + 1, for
-    every row then). A second register in series would only lengthen each alignment
-    delay chain into one that Yosys maps to a shift-register LUT (SRL16E).
+    one more register when some row's accumulator is negated or is an input without a
+    register (latency lg.acc_cycle + 1, for every row then). A second register in series
+    would only lengthen each alignment delay chain into one that Yosys maps to a
+    shift-register LUT (SRL16E).
     """
     g = lg.graph
     in_width = lg.layer.in_format.width
@@ -38,8 +39,8 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
     ports = ["clk", "en", *(f"x__{j}" for j in range(n_in)), *(f"y__{r}" for r in range(n_out))]
     decl = ["  input wire clk;", "  input wire en;"]
     decl += [f"  input wire signed [{in_width - 1}:0] x__{j};" for j in range(n_in)]
-    # Raw outputs are wires from the accumulator registers unless a row needs a negation.
-    wired = raw_acc and not any(a is not None and a.neg for a in lg.acc)
+    # Raw outputs are wires from the accumulator registers, when every row has one.
+    wired = raw_acc and all(a is None or (not a.neg and g.nodes[a.node].registered) for a in lg.acc)
     kind = "wire" if wired else "reg"
     decl += [f"  output {kind} signed [{out_width - 1}:0] y__{r};" for r in range(n_out)]
     comb: list[str] = []
