@@ -109,14 +109,16 @@ COLUMNS = [
 
 def committed_rows() -> list[dict]:
     """The rows of the committed RESULTS.md (with their commits), for a new machine."""
-    rows = read_rows(HERE / "RESULTS.md", [key for key, _ in COLUMNS])
-    text = (HERE / "RESULTS.md").read_text() if rows else ""
+    path = HERE / "RESULTS.md"
+    rows = read_rows(path, [key for key, _ in COLUMNS])
+    # The run of each row: "- 64: `--sizes 16 64 128` at commit a69fb86".
+    runs = {}
+    for line in path.read_text().splitlines() if rows else []:
+        if line.startswith("- ") and "`" in line:
+            runs[line[2:].split(":", 1)[0]] = (line.split("`")[1], line.rsplit(" ", 1)[1])
     for row in rows:
-        # "- 64: `--sizes 16 64 128` at commit a69fb86"
-        for line in text.splitlines():
-            if line.startswith(f"- {row['size']}: `"):
-                command, commit = line.split("`")[1], line.rsplit(" ", 1)[1]
-                row.update(command=command, commit=commit)
+        if str(row["size"]) in runs:
+            row["command"], row["commit"] = runs[str(row["size"])]
     return rows
 
 

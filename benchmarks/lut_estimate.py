@@ -16,7 +16,15 @@ import json
 
 import numpy as np
 
-from benchmarks.vs_da4ml import OUT, committed_rows, effective, lewm_cases, q4_layer, random_case
+from benchmarks.vs_da4ml import (
+    OUT,
+    case_name,
+    committed_rows,
+    effective,
+    lewm_cases,
+    q4_layer,
+    random_case,
+)
 from hwgen.solve import solve_layer
 
 HERE = OUT.parent.parent
@@ -26,9 +34,7 @@ def cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     found = {}
     for n in (16, 64, 128):
         for scaled in (False, True):
-            found[f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"] = random_case(
-                n, scaled, seed=n
-            )
+            found[case_name(n, scaled)] = random_case(n, scaled, seed=n)
     lewm = HERE.parent / "models" / "checkpoints" / "lewm_tiny"
     for name, codes, scales in lewm_cases(lewm):
         found[name] = (codes, scales)

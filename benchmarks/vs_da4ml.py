@@ -87,6 +87,11 @@ def lewm_cases(ckpt: Path, scale_bits: int = 10) -> list[tuple[str, np.ndarray, 
     return cases
 
 
+def case_name(n: int, scaled: bool) -> str:
+    """The table's name of a random n x n case."""
+    return f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}"
+
+
 def effective(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return codes * np.repeat(scales, 32, axis=1)[:, : codes.shape[1]]
 
@@ -364,7 +369,7 @@ def main() -> None:
     for n in a.sizes:
         for kind in a.kinds:
             scaled = kind == "scaled"
-            name = f"{n}x{n} Q4{' x 10-bit scales' if scaled else ' codes'}" + suffix
+            name = case_name(n, scaled) + suffix
             case = random_case(n, scaled, seed=n)
             run_case(name, *case, not a.no_synth, a.register_every, save, tuple(a.tools))
     for name, codes, scales in lewm_cases(a.lewm) if a.lewm else []:
