@@ -111,14 +111,8 @@ def hwgen_design(codes, scales, folder: Path, register_every: int) -> dict:
     wrapper = [
         f"module hw_top(input clk, input [{n_in * IN_BITS - 1}:0] model_inp, "
         f"output [{n_out * ow - 1}:0] model_out);",
-        "  hw_core core(.clk(clk), .en(1'b1),",
-        *[
-            f"    .x__{j}(model_inp[{j * IN_BITS + IN_BITS - 1}:{j * IN_BITS}]),"
-            for j in range(n_in)
-        ],
-        *[f"    .y__{r}(model_out[{r * ow + ow - 1}:{r * ow}])," for r in range(n_out)],
+        "  hw_core core(.clk(clk), .en(1'b1), .x(model_inp), .y(model_out));",
     ]
-    wrapper[-1] = wrapper[-1].rstrip(",") + ");"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "hw_core.v").write_text(core)
     (folder / "hw_top.v").write_text("\n".join([*wrapper, "endmodule", ""]))

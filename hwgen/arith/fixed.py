@@ -9,10 +9,8 @@ def signed_width(lo: int, hi: int) -> int:
     """Bits of a two's-complement signal that holds every integer in [lo, hi]."""
     if lo > hi:
         raise ValueError(f"empty interval [{lo}, {hi}]")
-    width = 1
-    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
-        width += 1
-    return width
+    # v >= 0 needs its magnitude bits and a sign bit; v < 0 needs those of ~v = -v - 1.
+    return max((lo if lo >= 0 else ~lo).bit_length(), (hi if hi >= 0 else ~hi).bit_length()) + 1
 
 
 def signed_range(width: int) -> tuple[int, int]:

@@ -23,7 +23,10 @@ def _operand(name: str, shift: int) -> str:
 
 
 def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = False) -> str:
-    """The module `module(clk, en, x__0.., y__0..)`; y is registered, latency lg.latency.
+    """The module `module(clk, en, x, y)`; y is registered, latency lg.latency.
+
+    x and y are packed buses, element j in bits [j*width +: width]; inside, each element is
+    a named wire (x__j, y__r), so the netlist reads the same as with a port per element.
 
     With raw_acc, y is the exact accumulator (out_width must hold it), without bias or
     requantization: the plain matrix-vector product, for comparisons with other solvers.
@@ -36,13 +39,21 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
     g = lg.graph
     in_width = lg.layer.in_format.width
     n_in, n_out = lg.layer.linear.in_features, lg.layer.linear.out_features
-    ports = ["clk", "en", *(f"x__{j}" for j in range(n_in)), *(f"y__{r}" for r in range(n_out))]
-    decl = ["  input wire clk;", "  input wire en;"]
-    decl += [f"  input wire signed [{in_width - 1}:0] x__{j};" for j in range(n_in)]
+    decl = [
+        "  input wire clk;",
+        "  input wire en;",
+        f"  input wire [{n_in * in_width - 1}:0] x;",
+        f"  output wire [{n_out * out_width - 1}:0] y;",
+    ]
+    decl += [
+        f"  wire signed [{in_width - 1}:0] x__{j} = x[{j * in_width} +: {in_width}];"
+        for j in range(n_in)
+    ]
     # Raw outputs are wires from the accumulator registers, when every row has one.
     wired = raw_acc and all(a is None or (not a.neg and g.nodes[a.node].registered) for a in lg.acc)
     kind = "wire" if wired else "reg"
-    decl += [f"  output {kind} signed [{out_width - 1}:0] y__{r};" for r in range(n_out)]
+    decl += [f"  {kind} signed [{out_width - 1}:0] y__{r};" for r in range(n_out)]
+    decl.append(f"  assign y = {{{', '.join(f'y__{r}' for r in reversed(range(n_out)))}}};")
     comb: list[str] = []
     seq: list[str] = []
     names: list[str] = []
@@ -96,7 +107,7 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
         )
     return "\n".join(
         [
-            f"module {module}({', '.join(ports)});",
+            f"module {module}(clk, en, x, y);",
             *decl,
             *comb,
             "  always @(posedge clk)",

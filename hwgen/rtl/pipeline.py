@@ -65,11 +65,10 @@ class HardwiredPipeline(wiring.Component):
         ]
         with m.If(en):
             m.d.sync += valid.eq((valid << 1) | self.i.valid)
-        x = [self.i.payload[j] for j in range(self.program.n_inputs)]
+        x = self.i.payload.as_value()
         for n, layer in enumerate(self.layers):
             m.submodules[f"layer{n}"] = layer
-            m.d.comb += layer.en.eq(en)
-            m.d.comb += [port.eq(value) for port, value in zip(layer.x, x, strict=True)]
-            x = list(layer.y)
-        m.d.comb += [self.o.payload[j].eq(value) for j, value in enumerate(x)]
+            m.d.comb += [layer.en.eq(en), layer.x.eq(x)]
+            x = layer.y.as_value()
+        m.d.comb += self.o.payload.eq(x)
         return m
