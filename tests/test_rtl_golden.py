@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwgen.golden import run
+from hwgen.golden import block_product, run
 from hwgen.ir import FixedFormat, Layer, Program, Q4Linear, Requant
 from hwgen.lower import FloatLayer, lower
 from hwgen.quant.q4 import BLOCK, quantize_q4
@@ -171,3 +171,12 @@ def test_rows_with_one_scale_share_one_cse_over_all_blocks():
     assert len(scale_groups(scales, 70)) == 1  # one CSE over the three blocks
     bias = rng.integers(-500, 500, size=6)
     check(Program("p", [layer_from_codes(codes, scales, bias, shift=12)]))
+
+
+@pytest.mark.parametrize("magnitude", [2**7, 2**44, 2**50])
+def test_golden_block_product_is_exact_on_both_paths(magnitude):
+    """Float64 BLAS below 2**53 partial sums, integers above: both equal int64 @."""
+    rng = np.random.default_rng(magnitude % 1000)
+    x = rng.integers(-magnitude, magnitude, size=(50, BLOCK), dtype=np.int64)
+    codes = rng.integers(-8, 8, size=(9, BLOCK), dtype=np.int8)
+    assert (block_product(x, codes) == x @ codes.T.astype(np.int64)).all()
