@@ -1,11 +1,16 @@
 """hwgen vs da4ml on the same constant matrices: adders, depth, LUTs, FFs, time.
 
 Both solvers get the same integer matrix W [out, in] and 8-bit signed inputs; both
-designs are checked bit-exactly against numpy (W @ x) in Icarus, and synthesized with the
-same Yosys script (hwgen.synth, xc7a100t). hwgen solves the Q4 structure (codes per
-block of 32, times integer block scales); da4ml gets the folded matrix code * scale
-through its documented tracing flow (x quantized to 8-bit signed, then x @ W).
-da4ml (PyPI) is a benchmark-only dependency: hwgen never imports it.
+designs are checked bit-exactly against numpy (W @ x) in Verilator, and synthesized with
+the same Yosys script (hwgen.synth, xc7a100t), flattened: da4ml writes every adder as an
+instance of a parameterized module, and with hierarchy kept Yosys derives and maps each
+parameter set on its own (646 s for da4ml's 16x16 scaled design; hwgen's one-module core
+is the same either way). `--hierarchy` keeps the hierarchy, as earlier runs did; the
+table's `synth` column says which, and ratios compare rows of one kind only.
+hwgen solves the Q4 structure (codes per block of 32, times integer block scales); da4ml
+gets the folded matrix code * scale through its documented tracing flow (x quantized to
+8-bit signed, then x @ W). da4ml (PyPI) is a benchmark-only dependency: hwgen never
+imports it.
 
     .venv/bin/python -m benchmarks.vs_da4ml [--sizes 16 64] [--no-synth] [--register-every 1]
 """
@@ -13,6 +18,7 @@ da4ml (PyPI) is a benchmark-only dependency: hwgen never imports it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -247,6 +253,7 @@ def run_case(
     register_every: int,
     save: Callable[[dict], None],
     tools: tuple[str, ...] = ("hwgen", "da4ml"),
+    flatten: bool = True,
 ) -> None:
     """Build, check and synthesize both tools' designs; `save` gets each row when done."""
     w = effective(codes, scales)
@@ -269,13 +276,14 @@ def run_case(
             "compile_s": d["compile_s"],
         }
         if synth:
-            rep = synthesize(d["files"], d["top"], "arty-a7-100", folder / "synth")
+            rep = synthesize(d["files"], d["top"], "arty-a7-100", folder / "synth", flatten=flatten)
             row.update(
                 {
                     "lut": rep.counts["LUT"],
                     "carry4": rep.counts["CARRY4"],
                     "ff": rep.counts["FF"],
                     "synth_s": rep.seconds,
+                    "synth": "flat" if flatten else "hier",
                 }
             )
         print(json.dumps(row), flush=True)
@@ -293,6 +301,7 @@ COLUMNS = [
     "ff",
     "compile_s",
     "synth_s",
+    "synth",
     "mismatches",
 ]
 
@@ -313,8 +322,10 @@ def table(rows: list[dict]) -> str:
     for r in sorted(rows, key=row_order):
         pair = by_case[r["case"]]
         ratio = "-"
-        if r["tool"] == "hwgen" and "lut" in r and "lut" in pair.get("da4ml", {}):
-            ratio = f"{r['lut'] / pair['da4ml']['lut']:.2f}"
+        da = pair.get("da4ml", {})
+        same_synth = r.get("synth") == da.get("synth")
+        if r["tool"] == "hwgen" and "lut" in r and "lut" in da and same_synth:
+            ratio = f"{r['lut'] / da['lut']:.2f}"
         elif r["tool"] == "hwgen" and "da4ml" in pair:
             ratio = f"adders {r['adders'] / pair['da4ml']['adders']:.2f}"
         lines.append("| " + " | ".join(str(r.get(c, "-")) for c in COLUMNS) + f" | {ratio} |")
@@ -346,29 +357,44 @@ def main() -> None:
         default=["hwgen", "da4ml"],
         help="which solvers to run (rows of the other keep their earlier values)",
     )
+    p.add_argument(
+        "--hierarchy",
+        action="store_true",
+        help="synthesize with hierarchy kept instead of flattened (hours for da4ml designs)",
+    )
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
 
     def save(row: dict) -> None:
-        # Saved after every row (re-read first: another run may have added rows), so a
-        # long run that is stopped keeps what it measured.
-        rows = json.loads(store.read_text()) if store.is_file() else committed_rows()
-        key = (row["case"], row["tool"])
-        rows = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
-        store.write_text(json.dumps(rows, indent=2) + "\n")
-        write_table(rows)
+        # Saved after every row, so a long run that is stopped keeps what it measured;
+        # re-read under a lock, as runs of other cases may share the store.
+        with open(OUT / "results.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rows = json.loads(store.read_text()) if store.is_file() else committed_rows()
+            key = (row["case"], row["tool"])
+            rows = [r for r in rows if (r["case"], r["tool"]) != key] + [row]
+            store.write_text(json.dumps(rows, indent=2) + "\n")
+            write_table(rows)
 
+    flat = not a.hierarchy
     suffix = f", registers every {a.register_every} levels" if a.register_every != 1 else ""
     for n in a.sizes:
         for kind in a.kinds:
             scaled = kind == "scaled"
             name = case_name(n, scaled) + suffix
             case = random_case(n, scaled, seed=n)
-            run_case(name, *case, not a.no_synth, a.register_every, save, tuple(a.tools))
+            run_case(name, *case, not a.no_synth, a.register_every, save, tuple(a.tools), flat)
     for name, codes, scales in lewm_cases(a.lewm) if a.lewm else []:
         run_case(
-            name + suffix, codes, scales, not a.no_synth, a.register_every, save, tuple(a.tools)
+            name + suffix,
+            codes,
+            scales,
+            not a.no_synth,
+            a.register_every,
+            save,
+            tuple(a.tools),
+            flat,
         )
 
 
@@ -383,8 +409,9 @@ def write_table(rows: list[dict]) -> None:
         "# hwgen vs da4ml 0.6.0\n\nWritten by `python -m benchmarks.vs_da4ml` "
         "(a register after every adder level, or every K where the case says so "
         "(`--register-every K`, da4ml's latency_cutoff); Yosys synth_xilinx on xc7a100t, "
-        "hierarchy kept; latency in cycles found by simulation; depth = adders on the longest "
-        "path; rows of earlier runs kept).\n\n" + text + "\n"
+        "flattened (synth = flat) or with hierarchy kept (hier); latency in cycles found by "
+        "simulation; depth = adders on the longest path; rows of earlier runs kept; the LUT "
+        "ratio compares rows synthesized the same way).\n\n" + text + "\n"
     )
     print(text)
 

@@ -113,6 +113,7 @@ def synthesize(
     margin: float = 1.0,
     parallel: bool = True,
     jobs: int | None = None,
+    flatten: bool = False,
 ) -> SynthReport:
     """Synthesize `top` with `synth_xilinx`, write the report files and return the report.
 
@@ -125,6 +126,9 @@ def synthesize(
     start-up (measured 10-22 % more CPU time, benchmarks/SYNTH_TIME.md). Counts and
     logic depth of a parallel run are those of the monolithic one, LUTs within a
     fraction of a percent (ABC); `SynthReport.mode` says which ran.
+    `flatten` synthesizes the design as one module (`synth_xilinx -flatten`, always in
+    one process): for designs built of many small parameterized modules, which Yosys
+    would otherwise derive and map one by one.
 
     Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
     ltp.txt, sta.txt, synth_report.txt and synth_report.json; a parallel run also
@@ -151,14 +155,15 @@ def synthesize(
     start = time.monotonic()
     parts = []
     workers = jobs or free_cpus()
-    if parallel and workers >= 2 and _module_count(out_dir, sources) > 1:
+    if parallel and not flatten and workers >= 2 and _module_count(out_dir, sources) > 1:
         parts = _plan_parts(command, origin, out_dir, sources, top)
     if parts:
         mode = _synth_parts(command, origin, out_dir, sources, top, spec, parts, workers)
         netlists = [_part_netlist(m) for m in [top, *(m for m, _ in parts)]]
         script, label = join_script(netlists, top), "joining"
     else:
-        mode, script, label = "monolithic", yosys_script(sources, top, spec), "synthesizing"
+        mode = "flattened" if flatten else "monolithic"
+        script, label = yosys_script(sources, top, spec, flatten), "synthesizing"
     (out_dir / SCRIPT_NAME).write_text(script)
     _run_yosys(command, origin, out_dir, f"{label} {top} for {spec.name}")
     seconds = time.monotonic() - start
@@ -222,9 +227,13 @@ def find_yosys(explicit: str | None = None) -> tuple[str, str]:
     )
 
 
-def yosys_script(sources: list[str], top: str, board: Board) -> str:
-    """The Yosys script: synthesize with hierarchy kept, count, then flatten for depth."""
-    return "\n".join([*_read_lines(sources), *_synth_lines(top, board), *_measure_lines(top), ""])
+def yosys_script(sources: list[str], top: str, board: Board, flatten: bool = False) -> str:
+    """The Yosys script: synthesize (hierarchy kept unless `flatten`), count, then flatten
+    for depth."""
+    synth = _synth_lines(top, board)
+    if flatten:
+        synth[-1] += " -flatten"
+    return "\n".join([*_read_lines(sources), *synth, *_measure_lines(top), ""])
 
 
 def part_script(

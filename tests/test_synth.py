@@ -337,3 +337,16 @@ def test_cli_monolithic_flag(tiny_design):
         (tiny_design / "tiny" / "synth_arty-a7-35" / "synth_report.json").read_text()
     )
     assert report["mode"] == "monolithic"
+
+
+@pytest.mark.synth
+def test_flattened_run_counts_the_same_registers_in_one_module(adders, tmp_path):
+    hier, _ = adders
+    flat = synthesize(
+        [FIXTURES / "two_adders.v"], "two_adders", "arty-a7-35", tmp_path, flatten=True
+    )
+    assert flat.mode == "flattened"
+    assert "-flatten" in (tmp_path / "synth.ys").read_text()
+    assert json.loads((tmp_path / "stat.json").read_text())["design"].get("num_submodules", 0) == 0
+    assert flat.counts["FF"] == hier.counts["FF"]
+    assert 0 < flat.counts["LUT"] <= hier.counts["LUT"]
