@@ -135,10 +135,13 @@ def build_bitstream(design_dir: Path, board: str, baud: int | None = None) -> Bi
     arithmetic = manifest.get("arithmetic", {})
     register_every = int(arithmetic.get("register_every_levels", 1))
     cse = bool(arithmetic.get("cse", True))
+    max_depth = arithmetic.get("max_adder_depth")
     name = f"{program.name}_board"
     out = design_dir / f"bitstream_{board}"
     out.mkdir(parents=True, exist_ok=True)
     kwargs = {"board": board, "register_every": register_every, "cse": cse}
+    if max_depth is not None:
+        kwargs["max_depth"] = int(max_depth)
     if baud is not None:
         kwargs["baud"] = baud
     start = time.monotonic()

@@ -50,6 +50,8 @@ class BoardCore(wiring.Component):
         next to the converted top) or as an Amaranth netlist ("amaranth").
     cse : bool
         Share subexpressions across rows, as in `hwgen rtl` (its manifest records it).
+    max_depth : int | None
+        At most this many adders on any path of a layer, as in `hwgen rtl`.
 
     Attributes
     ----------
@@ -73,10 +75,11 @@ class BoardCore(wiring.Component):
         register_every: int = 1,
         backend: str = "verilog",
         cse: bool = True,
+        max_depth: int | None = None,
     ):
         self.clk_hz = int(clk_hz)
         self.divisor = baud_divisor(clk_hz, baud)
-        self.pipeline = HardwiredPipeline(program, register_every, backend, cse)
+        self.pipeline = HardwiredPipeline(program, register_every, backend, cse, max_depth)
         timeout = frame_timeout if frame_timeout is not None else self.clk_hz // 20
         if timeout < 20 * self.divisor:
             raise InputError(
@@ -220,9 +223,11 @@ class BoardTop(Elaboratable):
         register_every: int = 1,
         backend: str = "verilog",
         cse: bool = True,
+        max_depth: int | None = None,
     ):
         self.program = program
         self.cse = cse
+        self.max_depth = max_depth
         self.backend = backend
         self.clk_hz = clk_hz
         self.baud = baud
@@ -242,6 +247,7 @@ class BoardTop(Elaboratable):
             register_every=self.register_every,
             backend=self.backend,
             cse=self.cse,
+            max_depth=self.max_depth,
         )
         cores = core.core_verilog()
         if cores:

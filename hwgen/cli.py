@@ -33,10 +33,13 @@ def _rtl_options(a: argparse.Namespace):
         raise InputError(str(e)) from e
     if a.register_every < 1:
         raise InputError(f"--register-every must be >= 1, got {a.register_every}")
+    if a.max_depth is not None and a.max_depth < 1:
+        raise InputError(f"--max-depth must be >= 1, got {a.max_depth}")
     return RtlOptions(
         lowering=lowering,
         register_every=a.register_every,
         cse=not a.no_cse,
+        max_depth=a.max_depth,
         n_random=a.random_vectors,
         n_real=a.real_vectors,
     )
@@ -200,6 +203,13 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
         "--no-cse",
         action="store_true",
         help="skip common-subexpression elimination (faster compile, more adders)",
+    )
+    g.add_argument(
+        "--max-depth",
+        type=int,
+        metavar="D",
+        help="at most D adders on any path of a layer (fewer pipeline stages; may cost "
+        "adders; default: no bound)",
     )
     g.add_argument(
         "--random-vectors",

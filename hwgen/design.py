@@ -48,6 +48,7 @@ class RtlOptions:
     # registering (12,583 -> 7,835) at the same Yosys sta logic delay (3.0 ns).
     register_every: int = 2
     cse: bool = True
+    max_depth: int | None = None  # adders on any path of a layer; None: no bound
     n_random: int = 5000
     n_real: int = 5000
     n_calibration: int = 4096
@@ -160,6 +161,7 @@ def manifest(
             "scale_bits": program.meta["scale_bits"],
             "register_every_levels": options.register_every,
             "cse": options.cse,
+            "max_adder_depth": options.max_depth,
             "calibration": calibration,
         },
         "layers": layers,
@@ -190,7 +192,9 @@ def build_rtl(
         program = lower(name, layers, calib, options.lowering)
     top = f"{name}_top"
     with step("solve adder graphs" + (" with CSE" if options.cse else ""), heartbeat_s=30):
-        pipeline = HardwiredPipeline(program, options.register_every, cse=options.cse)
+        pipeline = HardwiredPipeline(
+            program, options.register_every, cse=options.cse, max_depth=options.max_depth
+        )
     with step(f"generate Verilog for {top} (Amaranth)"):
         t0 = time.monotonic()
         text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()

@@ -25,6 +25,7 @@ import numpy as np
 from .arith.adder_graph import AdderGraph, Ref
 from .arith.csd import csd_digits
 from .arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT, Pattern, eliminate
+from .errors import InputError
 from .ir import Layer
 from .quant.q4 import BLOCK
 
@@ -137,7 +138,9 @@ def scale_groups(scales: np.ndarray, in_features: int) -> list[tuple[slice, np.n
     ]
 
 
-def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> LayerGraph:
+def solve_layer(
+    layer: Layer, register_every: int = 1, cse: bool = True, max_depth: int | None = None
+) -> LayerGraph:
     """The layer's adder graph; small layers try several and keep the fewest LUTs.
 
     Greedy CSE and the pairing order of the sums both trade adders, widths and
@@ -145,10 +148,43 @@ def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> Laye
     `lut_estimate` wins, unless one with fewer adder levels costs at most
     DEPTH_TOLERANCE more (a shallower graph has fewer pipeline registers and a lower
     latency); on equal terms the first built wins.
+
+    With `max_depth`, only graphs with at most that many adders on any path count. If
+    no CSE build is that shallow, the plain digit sums (no shared pattern lengthens a
+    path) are tried; if those are deeper too, InputError says how deep they are.
     """
     lin = layer.linear
     groups = scale_groups(lin.scales, lin.in_features)
     starts, sum_orders = search_space(lin.out_features * lin.in_features, cse)
+    built = build_starts(layer, groups, starts, sum_orders, register_every, cse)
+    if max_depth is not None:
+        fits = [b for b in built if b[1] <= max_depth]
+        if not fits and cse:
+            plain = build_starts(layer, groups, starts[:1], (False, True), register_every, False)
+            built += plain
+            fits = [b for b in plain if b[1] <= max_depth]
+        if not fits:
+            raise InputError(
+                f"no adder graph of the {lin.out_features}x{lin.in_features} layer is within "
+                f"{max_depth} adder levels: the shallowest built has "
+                f"{min(b[1] for b in built)}"
+            )
+        built = fits
+    cheapest = min(est for est, _, _ in built)
+    near = [b for b in built if b[0] <= cheapest * (1 + DEPTH_TOLERANCE)]
+    return min(near, key=lambda b: (b[1], b[0]))[2]
+
+
+def build_starts(
+    layer: Layer,
+    groups: list[tuple[slice, np.ndarray]],
+    starts: list[tuple[int, int]],
+    sum_orders: tuple[bool, ...],
+    register_every: int,
+    cse: bool,
+) -> list[tuple[int, int, LayerGraph]]:
+    """(lut_estimate, depth, graph) of every start and sum order."""
+    lin = layer.linear
     built: list[tuple[int, int, LayerGraph]] = []
     with ThreadPoolExecutor(max_workers=min(len(groups), os.cpu_count() or 1)) as pool:
         for tie, order in starts:
@@ -159,9 +195,7 @@ def solve_layer(layer: Layer, register_every: int = 1, cse: bool = True) -> Laye
                 with collector_paused():
                     lg = build_graph(layer, groups, rewritten, register_every, same_sign)
                 built.append((lg.graph.lut_estimate(), lg.graph.depth(), lg))
-    cheapest = min(est for est, _, _ in built)
-    near = [b for b in built if b[0] <= cheapest * (1 + DEPTH_TOLERANCE)]
-    return min(near, key=lambda b: (b[1], b[0]))[2]
+    return built
 
 
 @contextmanager

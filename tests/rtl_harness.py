@@ -15,13 +15,16 @@ def simulate(
     register_every: int = 1,
     stall_every: int = 0,
     cse: bool = True,
+    max_depth: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Stream `inputs` through the RTL; returns (outputs, latency).
 
     With stall_every = k > 0, the sink drops ready every k-th cycle and the source leaves
     a gap every (k+1)-th cycle, so flow control is exercised.
     """
-    top = HardwiredPipeline(program, register_every, backend="amaranth", cse=cse)
+    top = HardwiredPipeline(
+        program, register_every, backend="amaranth", cse=cse, max_depth=max_depth
+    )
     got: list[list[int]] = []
     sim = Simulator(top)
     sim.add_clock(1e-8)

@@ -32,6 +32,7 @@ def test_rtl_writes_a_complete_design(design, capsys):
     assert m["output"]["elements"] == 3 and m["latency_cycles"] > 0
     assert len(m["constants_sha256"]) == 64 and m["weights"] == 5 * 12 + 12 * 3
     assert "module tiny_top" in (d / "tiny_top.v").read_text()
+    assert m["arithmetic"]["max_adder_depth"] is None
     assert "*" not in "".join(
         line
         for line in (d / "tiny_top.v").read_text().splitlines()
@@ -77,6 +78,8 @@ def test_synth_reports_and_fits(design, capsys):
         (["rtl", "/no/such/ckpt"], "/no/such/ckpt: checkpoint not found"),
         (["rtl", "{ckpt}", "--act-bits", "1"], "act_bits must be in"),
         (["rtl", "{ckpt}", "--design", "my-design"], "must be a Verilog identifier"),
+        (["rtl", "{ckpt}", "--max-depth", "0"], "--max-depth must be >= 1"),
+        (["rtl", "{ckpt}", "--max-depth", "2"], "within 2 adder levels: the shallowest built"),
     ],
 )
 def test_errors_are_one_clear_line(design, capsys, argv, msg):

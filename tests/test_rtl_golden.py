@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwgen.errors import InputError
 from hwgen.golden import block_product, run
 from hwgen.ir import FixedFormat, Layer, Program, Q4Linear, Requant
 from hwgen.lower import FloatLayer, lower
 from hwgen.quant.q4 import BLOCK, quantize_q4
-from hwgen.solve import scale_groups
+from hwgen.solve import scale_groups, solve_layer
 from tests.rtl_harness import simulate
 
 
@@ -171,6 +172,23 @@ def test_rows_with_one_scale_share_one_cse_over_all_blocks():
     assert len(scale_groups(scales, 70)) == 1  # one CSE over the three blocks
     bias = rng.integers(-500, 500, size=6)
     check(Program("p", [layer_from_codes(codes, scales, bias, shift=12)]))
+
+
+def test_max_depth_bounds_every_path_and_stays_bit_exact():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-8, 8, size=(16, 32))
+    scales = rng.integers(1, 900, size=(16, 1))
+    program = Program("p", [layer_from_codes(codes, scales, rng.integers(-500, 500, 16), 12)])
+    layer = program.layers[0]
+    free = solve_layer(layer, 1).graph
+    plain = solve_layer(layer, 1, cse=False).graph
+    assert plain.depth() < free.depth()  # here CSE's nesting costs a level
+    bounded = solve_layer(layer, 1, max_depth=plain.depth()).graph
+    assert bounded.depth() <= plain.depth()
+    assert free.adders <= bounded.adders <= plain.adders
+    check(program, max_depth=plain.depth())
+    with pytest.raises(InputError, match=f"within {plain.depth() - 1} adder levels"):
+        solve_layer(layer, 1, max_depth=plain.depth() - 1)
 
 
 @pytest.mark.parametrize("magnitude", [2**7, 2**44, 2**50])

@@ -30,6 +30,7 @@ class HardwiredQ4Linear(wiring.Component):
     backend : "verilog" (default) or "amaranth".
     core_name : the Verilog module name of the core (backend "verilog").
     cse : share two-term patterns across rows (fewer adders, slower to compile).
+    max_depth : at most this many adders on any path (None: no bound).
 
     Attributes
     ----------
@@ -46,13 +47,14 @@ class HardwiredQ4Linear(wiring.Component):
         backend: str = "verilog",
         core_name: str = "hwgen_layer_core",
         cse: bool = True,
+        max_depth: int | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.layer = layer
         self.backend = backend
         self.core_name = core_name
-        self.solved = solve_layer(layer, register_every, cse)
+        self.solved = solve_layer(layer, register_every, cse, max_depth)
         self.latency = self.solved.latency
         self.adders = self.solved.graph.adders
         lin = layer.linear

@@ -33,10 +33,13 @@ class HardwiredPipeline(wiring.Component):
         register_every: int = 1,
         backend: str = "verilog",
         cse: bool = True,
+        max_depth: int | None = None,
     ):
         self.program = program
         self.layers = [
-            HardwiredQ4Linear(layer, register_every, backend, f"{program.name}_l{n}_core", cse)
+            HardwiredQ4Linear(
+                layer, register_every, backend, f"{program.name}_l{n}_core", cse, max_depth
+            )
             for n, layer in enumerate(program.layers)
         ]
         self.latency = sum(layer.latency for layer in self.layers)
