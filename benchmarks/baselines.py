@@ -14,6 +14,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,22 +51,28 @@ def git_commit() -> str:
         return "unknown"
 
 
-def compile_in_fresh_process(ckpt: Path, n: int, vectors: int) -> RtlResult:
-    """`build_rtl` in a new interpreter, as one `hwgen rtl` command runs it.
+def build_and_peak(ckpt: Path, n: int, vectors: int) -> tuple[RtlResult, float]:
+    """`build_rtl`, and the process's peak resident memory in MB afterwards."""
+    rtl = build_rtl(ckpt, OUT / "rtl", f"square{n}", RtlOptions(n_random=vectors, n_real=0))
+    return rtl, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def compile_in_fresh_process(ckpt: Path, n: int, vectors: int) -> tuple[RtlResult, float]:
+    """`build_and_peak` in a new interpreter, as one `hwgen rtl` command runs it.
 
     Imports happen before the clock starts; per-process costs inside the compile (the
     numba cache load, Amaranth's first elaboration) are counted, as a user pays them.
+    The peak memory includes the imports (torch among them).
     """
-    options = RtlOptions(n_random=vectors, n_real=0)
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(build_rtl, (ckpt, OUT / "rtl", f"square{n}", options))
+        return pool.apply(build_and_peak, (ckpt, n, vectors))
 
 
 def bench_size(n: int, simulators: list[str], synth: bool, vectors: int, runs: int) -> dict:
     ckpt = write_mlp(OUT / f"ckpt_{n}", [n, n], seed=n)
     results = [compile_in_fresh_process(ckpt, n, vectors) for _ in range(runs)]
-    compile_s = statistics.median(r.seconds for r in results)
-    rtl = results[-1]
+    compile_s = statistics.median(r.seconds for r, _ in results)
+    rtl = results[-1][0]
     row = {
         "size": n,
         "weights": n * n,
@@ -73,6 +80,7 @@ def bench_size(n: int, simulators: list[str], synth: bool, vectors: int, runs: i
         "latency": rtl.latency,
         "compile_s": round(compile_s, 2),
         "weights_per_s": round(n * n / compile_s),
+        "compile_peak_mb": round(max(peak for _, peak in results)),
         "verilog_mb": round((rtl.design_dir / f"{rtl.top}.v").stat().st_size / 1e6, 2),
     }
     for sim in simulators:
@@ -107,6 +115,7 @@ COLUMNS = [
     ("latency", "latency"),
     ("weights_per_s", "compile w/s"),
     ("compile_s", "compile s"),
+    ("compile_peak_mb", "compile peak MB"),
     ("lut", "LUT"),
     ("ff", "FF"),
     ("carry4", "CARRY4"),
