@@ -39,6 +39,9 @@ BINARY_FORM = {3: ((1, 0), (1, 1)), 6: ((1, 1), (1, 2))}
 MULTI_START_WEIGHTS = 128 * 128
 # A graph with fewer adder levels wins if its LUT estimate is at most this much higher.
 DEPTH_TOLERANCE = 0.005
+# Pattern nesting limits tried, deepest first, when a depth bound rules out every
+# unlimited CSE build (see cse.eliminate's max_level).
+DEPTH_CAPS = (4, 3, 2, 1)
 # The widest column range one CSE run takes when rows share a scale across blocks: the
 # CSE's table of patterns of two inputs grows with its square (256: 4 MB).
 JOINT_COLUMNS = 256
@@ -72,10 +75,12 @@ def code_digits(codes: np.ndarray) -> np.ndarray:
 Rewritten = tuple[np.ndarray, list[Pattern]]
 
 
-def rewrite(codes: np.ndarray, cse: bool, tie: int, order: int) -> Rewritten:
+def rewrite(codes: np.ndarray, cse: bool, tie: int, order: int, max_level: int = 0) -> Rewritten:
     """The digit terms of `codes` per row, after CSE when asked: (digits, patterns)."""
     digits = code_digits(codes)
-    return eliminate(digits, ties=(tie,), orders=(order,)) if cse else (digits, [])
+    if not cse:
+        return digits, []
+    return eliminate(digits, ties=(tie,), orders=(order,), max_level=max_level)
 
 
 def rewrite_groups(
@@ -85,13 +90,15 @@ def rewrite_groups(
     cse: bool,
     tie: int,
     order: int,
+    max_level: int = 0,
 ) -> Iterator[Rewritten]:
     """`rewrite` of every scale group in `pool`'s threads, yielded in group order.
 
     The compiled CSE loop releases the GIL, so the groups run in parallel, and the graph
     build (Python) can take each group as soon as it is done.
     """
-    return pool.map(lambda c: rewrite(c, cse, tie, order), [codes[:, cols] for cols, _ in groups])
+    jobs = [codes[:, cols] for cols, _ in groups]
+    return pool.map(lambda c: rewrite(c, cse, tie, order, max_level), jobs)
 
 
 def search_space(weights: int, cse: bool) -> tuple[list[tuple[int, int]], tuple[bool, ...]]:
@@ -150,8 +157,9 @@ def solve_layer(
     latency); on equal terms the first built wins.
 
     With `max_depth`, only graphs with at most that many adders on any path count. If
-    no CSE build is that shallow, the plain digit sums (no shared pattern lengthens a
-    path) are tried; if those are deeper too, InputError says how deep they are.
+    no CSE build is that shallow, CSE runs again with patterns nested at most
+    DEPTH_CAPS levels deep, then not at all (plain digit sums), until a build fits; if
+    none does, InputError says how deep the shallowest is.
     """
     lin = layer.linear
     groups = scale_groups(lin.scales, lin.in_features)
@@ -159,10 +167,14 @@ def solve_layer(
     built = build_starts(layer, groups, starts, sum_orders, register_every, cse)
     if max_depth is not None:
         fits = [b for b in built if b[1] <= max_depth]
-        if not fits and cse:
-            plain = build_starts(layer, groups, starts[:1], (False, True), register_every, False)
-            built += plain
-            fits = [b for b in plain if b[1] <= max_depth]
+        for cap in DEPTH_CAPS + (0,) if cse else ():
+            if fits:
+                break
+            more = build_starts(
+                layer, groups, starts[:1], (False, True), register_every, cap > 0, cap
+            )
+            built += more
+            fits = [b for b in more if b[1] <= max_depth]
         if not fits:
             raise InputError(
                 f"no adder graph of the {lin.out_features}x{lin.in_features} layer is within "
@@ -182,13 +194,14 @@ def build_starts(
     sum_orders: tuple[bool, ...],
     register_every: int,
     cse: bool,
+    max_level: int = 0,
 ) -> list[tuple[int, int, LayerGraph]]:
     """(lut_estimate, depth, graph) of every start and sum order."""
     lin = layer.linear
     built: list[tuple[int, int, LayerGraph]] = []
     with ThreadPoolExecutor(max_workers=min(len(groups), os.cpu_count() or 1)) as pool:
         for tie, order in starts:
-            rewritten = rewrite_groups(pool, lin.codes, groups, cse, tie, order)
+            rewritten = rewrite_groups(pool, lin.codes, groups, cse, tie, order, max_level)
             if len(sum_orders) > 1:
                 rewritten = list(rewritten)
             for same_sign in sum_orders:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwgen.arith.cse import DEFAULT_TIES, adder_cost, eliminate
+from hwgen.arith.cse import DEFAULT_TIES, adder_cost, eliminate, pattern_levels
 from hwgen.solve import code_digits
 
 
@@ -32,6 +32,20 @@ def test_cse_preserves_every_row_sum(rows, cols, seed):
     np.testing.assert_array_equal(
         row_values(rewritten, expand(values, patterns)), row_values(digits, values)
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(max_level=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_max_level_bounds_nesting_and_keeps_the_sums(max_level, seed):
+    rng = np.random.default_rng(seed)
+    digits = code_digits(rng.integers(-8, 8, size=(48, 32)))
+    values = rng.integers(-128, 128, size=32)
+    rewritten, patterns = eliminate(digits, max_level=max_level)
+    assert max(pattern_levels(32, patterns), default=0) <= max_level
+    np.testing.assert_array_equal(
+        row_values(rewritten, expand(values, patterns)), row_values(digits, values)
+    )
+    assert adder_cost(rewritten, patterns) < adder_cost(digits, [])
 
 
 def test_cse_saves_adders_on_a_shared_pattern():

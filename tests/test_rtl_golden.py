@@ -185,7 +185,7 @@ def test_max_depth_bounds_every_path_and_stays_bit_exact():
     assert plain.depth() < free.depth()  # here CSE's nesting costs a level
     bounded = solve_layer(layer, 1, max_depth=plain.depth()).graph
     assert bounded.depth() <= plain.depth()
-    assert free.adders <= bounded.adders <= plain.adders
+    assert bounded.adders < plain.adders  # nesting-limited CSE, not the plain sums
     check(program, max_depth=plain.depth())
     with pytest.raises(InputError, match=f"within {plain.depth() - 1} adder levels"):
         solve_layer(layer, 1, max_depth=plain.depth() - 1)
