@@ -167,7 +167,8 @@ def solve_layer(
     built = build_starts(layer, groups, starts, sum_orders, register_every, cse)
     if max_depth is not None:
         fits = [b for b in built if b[1] <= max_depth]
-        for cap in DEPTH_CAPS + (0,) if cse else ():
+        caps = (*DEPTH_CAPS, 0) if cse else ()  # 0: no CSE
+        for cap in caps:
             if fits:
                 break
             more = build_starts(
