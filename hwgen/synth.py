@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hwgen import progress
@@ -166,18 +166,25 @@ def synthesize(
         script, label = yosys_script(sources, top, spec, flatten), "synthesizing"
     (out_dir / SCRIPT_NAME).write_text(script)
     _run_yosys(command, origin, out_dir, f"{label} {top} for {spec.name}")
-    seconds = time.monotonic() - start
-    report = _read_report(out_dir, top, spec, hardwired, margin)
-    report = replace(report, seconds=round(seconds, 2), yosys=f"{command} ({origin})", mode=mode)
+    seconds = round(time.monotonic() - start, 2)
+    yosys_used = f"{command} ({origin})"
+    report = _read_report(out_dir, top, spec, hardwired, margin, seconds, yosys_used, mode)
     (out_dir / REPORT_JSON).write_text(report.to_json() + "\n")
     (out_dir / REPORT_TXT).write_text(format_report(report, spec) + "\n")
     return report
 
 
 def _read_report(
-    out_dir: Path, top: str, spec: Board, hardwired: bool, margin: float
+    out_dir: Path,
+    top: str,
+    spec: Board,
+    hardwired: bool,
+    margin: float,
+    seconds: float,
+    yosys: str,
+    mode: str,
 ) -> SynthReport:
-    """The report from a finished run's stat/ltp/sta files; the caller adds tool and time."""
+    """The report from a finished run's stat/ltp/sta files, and how the run went."""
     log_text = (out_dir / LOG_NAME).read_text(errors="replace")
     cells = _total_cells(load_stat((out_dir / STAT_NAME).read_text()), top)
     counts = resource_counts(cells)
@@ -192,11 +199,12 @@ def _read_report(
         cells=cells,
         logic_depth=_parse_ltp((out_dir / LTP_NAME).read_text()),
         logic_delay_ns=_parse_sta((out_dir / STA_NAME).read_text(), top),
-        seconds=0.0,
-        yosys="",
+        seconds=seconds,
+        yosys=yosys,
         yosys_version=_parse_version(log_text),
         fits=fits,
         reason=reason,
+        mode=mode,
     )
 
 
@@ -454,9 +462,8 @@ def _run_yosys(
     script: str = SCRIPT_NAME,
     log_name: str = LOG_NAME,
     heartbeat_s: float = 10.0,
-) -> float:
+) -> None:
     """Run `script` in out_dir; on failure raise ToolError quoting the log's ERROR lines."""
-    start = time.monotonic()
     try:
         with progress.step(label, heartbeat_s=heartbeat_s):
             proc = subprocess.run(
@@ -467,7 +474,6 @@ def _run_yosys(
             )
     except OSError as e:
         raise ToolError(f"Yosys ({command}, from {origin}) could not be started: {e}") from e
-    seconds = time.monotonic() - start
     if proc.returncode != 0:
         log = out_dir / log_name
         text = log.read_text(errors="replace") if log.exists() else ""
@@ -475,7 +481,6 @@ def _run_yosys(
         raise ToolError(
             f"Yosys ({command}) failed with exit code {proc.returncode}; full log: {log}\n{excerpt}"
         )
-    return seconds
 
 
 def free_cpus() -> int:
