@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -19,11 +18,10 @@ import numpy as np
 from amaranth.back import verilog
 
 from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
-from .errors import InputError
 from .ir import Program
 from .lower import FloatLayer, LoweringOptions, lower
 from .model_data import real_inputs
-from .outdir import atomic_output_dir
+from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
 from .quant.q4 import quantize_q4
 from .rtl.pipeline import HardwiredPipeline
@@ -176,16 +174,19 @@ def manifest(
 def build_rtl(
     checkpoint: Path, out_root: Path, design: str | None = None, options: RtlOptions = RtlOptions()
 ) -> RtlResult:
-    """Compile a checkpoint into rtl_out/<design>/ (Verilog, manifest, program, vectors)."""
+    """Compile a checkpoint into rtl_out/<design>/ (Verilog, manifest, program, vectors).
+
+    The name, target folder and lock are checked before the checkpoint is even loaded."""
+    checkpoint = Path(checkpoint)
+    with claim_design(out_root, design or design_name(checkpoint), [checkpoint]) as claim:
+        return _build_rtl(claim, checkpoint, options)
+
+
+def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> RtlResult:
     start = time.monotonic()
     with step(f"load {checkpoint}", heartbeat_s=30):
-        ckpt = load_mlp_checkpoint(Path(checkpoint))
-    name = design or design_name(Path(checkpoint))
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise InputError(
-            f"design name {name!r} must be a Verilog identifier "
-            "(letters, digits, underscores; not starting with a digit)"
-        )
+        ckpt = load_mlp_checkpoint(checkpoint)
+    name = claim.name
     with step(f"quantize {ckpt.n_weights} weights to Q4 and calibrate", heartbeat_s=30):
         layers = float_layers(ckpt)
         calib, calib_kind = calibration_inputs(ckpt, options.n_calibration, options.seed)
@@ -200,7 +201,7 @@ def build_rtl(
         text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()
         verilog_seconds = time.monotonic() - t0
     adders = sum(layer.adders for layer in pipeline.layers)
-    with atomic_output_dir(out_root, name) as tmp, step("write golden vectors and manifest"):
+    with claim.staging() as tmp, step("write golden vectors and manifest"):
         (tmp / f"{top}.v").write_text(text)
         program.save(tmp / "program.npz")
         real = (
@@ -215,7 +216,7 @@ def build_rtl(
         doc["command"] = " ".join(sys.argv)
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
     return RtlResult(
-        out_root / name,
+        claim.path,
         top,
         pipeline.latency,
         adders,
@@ -226,6 +227,7 @@ def build_rtl(
 
 
 def design_name(checkpoint: Path) -> str:
+    """The default design name: the checkpoint folder's name as an identifier."""
     base = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    cleaned = "".join(c if c.isalnum() else "_" for c in base.resolve().name)
-    return cleaned if cleaned and not cleaned[0].isdigit() else f"d_{cleaned}"
+    cleaned = "".join(c if c.isascii() and c.isalnum() else "_" for c in base.resolve().name)
+    return (cleaned if cleaned and not cleaned[0].isdigit() else f"d_{cleaned}")[:MAX_NAME]

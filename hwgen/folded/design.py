@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..outdir import atomic_output_dir
+from ..outdir import DesignClaim, claim_design
 from ..progress import step
 from .lewm_lower import (
     Windows,
@@ -167,8 +167,17 @@ def format_accuracy(a: Accuracy) -> str:
 def build_folded_rtl(
     checkpoint: Path, out_root: Path, name: str, options: FoldedOptions = FoldedOptions()
 ) -> FoldedResult:
+    """Compile a LeWM predictor into rtl_out/<name>/; the name, target folder and lock are
+    checked before the checkpoint is loaded."""
+    checkpoint = Path(checkpoint)
+    with claim_design(out_root, name, [checkpoint]) as claim:
+        return _build_folded_rtl(claim, checkpoint, options)
+
+
+def _build_folded_rtl(claim: DesignClaim, checkpoint: Path, options: FoldedOptions) -> FoldedResult:
     from models.lewm import load_checkpoint
 
+    name = claim.name
     start = time.monotonic()
     torch.set_num_threads(1)
     with step(f"load {checkpoint}"):
@@ -197,7 +206,7 @@ def build_folded_rtl(
         text = engine_verilog(prog, o.lanes, "folded_engine")
         cycles = engine_cycles(prog, o.lanes)
     weights = sum(fl.linear.out_features * fl.linear.in_features for fl in prog.linears)
-    with atomic_output_dir(out_root, name) as tmp:
+    with claim.staging() as tmp:
         (tmp / "folded_engine.v").write_text(text)
         save_program(prog, tmp / "program.npz")
         (tmp / "program.lst").write_text(listing(prog))
@@ -234,7 +243,7 @@ def build_folded_rtl(
             + "\n```\n"
         )
     return FoldedResult(
-        out_root / name,
+        claim.path,
         prog.word_bits,
         frac,
         len(prog.instrs),
