@@ -54,15 +54,17 @@ def _is_lewm(checkpoint: Path) -> bool:
 def cmd_rtl(a: argparse.Namespace) -> int:
     from .design import build_rtl, design_name
     from .flow import format_rtl
+    from .outdir import validate_design_name
 
     ckpt = Path(a.checkpoint)
+    name = validate_design_name(a.design or design_name(ckpt))
     if _is_lewm(ckpt):
         from .folded.design import FoldedOptions, build_folded_rtl, format_folded
 
         opts = FoldedOptions(lanes=a.lanes, test_episodes=a.test_episodes)
-        print(format_folded(build_folded_rtl(ckpt, a.out, a.design or design_name(ckpt), opts)))
+        print(format_folded(build_folded_rtl(ckpt, a.out, name, opts)))
         return 0
-    print(format_rtl(build_rtl(ckpt, a.out, a.design, _rtl_options(a))))
+    print(format_rtl(build_rtl(ckpt, a.out, name, _rtl_options(a))))
     return 0
 
 
@@ -118,11 +120,13 @@ def cmd_synth(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare, format_compare, write_compare
     from .design import build_rtl, design_name
+    from .integrity import is_hwgen_design
+    from .outdir import validate_design_name
 
     ckpt = Path(a.checkpoint)
-    name = a.design or design_name(ckpt)
+    name = validate_design_name(a.design or design_name(ckpt))
     design = a.out / name
-    if not (design / "manifest.json").is_file():
+    if not is_hwgen_design(design):  # build_rtl refuses a folder that is not hwgen's
         build_rtl(ckpt, a.out, name, _rtl_options(a))
     report = compare(ckpt, design, samples=a.samples, simulator=None if a.no_rtl else a.simulator)
     write_compare(report, design)
