@@ -6,11 +6,12 @@ everything it started (vvp under cocotb, Yosys's abc), not only the direct child
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .errors import InputError, ToolError
@@ -48,10 +49,8 @@ def tool_timeout(estimate_s: float, override: float | None = None) -> float:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
@@ -63,12 +62,15 @@ def run_tool(
     log: Path | None = None,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    started: Callable[[subprocess.Popen], object] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `cmd`; its output goes to `log` (or is captured). ToolError on timeout.
 
     The returned CompletedProcess carries the exit code (and stdout when there is no
     log); judging it is the caller's job. A timeout kills the whole process group and
-    raises one line naming the tool, the limit and the log.
+    raises one line naming the tool, the limit and the log. `started` receives the
+    process once it runs, so a caller running tools in threads can end them all when
+    the main thread stops (Ctrl-C does not reach a child in its own session).
     """
     out = log.open("w") if log is not None else subprocess.PIPE
     try:
@@ -87,6 +89,8 @@ def run_tool(
             out.close()
         raise ToolError(f"{label}: could not start {cmd[0]}: {e}") from e
     try:
+        if started is not None:
+            started(proc)
         stdout, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
