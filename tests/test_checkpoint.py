@@ -75,7 +75,7 @@ def test_malformed_config(ckpt):
         ({"layer_sizes": [6]}, "'layer_sizes' must be"),
         ({"layer_sizes": [6, -8, 4]}, "'layer_sizes' must be"),
         ({"layer_sizes": [6, 8.5, 4]}, "'layer_sizes' must be"),
-        ({"activation": "gelu"}, "activation 'gelu' is not supported"),
+        ({"activation": "gelu"}, "field 'activation' is 'gelu'; allowed: 'relu'"),
     ],
 )
 def test_bad_config_values(ckpt, change, msg):
@@ -147,7 +147,8 @@ def test_failed_rtl_leaves_no_partial_design(tmp_path):
     with pytest.raises(InputError):
         build_rtl(folder, out, options=RtlOptions(n_random=10, n_real=0))
     assert (out / "ck" / "ck_top.v").read_text() == good  # the old design is untouched
-    assert [p.name for p in out.iterdir()] == ["ck"]  # and no temporary folder is left
+    left = [p.name for p in out.iterdir() if not p.name.endswith(".lock")]
+    assert left == ["ck"]  # and no temporary folder is left (the lock file may stay)
 
 
 @settings(
