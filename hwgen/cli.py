@@ -57,7 +57,7 @@ def cmd_rtl(a: argparse.Namespace) -> int:
     from .outdir import validate_design_name
 
     ckpt = Path(a.checkpoint)
-    name = validate_design_name(a.design or design_name(ckpt))
+    name = validate_design_name(design_name(ckpt) if a.design is None else a.design)
     if _is_lewm(ckpt):
         from .folded.design import FoldedOptions, build_folded_rtl, format_folded
 
@@ -124,7 +124,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .outdir import validate_design_name
 
     ckpt = Path(a.checkpoint)
-    name = validate_design_name(a.design or design_name(ckpt))
+    name = validate_design_name(design_name(ckpt) if a.design is None else a.design)
     design = a.out / name
     if not is_hwgen_design(design):  # build_rtl refuses a folder that is not hwgen's
         build_rtl(ckpt, a.out, name, _rtl_options(a))

@@ -178,7 +178,9 @@ def build_rtl(
 
     The name, target folder and lock are checked before the checkpoint is even loaded."""
     checkpoint = Path(checkpoint)
-    with claim_design(out_root, design or design_name(checkpoint), [checkpoint]) as claim:
+    with claim_design(
+        out_root, design_name(checkpoint) if design is None else design, [checkpoint]
+    ) as claim:
         return _build_rtl(claim, checkpoint, options)
 
 

@@ -93,6 +93,7 @@ def claim_design(out_root: Path, name: str, inputs: Sequence[Path]) -> Iterator[
     validate_design_name(name)
     out_root = Path(out_root)
     _refuse_overlap(out_root / name, inputs)
+    _check_replaceable(out_root / name)  # a refusal creates nothing; checked again when locked
     _make_root(out_root)
     with _locked(out_root, name):
         _recover(out_root, name)
