@@ -149,8 +149,8 @@ def checkpoint_files(path: Path) -> tuple[Path, Path]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(
-            f"{path}: checkpoint not found (expected a folder holding "
-            "model.safetensors and config.json)"
+            f"{path / 'config.json'}: file not found ({path} does not exist; a checkpoint "
+            "is a folder holding model.safetensors and config.json)"
         )
     if path.is_dir():
         weights, config = path / "model.safetensors", path / "config.json"
@@ -158,7 +158,9 @@ def checkpoint_files(path: Path) -> tuple[Path, Path]:
         weights, config = path, path.with_name("config.json")
     for f in (weights, config):
         if not f.is_file():
-            raise CheckpointError(f"{f}: checkpoint file not found")
+            raise CheckpointError(
+                f"{f}: file not found (a checkpoint holds model.safetensors and config.json)"
+            )
     return weights, config
 
 
@@ -181,7 +183,7 @@ def read_config(path: Path) -> dict:
 def require_architecture(config: dict, arch: str, path: Path) -> None:
     got = config.get("architecture")
     if got != arch:
-        raise CheckpointError(f"{path}: architecture is {got!r}, not {arch!r}")
+        raise CheckpointError(f"{path}: architecture is {got!r}, not {arch}")
 
 
 def checkpoint_architecture(path: Path) -> str | None:
@@ -193,7 +195,7 @@ def checkpoint_architecture(path: Path) -> str | None:
 
 def _header(path: Path, f, size: int) -> dict:
     """The safetensors JSON header, every entry's dtype, shape and offsets checked."""
-    bad = f"{path}: not a valid safetensors file"
+    bad = f"{path}: cannot read: not a valid safetensors file"
     raw = f.read(8)
     if len(raw) < 8:
         raise CheckpointError(f"{bad} (shorter than its 8-byte header length)")
@@ -244,11 +246,13 @@ def read_tensors(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]) -
             header = _header(path, f, size)
             missing = [k for k in expected if k not in header]
             if missing:
-                raise CheckpointError(f"{path}: missing tensor '{missing[0]}'")
+                raise CheckpointError(
+                    f"{path}: tensors do not match config.json (missing tensor '{missing[0]}')"
+                )
             extra = sorted(k for k in header if k not in expected)
             if extra:
                 raise CheckpointError(
-                    f"{path}: unexpected tensors not described by config.json: {extra[:5]}"
+                    f"{path}: tensors do not match config.json (unexpected tensors {extra[:5]})"
                 )
             return {
                 name: _tensor(path, f, name, header[name], *expected[name]) for name in expected

@@ -44,9 +44,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from hwgen.checkpoint import (
+    Field,
+    check_fields,
+    checkpoint_files,
+    need,
+    read_config,
+    read_tensors,
+    require_architecture,
+)
 from models.sigreg import sigreg
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,30 +111,27 @@ class LeWMConfig:
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
-    def validate(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ValueError(f"LeWMConfig {self.name!r}: {msg}")
-
-        need(self.encoder_type == "vit", f"encoder_type must be 'vit', got {self.encoder_type!r}")
+    def validate(self, where: str | None = None) -> None:
+        """Every field type- and range-checked (FIELDS), then the rules between fields;
+        a CheckpointError (a ValueError) naming `where` (default: the config's name)."""
+        where = where or f"LeWMConfig {self.name!r}"
+        check_fields(dataclasses.asdict(self), FIELDS, where)
         need(
             self.image_size % self.patch_size == 0,
+            where,
             f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}",
         )
         need(
             self.encoder_hidden % self.encoder_heads == 0,
+            where,
             f"encoder_hidden {self.encoder_hidden} not divisible by {self.encoder_heads} heads",
         )
         need(
             self.predictor_inner_dim % self.predictor_heads == 0,
+            where,
             f"predictor_inner_dim {self.predictor_inner_dim} not divisible by "
             f"{self.predictor_heads} heads",
         )
-        need(self.history >= 1, f"history must be >= 1, got {self.history}")
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, int) and not isinstance(v, bool):
-                need(v > 0, f"{f.name} must be positive, got {v}")
 
     # ---- presets -------------------------------------------------------------------------
 
@@ -216,11 +222,42 @@ class LeWMConfig:
         return d
 
     @classmethod
-    def from_json_dict(cls, d: dict) -> LeWMConfig:
+    def from_json_dict(cls, d: dict, where: str | None = None) -> LeWMConfig:
+        """The config of a config.json dict (absent fields take the defaults), validated."""
         names = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in d.items() if k in names})
-        cfg.validate()
+        cfg.validate(where)
         return cfg
+
+
+_WIDTH, _MLP, _DEPTH, _HEADS = 8192, 65536, 256, 256
+FIELDS = {  # config.json fields: type and range (hwgen.checkpoint.Field)
+    "image_size": Field(int, 1, 1024),
+    "patch_size": Field(int, 1, 1024),
+    "channels": Field(int, 1, 16),
+    "encoder_type": Field(str, choices=("vit",)),
+    "encoder_hidden": Field(int, 1, _WIDTH),
+    "encoder_layers": Field(int, 1, _DEPTH),
+    "encoder_heads": Field(int, 1, _HEADS),
+    "encoder_inter": Field(int, 1, _MLP),
+    "encoder_ln_eps": Field(float, 1e-30, 1.0),
+    "predictor_hidden": Field(int, 1, _WIDTH),
+    "predictor_layers": Field(int, 1, _DEPTH),
+    "predictor_inner_dim": Field(int, 1, _MLP),
+    "predictor_heads": Field(int, 1, _HEADS),
+    "predictor_inter": Field(int, 1, _MLP),
+    "history": Field(int, 1, 64),
+    "dropout": Field(float, 0.0, 1.0),
+    "latent_dim": Field(int, 1, _WIDTH),
+    "projector_hidden": Field(int, 1, _MLP),
+    "raw_action_dim": Field(int, 1, 64),
+    "frame_skip": Field(int, 1, 64),
+    "action_hidden": Field(int, 1, _MLP),
+    "sigreg_lambda": Field(float, 0.0, 1e6),
+    "sigreg_directions": Field(int, 1, _MLP),
+    "sigreg_knots": Field(int, 1, 1024),
+    "name": Field(str),
+}
 
 
 PRESETS = ("official", "baseline_192d_6e_6p", "slim_192d_4e_4p", "slim_96d_4e_4p",
@@ -590,13 +627,25 @@ def save_checkpoint(model: LeWM, out_dir: str | Path, extra: dict | None = None)
 
 
 def load_checkpoint(ckpt_dir: str | Path) -> tuple[LeWM, dict]:
-    """Load a checkpoint written by save_checkpoint; returns (model in eval mode, config.json)."""
-    d = Path(ckpt_dir)
-    meta = json.loads((d / "config.json").read_text())
-    if meta.get("architecture") != "lewm":
-        raise ValueError(f"{d}/config.json: architecture is {meta.get('architecture')!r}, not lewm")
-    model = LeWM(LeWMConfig.from_json_dict(meta))
-    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    """Load a checkpoint written by save_checkpoint; returns (model in eval mode, config.json).
+
+    Goes through hwgen.checkpoint's validation: any bad file, field or tensor raises one
+    CheckpointError (an InputError and a ValueError) naming the file and what is wrong."""
+    st_path, cfg_path = checkpoint_files(Path(ckpt_dir))
+    meta = read_config(cfg_path)
+    require_architecture(meta, "lewm", cfg_path)
+    cfg = LeWMConfig.from_json_dict(meta, str(cfg_path))
+    with torch.device("meta"):  # the tensor shapes the config implies, nothing allocated
+        expected = {
+            k: (tuple(v.shape), "f" if v.is_floating_point() else "i")
+            for k, v in LeWM(cfg).state_dict().items()
+        }
+    state = read_tensors(st_path, expected)
+    model = LeWM(cfg)
+    want = model.state_dict()
+    model.load_state_dict(
+        {k: torch.from_numpy(v).to(want[k].dtype) for k, v in state.items()}, strict=True
+    )
     return model.eval(), meta
 
 

@@ -49,9 +49,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from hwgen.checkpoint import (
+    Field,
+    check_fields,
+    checkpoint_files,
+    need,
+    read_config,
+    read_tensors,
+    require_architecture,
+)
 
 READ_MODES = ("hard", "soft", "st")
 
@@ -104,29 +113,37 @@ class LeWorldConfig:
     def tau(self, step: int) -> float:
         return max(self.tau_floor, math.exp(-self.tau_anneal * step))
 
-    def validate(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ValueError(f"LeWorldConfig {self.name!r}: {msg}")
-
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, int) and not isinstance(v, bool):
-                need(v > 0, f"{f.name} must be positive, got {v}")
+    def validate(self, where: str | None = None) -> None:
+        """Every field type- and range-checked (FIELDS), then the rules between fields;
+        a CheckpointError (a ValueError) naming `where` (default: the config's name)."""
+        where = where or f"LeWorldConfig {self.name!r}"
+        check_fields(dataclasses.asdict(self), FIELDS, where)
         need(
             self.max_range & (self.max_range - 1) == 0,
+            where,
             f"max_range must be a power of two, got {self.max_range}",
         )
         need(
+            self.mem_words <= MAX_MEM_WORDS,
+            where,
+            f"addr_hi x addr_lo = {self.mem_words:,} memory words; the limit is {MAX_MEM_WORDS:,}",
+        )
+        need(
             self.max_range <= self.mem_words,
+            where,
             f"max_range {self.max_range} exceeds mem_words {self.mem_words}",
         )
         need(
             self.write_words <= self.mem_words,
+            where,
             f"write_words {self.write_words} exceeds mem_words {self.mem_words}",
         )
-        need(self.slm_d % self.slm_heads == 0, f"slm_d {self.slm_d} % heads {self.slm_heads}")
-        need(self.blm_d % self.blm_heads == 0, f"blm_d {self.blm_d} % heads {self.blm_heads}")
+        need(
+            self.slm_d % self.slm_heads == 0, where, f"slm_d {self.slm_d} % heads {self.slm_heads}"
+        )
+        need(
+            self.blm_d % self.blm_heads == 0, where, f"blm_d {self.blm_d} % heads {self.blm_heads}"
+        )
 
     @classmethod
     def reported(cls) -> LeWorldConfig:
@@ -170,14 +187,44 @@ class LeWorldConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json_dict(cls, d: dict) -> LeWorldConfig:
+    def from_json_dict(cls, d: dict, where: str | None = None) -> LeWorldConfig:
+        """The config of a config.json dict (absent fields take the defaults), validated."""
         names = {f.name for f in dataclasses.fields(cls)}
         cfg = cls(**{k: v for k, v in d.items() if k in names})
-        cfg.validate()
+        cfg.validate(where)
         return cfg
 
 
 PRESETS = ("reported", "tiny")
+MAX_MEM_WORDS = 1 << 20  # 16x the reported memory; each step reads and writes all of it
+_WIDTH, _MLP, _DEPTH, _HEADS = 8192, 65536, 256, 256
+FIELDS = {  # config.json fields: type and range (hwgen.checkpoint.Field)
+    "state_dim": Field(int, 1, _WIDTH),
+    "char_dim": Field(int, 1, _WIDTH),
+    "addr_hi": Field(int, 1, MAX_MEM_WORDS),
+    "addr_lo": Field(int, 1, MAX_MEM_WORDS),
+    "word_bits": Field(int, 1, 64),
+    "max_range": Field(int, 1, MAX_MEM_WORDS),
+    "write_words": Field(int, 1, MAX_MEM_WORDS),
+    "mem_hidden": Field(int, 1, _WIDTH),
+    "read_dim": Field(int, 1, _WIDTH),
+    "n_slm": Field(int, 1, 64),
+    "slm_d": Field(int, 1, _WIDTH),
+    "slm_heads": Field(int, 1, _HEADS),
+    "slm_layers": Field(int, 1, _DEPTH),
+    "slm_ff": Field(int, 1, _MLP),
+    "slm_key_dim": Field(int, 1, _WIDTH),
+    "blm_d": Field(int, 1, _WIDTH),
+    "blm_heads": Field(int, 1, _HEADS),
+    "blm_layers": Field(int, 1, _DEPTH),
+    "blm_ff": Field(int, 1, _MLP),
+    "router_hidden": Field(int, 1, _WIDTH),
+    "query_dim": Field(int, 1, _WIDTH),
+    "bridge_dim": Field(int, 1, _WIDTH),
+    "tau_anneal": Field(float, 0.0, 1.0),
+    "tau_floor": Field(float, 1e-6, 1.0),
+    "name": Field(str),
+}
 
 
 # ---- straight-through estimators -----------------------------------------------------------
@@ -642,43 +689,24 @@ def save_checkpoint(model: LeWorld, out_dir: str | Path, extra: dict | None = No
 def load_checkpoint(ckpt_dir: str | Path) -> tuple[LeWorld, dict]:
     """Load a checkpoint written by save_checkpoint: (model in eval mode, config.json dict).
 
-    Raises ValueError naming the file on a missing or unreadable file, another architecture,
-    or tensors that do not fit the configuration."""
-    d = Path(ckpt_dir)
-    cfg_path, st_path = d / "config.json", d / "model.safetensors"
-    for p in (cfg_path, st_path):
-        if not p.is_file():
-            raise ValueError(f"{p}: file not found")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("architecture") != "leworld":
-        arch = meta.get("architecture") if isinstance(meta, dict) else None
-        raise ValueError(f"{cfg_path}: architecture is {arch!r}, not 'leworld'")
-    try:
-        model = LeWorld(LeWorldConfig.from_json_dict(meta))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{cfg_path}: {e}") from None
-    try:
-        state = load_file(str(st_path))
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{st_path}: cannot read safetensors ({e})") from None
+    Goes through hwgen.checkpoint's validation: a missing or unreadable file, another
+    architecture, a bad field or tensors that do not fit the configuration raise one
+    CheckpointError (an InputError and a ValueError) naming the file."""
+    st_path, cfg_path = checkpoint_files(Path(ckpt_dir))
+    meta = read_config(cfg_path)
+    require_architecture(meta, "leworld", cfg_path)
+    cfg = LeWorldConfig.from_json_dict(meta, str(cfg_path))
+    with torch.device("meta"):  # the tensor shapes the config implies, nothing allocated
+        expected = {
+            k: (tuple(v.shape), "f" if v.is_floating_point() else "i")
+            for k, v in LeWorld(cfg).state_dict().items()
+        }
+    state = read_tensors(st_path, expected)
+    model = LeWorld(cfg)
     want = model.state_dict()
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    if missing or unexpected:
-        raise ValueError(
-            f"{st_path}: tensors do not match the config (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]})"
-        )
-    for k, v in state.items():
-        if v.shape != want[k].shape:
-            raise ValueError(
-                f"{st_path}: {k} has shape {tuple(v.shape)}, the config needs "
-                f"{tuple(want[k].shape)}"
-            )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(
+        {k: torch.from_numpy(v).to(want[k].dtype) for k, v in state.items()}, strict=True
+    )
     return model.eval(), meta
 
 

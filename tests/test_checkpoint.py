@@ -27,13 +27,13 @@ def test_good_checkpoint_loads(ckpt):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(InputError, match="nope: checkpoint not found"):
+    with pytest.raises(InputError, match="nope/config.json: file not found"):
         load_mlp_checkpoint(tmp_path / "nope")
 
 
 def test_missing_config(ckpt):
     (ckpt / "config.json").unlink()
-    with pytest.raises(InputError, match="config.json: checkpoint file not found"):
+    with pytest.raises(InputError, match="config.json: file not found"):
         load_mlp_checkpoint(ckpt)
 
 
@@ -42,7 +42,9 @@ def test_truncated_safetensors(ckpt, cut):
     f = ckpt / "model.safetensors"
     data = f.read_bytes()
     f.write_bytes(data[:cut] if cut >= 0 else data[:-7])
-    with pytest.raises(InputError, match=r"model\.safetensors: not a valid safetensors"):
+    with pytest.raises(
+        InputError, match=r"model\.safetensors: cannot read: not a valid safetensors"
+    ):
         load_mlp_checkpoint(ckpt)
 
 
