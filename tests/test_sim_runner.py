@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hwgen import integrity
 from hwgen.errors import InputError, ToolError
 from sim import runner as sim_runner
 from sim.runner import (
@@ -40,8 +41,10 @@ def write_vectors(path: Path, n: int = N, seed: int = 0, **override: np.ndarray)
 
 @pytest.fixture
 def design(tmp_path: Path) -> Path:
-    """A private copy of the fixture design (tests may edit its Verilog)."""
-    return Path(shutil.copytree(FIXTURE, tmp_path / "stream3"))
+    """A private copy of the fixture design, sealed as `rtl` seals what it writes."""
+    copy = Path(shutil.copytree(FIXTURE, tmp_path / "stream3"))
+    integrity.seal(copy)
+    return copy
 
 
 @pytest.fixture
@@ -50,11 +53,12 @@ def vectors(tmp_path: Path) -> Path:
 
 
 def edit_verilog(design: Path, old: str, new: str) -> None:
-    """Break the fixture design on purpose (for negative controls)."""
+    """Break the fixture design on purpose (negative controls), sealing the broken one."""
     v = design / "stream3_top.v"
     text = v.read_text()
     assert old in text
     v.write_text(text.replace(old, new))
+    integrity.seal(design)
 
 
 # ---------------------------------------------------------------- payload packing
