@@ -7,8 +7,22 @@ from pathlib import Path
 import numpy as np
 
 from .arith.fixed import quantize_to_fixed
+from .errors import InputError
 from .golden import run
 from .ir import Program
+from .limits import human_bytes
+
+MAX_RANDOM_VECTORS = 10_000_000
+MAX_REAL_SAMPLES = 1_000_000  # each one is simulated from the model's own data
+VECTOR_BYTES_MIN = 17  # one int64 input, one int64 output and the kind byte
+MAX_VECTOR_BYTES = 4 << 30  # vectors plus the golden model's widest layer
+
+
+def vector_bytes(program: Program, n: int) -> int:
+    """Memory for n vectors: inputs, expected outputs, the widest layer the golden model
+    holds while it runs, all int64, plus the kind byte."""
+    widest = max(layer.linear.out_features for layer in program.layers)
+    return n * (8 * (program.n_inputs + program.n_outputs + widest) + 1)
 
 
 def make_vectors(
@@ -19,6 +33,13 @@ def make_vectors(
     The first and last two random vectors are all-minimum and all-maximum, so the extremes
     of the input range are always exercised.
     """
+    n = n_random + (len(real) if real is not None else 0)
+    if vector_bytes(program, n) > MAX_VECTOR_BYTES:
+        raise InputError(
+            f"{n:,} test vectors of {program.name} would need "
+            f"{human_bytes(vector_bytes(program, n))}; the limit is {human_bytes(MAX_VECTOR_BYTES)}"
+            " (lower --random-vectors or --real-vectors)"
+        )
     rng = np.random.default_rng(seed)
     lo, hi = program.input_format.range
     rand = rng.integers(lo, hi + 1, size=(n_random, program.n_inputs), dtype=np.int64)
