@@ -19,13 +19,20 @@ from amaranth.back import verilog
 
 from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
 from .ir import Program
+from .limits import check_count
 from .lower import FloatLayer, LoweringOptions, lower
 from .model_data import real_inputs
 from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
 from .quant.q4 import quantize_q4
 from .rtl.pipeline import HardwiredPipeline
-from .vectors import make_vectors, write_vectors
+from .vectors import (
+    MAX_RANDOM_VECTORS,
+    MAX_REAL_SAMPLES,
+    VECTOR_BYTES_MIN,
+    make_vectors,
+    write_vectors,
+)
 
 HANDSHAKE = (
     "valid/ready stream (amaranth.lib.stream): a transfer happens on a rising clk edge "
@@ -51,6 +58,24 @@ class RtlOptions:
     n_real: int = 5000
     n_calibration: int = 4096
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Bounds before any work: a typo must not become hours of compile or 100 GiB."""
+        check_count(self.register_every, "--register-every", 1, 1 << 16)
+        if self.max_depth is not None:
+            check_count(self.max_depth, "--max-depth", 1, 1 << 16)
+        check_count(
+            self.n_random,
+            "--random-vectors",
+            0,
+            MAX_RANDOM_VECTORS,
+            bytes_each=VECTOR_BYTES_MIN,
+            what="the vectors",
+            at_least=True,
+        )
+        check_count(self.n_real, "--real-vectors", 0, MAX_REAL_SAMPLES)
+        check_count(self.n_calibration, "calibration samples", 1, MAX_REAL_SAMPLES)
+        check_count(self.seed, "seed", 0, (1 << 63) - 1)
 
 
 @dataclass(frozen=True)

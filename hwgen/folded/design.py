@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..limits import check_count
 from ..outdir import DesignClaim, claim_design
 from ..progress import step
 from .lewm_lower import (
@@ -49,10 +50,41 @@ class FoldedOptions:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        if self.lanes < 1:
-            raise InputError(f"--lanes must be >= 1, got {self.lanes}")
-        if min(self.calib_episodes, self.test_episodes) < 1:
-            raise InputError("calibration and test episodes must be >= 1")
+        """Bounds before any work: a typo must not become a day of Verilog or 100 GiB."""
+        check_count(
+            self.lanes,
+            "--lanes",
+            1,
+            MAX_LANES,
+            bytes_each=VERILOG_BYTES_PER_LANE,
+            what="the engine's Verilog",
+            at_least=True,
+        )
+        check_count(self.steps, "PushT steps per episode", 1, 1000)
+        frames = (self.steps + 1) * FRAME_BYTES_MIN  # one episode's float frames
+        for value, option in (
+            (self.test_episodes, "--test-episodes"),
+            (self.calib_episodes, "calibration episodes"),
+        ):
+            check_count(
+                value,
+                option,
+                1,
+                MAX_EPISODES,
+                bytes_each=frames,
+                what="the PushT frames",
+                at_least=True,
+            )
+        check_count(self.rollout_horizon, "rollout horizon", 1, self.steps)
+        check_count(self.headroom_bits, "headroom bits", 0, 16)
+        check_count(self.scale_bits, "scale bits", 1, 24)
+        check_count(self.seed, "seed", 0, (1 << 63) - 1)
+
+
+MAX_LANES = 256  # the widest boards fit far fewer shift-add MAC lanes
+VERILOG_BYTES_PER_LANE = 4000  # measured: ~4.1 KB more Verilog per lane on a small program
+MAX_EPISODES = 1000
+FRAME_BYTES_MIN = 64 * 64 * 3 * 4  # a float32 frame at the smallest LeWM render size
 
 
 @dataclass
