@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Mutation testing of hwgen's core modules with mutmut, one module at a time.
+
+Each module runs in its own work folder build/mutation/<name>/ (symlinks to the project and
+a generated pyproject.toml: the [tool.mutmut] base config of the project's pyproject.toml
+plus the module's file and its own fast test selection), so a mutant is judged only by the
+tests that target its module. The results are written to build/mutation/<name>/result.json;
+`table` prints the per-module kill rates and `--write-docs` puts them in docs/TESTING.md.
+
+    .venv/bin/python scripts/mutation.py run [name ...] [--write-docs]
+    .venv/bin/python scripts/mutation.py table [--write-docs]
+
+A mutant counts as killed when a test fails, errors or times out; a survivor is listed with
+its diff unless EQUIVALENT holds a one-line argument that it cannot change behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "mutation"
+DOCS = ROOT / "docs" / "TESTING.md"
+LINKED = ("hwgen", "tests", "models", "sim", "boards")
+BEGIN, END = "<!-- mutation-table:begin -->", "<!-- mutation-table:end -->"
+# The fast, targeted tests a mutant is judged by: no simulator, synthesis or slow tests, and
+# a fixed hypothesis seed so a rerun judges every mutant the same way.
+PYTEST_ARGS = [
+    "-p",
+    "no:cacheprovider",
+    "-m",
+    "not slow and not sim and not synth",
+    "-x",
+    "-q",
+    "--hypothesis-seed=0",
+]
+# mutmut 3.8 reads Item._nodeid, which pytest 9 no longer has; the shim gives it back.
+SHIM = "import _pytest.nodes as n; n.Node._nodeid = property(lambda s: s.nodeid)"
+KILLED = {1, 3, 24, -24, 152, 255, 36, -9, -11}  # failed, errored, timed out, crashed
+
+
+@dataclass(frozen=True)
+class Module:
+    """One core module and the tests that should kill its mutants."""
+
+    path: str
+    tests: tuple[str, ...]
+
+
+# H's independent references (tests/test_reference_arith.py, test_edge_sizes.py) join a
+# selection once they exist; a missing file is left out, not an error.
+REFERENCE = ("tests/test_reference_arith.py",)
+MODULES: dict[str, Module] = {
+    "q4": Module("hwgen/quant/q4.py", ("tests/test_q4.py", "tests/test_mut_q4.py", *REFERENCE)),
+    "fixed": Module(
+        "hwgen/arith/fixed.py", ("tests/test_arith.py", "tests/test_mut_fixed.py", *REFERENCE)
+    ),
+    "lower": Module("hwgen/lower.py", ("tests/test_mut_lower.py", *REFERENCE)),
+    "golden": Module("hwgen/golden.py", ("tests/test_mut_golden.py", *REFERENCE)),
+    "csd": Module("hwgen/arith/csd.py", ("tests/test_arith.py", "tests/test_mut_csd.py")),
+    # mutmut 3.8 leaves decorated functions alone, so the @njit kernels of cse.py are not
+    # mutated; the JIT stays on (cached per work folder), which keeps test_cse fast.
+    "cse": Module(
+        "hwgen/arith/cse.py",
+        ("tests/test_cse.py", "tests/test_mut_cse.py", "tests/test_edge_sizes.py"),
+    ),
+    "solve": Module("hwgen/solve.py", ("tests/test_cse.py", "tests/test_mut_solve.py")),
+    "pipeline": Module("hwgen/rtl/pipeline.py", ("tests/test_mut_pipeline.py",)),
+    "machine": Module(
+        "hwgen/folded/machine.py", ("tests/test_folded_ops.py", "tests/test_mut_machine.py")
+    ),
+    "engine": Module(
+        "hwgen/folded/engine.py", ("tests/test_folded_engine.py", "tests/test_mut_engine.py")
+    ),
+}
+
+# Survivors that cannot change behaviour, keyed by (module, function, removed line, added
+# line) so the entry outlives mutmut's renumbering; the value is the one-line argument.
+EQUIVALENT: dict[tuple[str, str, str, str], str] = {}
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _write_config(folder: Path, module: Module) -> None:
+    """The work folder's pyproject.toml: project base config plus this module's selection."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    mutmut = dict(project["tool"]["mutmut"])
+    mutmut["only_mutate"] = [module.path]
+    mutmut["pytest_add_cli_args"] = PYTEST_ARGS
+    mutmut["pytest_add_cli_args_test_selection"] = [t for t in module.tests if (ROOT / t).exists()]
+    lines = ["[tool.mutmut]"] + [f"{k} = {_toml_value(v)}" for k, v in mutmut.items()]
+    lines += ["", "[tool.pytest.ini_options]"]
+    pytest_ini = project["tool"]["pytest"]["ini_options"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in pytest_ini.items() if k != "testpaths"]
+    (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def _mutmut(folder: Path, module: Module, *args: str) -> subprocess.CompletedProcess[str]:
+    code = f"{SHIM}\nimport sys\nfrom mutmut.__main__ import cli\nsys.argv[0] = 'mutmut'\ncli()"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=folder, env=env, text=True, capture_output=True
+    )
+
+
+def _diffs(folder: Path, module: Module, names: list[str]) -> dict[str, str]:
+    """The mutmut diff of each named mutant (read in the work folder, where mutmut's state is)."""
+    code = (
+        f"{SHIM}\nimport json, sys\n"
+        "from mutmut.mutation.diff_apply import get_diff_for_mutant\n"
+        "names = json.loads(sys.stdin.read())\n"
+        f"print(json.dumps({{n: get_diff_for_mutant(n, path={module.path!r}) for n in names}}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=folder,
+        input=json.dumps(names),
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def _changed_lines(diff: str) -> tuple[str, str]:
+    minus = [ln[1:].strip() for ln in diff.splitlines() if ln[:1] == "-" and ln[:3] != "---"]
+    plus = [ln[1:].strip() for ln in diff.splitlines() if ln[:1] == "+" and ln[:3] != "+++"]
+    return " / ".join(minus), " / ".join(plus)
+
+
+def _function(mutant: str) -> str:
+    return mutant.rpartition(".")[2].rpartition("__mutmut_")[0]
+
+
+def run_module(name: str, resume: bool) -> dict:
+    """Run mutmut on one module in its work folder; returns and stores the counted result."""
+    module = MODULES[name]
+    folder = WORK / name
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for link in LINKED:
+        if not (folder / link).exists():
+            (folder / link).symlink_to(ROOT / link)
+    _write_config(folder, module)
+    jobs = str(max(1, min(2, os.cpu_count() or 1)))
+    started = datetime.datetime.now(datetime.UTC)
+    proc = _mutmut(folder, module, "run", "--max-children", jobs)
+    meta_file = folder / "mutants" / (module.path + ".meta")
+    codes: dict[str, int | None] = (
+        json.loads(meta_file.read_text())["exit_code_by_key"] if meta_file.exists() else {}
+    )
+    # With no mutable function (mutmut skips decorated ones) mutmut stops with an error.
+    if proc.returncode != 0 and codes:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"mutation: mutmut failed on {module.path} (work folder {folder})")
+    survivors = sorted(k for k, v in codes.items() if v not in KILLED)
+    diffs = _diffs(folder, module, survivors)
+    equivalent, open_ = [], []
+    for mutant in survivors:
+        removed, added = _changed_lines(diffs[mutant])
+        reason = EQUIVALENT.get((name, _function(mutant), removed, added))
+        entry = {"mutant": mutant, "removed": removed, "added": added, "exit": codes[mutant]}
+        (equivalent if reason else open_).append({**entry, "reason": reason} if reason else entry)
+    result = {
+        "module": module.path,
+        "tests": [t for t in module.tests if (ROOT / t).exists()],
+        "mutants": len(codes),
+        "killed": len(codes) - len(survivors),
+        "survived": open_,
+        "equivalent": equivalent,
+        "seconds": round((datetime.datetime.now(datetime.UTC) - started).total_seconds()),
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+    }
+    (folder / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _rate(r: dict) -> float:
+    judged = r["mutants"] - len(r["equivalent"])
+    return 100.0 * r["killed"] / judged if judged else 100.0
+
+
+def table(results: dict[str, dict]) -> str:
+    """Markdown: the per-module table, then the equivalent mutants and open survivors."""
+    rows = [
+        "| module | mutants | killed | survived | equivalent | kill rate | run time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results.values():
+        rows.append(
+            f"| {r['module']} | {r['mutants']} | {r['killed']} | {len(r['survived'])} | "
+            f"{len(r['equivalent'])} | {_rate(r):.1f} % | {r['seconds']} s |"
+        )
+    dates = sorted({r["date"] for r in results.values()})
+    machines = sorted({r["machine"] for r in results.values()})
+    out = rows + ["", f"Measured {dates[0]} to {dates[-1]} on {'; '.join(machines)}."]
+    out += ["Kill rate = killed / (mutants - equivalent); a timeout counts as killed.", ""]
+    out += ["Equivalent survivors:", ""]
+    eq = [(r["module"], e) for r in results.values() for e in r["equivalent"]]
+    out += [f"- `{m}` `{e['removed']}` -> `{e['added']}`: {e['reason']}" for m, e in eq] or [
+        "- none"
+    ]
+    out += ["", "Open survivors (each needs a test):", ""]
+    op = [(r["module"], s) for r in results.values() for s in r["survived"]]
+    out += [
+        f"- `{m}` {_function(s['mutant'])}: `{s['removed']}` -> `{s['added']}`" for m, s in op
+    ] or ["- none"]
+    return "\n".join(out) + "\n"
+
+
+def load_results() -> dict[str, dict]:
+    return {
+        n: json.loads((WORK / n / "result.json").read_text())
+        for n in MODULES
+        if (WORK / n / "result.json").exists()
+    }
+
+
+def write_docs(text: str) -> None:
+    doc = DOCS.read_text()
+    head, _, rest = doc.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOCS.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+
+
+def summary(results: dict[str, dict]) -> str:
+    lines = [f"{'module':<28} {'mutants':>7} {'killed':>6} {'surv':>5} {'equiv':>5} {'rate':>7}"]
+    for r in results.values():
+        lines.append(
+            f"{r['module']:<28} {r['mutants']:>7} {r['killed']:>6} {len(r['survived']):>5} "
+            f"{len(r['equivalent']):>5} {_rate(r):>6.1f}%"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["run", "table"])
+    parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--resume", action="store_true", help="keep mutmut's earlier results")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/TESTING.md")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module {unknown[0]!r}; choose from {', '.join(MODULES)}")
+    if args.command == "run":
+        for name in args.modules or list(MODULES):
+            r = run_module(name, args.resume)
+            print(f"{r['module']}: {r['killed']}/{r['mutants']} killed ({r['seconds']} s)")
+            for s in r["survived"]:
+                print(f"  survived {s['mutant']}: {s['removed']!r} -> {s['added']!r}")
+    results = load_results()
+    print(summary(results))
+    if args.write_docs:
+        write_docs(table(results))
+
+
+if __name__ == "__main__":
+    main()
