@@ -1,15 +1,25 @@
-"""hwgen command line: rtl, sim, synth, compare, flow, bitstream, run."""
+"""hwgen command line: rtl, sim, synth, compare, flow, bitstream, run.
+
+The contract: exit 0 on success, 1 when a check fails, 2 on a user error. Every error
+is one line on stderr (`hwgen: error: ...`); a traceback only with --debug.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import HwgenError, InputError
 
 OUT_DEFAULT = Path(os.environ.get("HWGEN_OUT", "rtl_out"))
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 def _design_dir(arg: str, out_root: Path) -> Path:
@@ -31,10 +41,8 @@ def _rtl_options(a: argparse.Namespace):
         lowering = LoweringOptions(act_bits=a.act_bits, scale_bits=a.scale_bits)
     except ValueError as e:
         raise InputError(str(e)) from e
-    if a.register_every < 1:
-        raise InputError(f"--register-every must be >= 1, got {a.register_every}")
-    if a.max_depth is not None and a.max_depth < 1:
-        raise InputError(f"--max-depth must be >= 1, got {a.max_depth}")
+    if a.random_vectors + a.real_vectors < 1:
+        raise InputError("--random-vectors plus --real-vectors must be at least 1 test vector")
     return RtlOptions(
         lowering=lowering,
         register_every=a.register_every,
@@ -114,7 +122,7 @@ def cmd_synth(a: argparse.Namespace) -> int:
         jobs=a.jobs,
     )
     print(format_report(report))
-    return 0 if report.fits else 3
+    return EXIT_OK if report.fits else EXIT_CHECK_FAILED
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -152,7 +160,7 @@ def cmd_bitstream(a: argparse.Namespace) -> int:
     design = _design_dir(a.design, a.out)
     result = build_bitstream(design, a.board, baud=a.baud)
     print(format_bitstream(result))
-    return 0 if result.timing_ok is not False else 3
+    return EXIT_OK if result.timing_ok is not False else EXIT_CHECK_FAILED
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -166,8 +174,6 @@ def cmd_run(a: argparse.Namespace) -> int:
     vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
     inputs, _ = load_vectors(vectors, load_manifest(design))
     if a.count is not None:
-        if a.count < 1:
-            raise InputError(f"--count must be >= 1, got {a.count}")
         inputs = inputs[: a.count]
     transport = SerialTransport(a.port, a.baud)
     try:
@@ -176,6 +182,74 @@ def cmd_run(a: argparse.Namespace) -> int:
         transport.close()
     print(format_board_run(result))
     return 0 if result.passed else 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse held to the contract: a bad option is one line and exit 2, not usage."""
+
+    def error(self, message: str):
+        where = self.prog.removeprefix("hwgen").strip()
+        raise InputError(f"{where}: {message}" if where else message)
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum] (memory bounds live in the library)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {_shown(text)}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds (hwgen.tools.check_timeout)."""
+    from .tools import check_timeout
+
+    try:
+        return check_timeout(float(text), "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds, got {_shown(text)}"
+        ) from None
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).strip()) from None
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {_shown(text)}") from None
+    if not 0.0 < value <= 1.0:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text.strip()}")
+    return value
+
+
+_COUNT = _integer(1)
+_SEED = _integer(0, 2**32 - 1)
+
+
+def _add_tool_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tool-timeout",
+        type=_seconds,
+        metavar="S",
+        help="seconds each external tool may run (default: scales with the design, "
+        "or $HWGEN_TOOL_TIMEOUT)",
+    )
 
 
 def _add_rtl_options(p: argparse.ArgumentParser) -> None:
@@ -198,7 +272,7 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--register-every",
-        type=int,
+        type=_COUNT,
         default=d.register_every,
         metavar="K",
         help=f"register every K adder levels (default {d.register_every})",
@@ -210,20 +284,20 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-depth",
-        type=int,
+        type=_COUNT,
         metavar="D",
         help="at most D adders on any path of a layer (fewer pipeline stages; may cost "
         "adders; default: no bound)",
     )
     g.add_argument(
         "--random-vectors",
-        type=int,
+        type=_integer(0),
         default=d.n_random,
         help=f"full-range random test vectors (default {d.n_random})",
     )
     g.add_argument(
         "--real-vectors",
-        type=int,
+        type=_integer(0),
         default=d.n_real,
         help=f"test vectors from the model's data (default {d.n_real})",
     )
@@ -235,23 +309,26 @@ def _add_folded_options(p: argparse.ArgumentParser) -> None:
     d = FoldedOptions()
     g = p.add_argument_group("folded engine options (LeWM checkpoints)")
     g.add_argument(
-        "--lanes", type=int, default=d.lanes, help=f"MAC lanes of the engine (default {d.lanes})"
+        "--lanes", type=_COUNT, default=d.lanes, help=f"MAC lanes of the engine (default {d.lanes})"
     )
     g.add_argument(
         "--test-episodes",
-        type=int,
+        type=_COUNT,
         default=d.test_episodes,
         help=f"PushT episodes for the test vectors (default {d.test_episodes})",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwgen", description=__doc__)
+    p = _Parser(prog="hwgen", description=__doc__)
     p.add_argument(
         "--out",
         type=Path,
         default=OUT_DEFAULT,
         help="output root for designs (default rtl_out, or $HWGEN_OUT)",
+    )
+    p.add_argument(
+        "--debug", action="store_true", help="print the traceback of an error, for bug reports"
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -266,9 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("design", help="design name under OUT, or a design folder")
     s.add_argument("--simulator", default="icarus", help="icarus (default) or verilator")
     s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
-    s.add_argument("--seed", type=int, default=1, help="testbench random seed")
+    s.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
     s.add_argument("--waves", action="store_true", help="write a waveform (VCD/FST)")
-    s.add_argument("--count", type=int, help="folded designs: only the first N vectors")
+    s.add_argument("--count", type=_COUNT, help="folded designs: only the first N vectors")
+    _add_tool_timeout(s)
     s.set_defaults(func=cmd_sim)
 
     y = sub.add_parser("synth", help="Yosys synthesis and fit report for a board")
@@ -276,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--board", default="arty-a7-35", help="arty-a7-35 (default) or arty-a7-100")
     y.add_argument(
         "--margin",
-        type=float,
+        type=_fraction,
         default=0.8,
         help="folded designs: use at most this fraction of each resource (default 0.8)",
     )
@@ -286,16 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="one Yosys run for the whole design (default: layer modules as parallel parts)",
     )
     y.add_argument(
-        "--jobs", type=int, help="parallel Yosys processes (default: CPUs the load leaves free)"
+        "--jobs",
+        type=_COUNT,
+        help="parallel Yosys processes (default: CPUs the load leaves free)",
     )
+    _add_tool_timeout(y)
     y.set_defaults(func=cmd_synth)
 
     c = sub.add_parser("compare", help="float vs Q4 fake-quant vs golden vs RTL")
     c.add_argument("checkpoint")
     c.add_argument("--design", help="design name (default: the checkpoint folder's name)")
-    c.add_argument("--samples", type=int, default=2000, help="real samples (default 2000)")
+    c.add_argument("--samples", type=_COUNT, default=2000, help="real samples (default 2000)")
     c.add_argument("--simulator", default="icarus", help="icarus (default) or verilator")
     c.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
+    _add_tool_timeout(c)
     _add_rtl_options(c)
     c.set_defaults(func=cmd_compare)
 
@@ -303,8 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: embedded)")
     f.add_argument("--board", default="arty-a7-35")
     f.add_argument("--simulator", default="icarus")
-    f.add_argument("--seed", type=int, default=1, help="testbench random seed")
+    f.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
     f.add_argument("--skip-synth", action="store_true")
+    _add_tool_timeout(f)
     _add_rtl_options(f)
     f.set_defaults(func=cmd_flow)
 
@@ -315,30 +398,81 @@ def build_parser() -> argparse.ArgumentParser:
         default="arty-a7-35",
         help="arty-a7-35 (default), arty-a7-100, ulx3s-85f or icebreaker",
     )
-    b.add_argument("--baud", type=int, help="host link baud rate (default 1000000)")
+    b.add_argument("--baud", type=_COUNT, help="host link baud rate (default 1000000)")
+    _add_tool_timeout(b)
     b.set_defaults(func=cmd_bitstream)
 
     u = sub.add_parser("run", help="run vectors on a board over the host link, check vs golden")
     u.add_argument("design", help="design name under OUT, or a design folder")
     u.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
     u.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
-    u.add_argument("--count", type=int, help="only the first N vectors")
-    u.add_argument("--baud", type=int, default=1_000_000, help="baud rate (default 1000000)")
-    u.add_argument("--timeout", type=float, default=2.0, help="seconds per reply (default 2)")
+    u.add_argument("--count", type=_COUNT, help="only the first N vectors")
+    u.add_argument("--baud", type=_COUNT, default=1_000_000, help="baud rate (default 1000000)")
+    u.add_argument("--timeout", type=_seconds, default=2.0, help="seconds per reply (default 2)")
     u.set_defaults(func=cmd_run)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _os_error(e: OSError) -> str:
+    """`file: reason` for an OSError (permission denied, read-only folder, not a folder)."""
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    reason = e.strerror or _one_line(str(e)) or type(e).__name__
+    return f"{files}: {reason}" if files else reason
+
+
+def _report(line: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    return code
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from .errors import Terminated
+
+    raise Terminated
+
+
+def _catch_sigterm() -> Callable | int | None:
+    """Turn SIGTERM into KeyboardInterrupt so cleanup runs; the old handler, or None."""
     try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals to whoever runs it
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command and map its outcome to the exit-code contract (module docstring)."""
+    from .errors import Terminated
+
+    debug = False
+    previous = _catch_sigterm()
+    try:
+        args = build_parser().parse_args(argv)
+        debug = args.debug
         return args.func(args)
-    except HwgenError as e:
-        print(f"hwgen: error: {e}", file=sys.stderr)
-        return 2
+    except Terminated:
+        return _report("hwgen: terminated", EXIT_TERMINATED, debug)
     except KeyboardInterrupt:
-        print("hwgen: interrupted", file=sys.stderr)
-        return 130
+        return _report("hwgen: interrupted", EXIT_INTERRUPTED, debug)
+    except HwgenError as e:
+        return _report(f"hwgen: error: {_one_line(str(e))}", EXIT_USER_ERROR, debug)
+    except OSError as e:
+        return _report(f"hwgen: error: {_os_error(e)}", EXIT_USER_ERROR, debug)
+    except Exception as e:  # a bug: say so in one line, never pass it off as the user's error
+        return _report(
+            f"hwgen: internal error: {type(e).__name__}: {_one_line(str(e))[:300]} "
+            "(rerun with --debug for the traceback)",
+            EXIT_CHECK_FAILED,
+            debug,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -11,3 +11,7 @@ class InputError(HwgenError):
 
 class ToolError(HwgenError):
     """An external tool (simulator, Yosys) is missing or failed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs (temp folders, locks, tools)."""

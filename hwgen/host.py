@@ -44,6 +44,7 @@ ERROR_NAMES = {
 }
 
 DEFAULT_BAUD = 1_000_000
+SURPLUS_WAIT_S = 0.05  # how long the driver listens for replies nobody asked for
 
 
 # --------------------------------------------------------------------------- framing
@@ -316,8 +317,10 @@ class HostLink:
     """
 
     def __init__(self, transport: Transport, timeout: float = 1.0, where: str = "link"):
+        from .tools import check_timeout
+
         self.transport = transport
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout, "the link timeout")
         self.where = where
         self.decoder = FrameDecoder(where)
         self._frames: list[Frame] = []
@@ -352,6 +355,12 @@ class HostLink:
             name = ERROR_NAMES.get(code, f"unknown error code 0x{code:02x}")
             raise DeviceError(
                 f"{self.where}: board replied ERROR {name} to command 0x{cmd:02x}", code
+            )
+        if frame.cmd != reply_cmd and frame.cmd & REPLY_FLAG:
+            raise ToolError(
+                f"{self.where}: a reply to command 0x{frame.cmd & ~REPLY_FLAG:02x} arrived "
+                f"while waiting for the reply to 0x{request_cmd:02x}: the board sent a reply "
+                "twice or out of turn"
             )
         if frame.cmd != reply_cmd:
             raise ToolError(
@@ -405,7 +414,26 @@ class HostLink:
             out[done] = decode_vector(payload, info.out_width, info.n_out)
             in_flight -= len(frames[done])
             done += 1
+        self._check_no_surplus(len(frames))
         return out
+
+    def _check_no_surplus(self, requests: int) -> None:
+        """ToolError if replies keep coming after the last one: outputs would be misaligned.
+
+        The protocol has no sequence numbers, so a board that answers twice would
+        otherwise show up as mismatches rather than as the fault it is.
+        """
+        deadline = time.monotonic() + min(self.timeout, SURPLUS_WAIT_S)
+        while not self._frames and time.monotonic() < deadline:
+            self._frames += self.decoder.feed(self.transport.read(256, SURPLUS_WAIT_S / 5))
+        if self._frames:
+            extra = len(self._frames)
+            self._frames.clear()
+            raise ToolError(
+                f"{self.where}: {extra} more repl{'y' if extra == 1 else 'ies'} than the "
+                f"{requests} requests arrived: the board sends duplicate replies, so its "
+                "outputs cannot be matched to the inputs"
+            )
 
 
 def check_design(info: DeviceInfo, program, where: str) -> None:

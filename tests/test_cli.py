@@ -10,6 +10,11 @@ from tests.checkpoints import write_mlp
 SMALL = ["--random-vectors", "300", "--real-vectors", "0"]
 
 
+def messages(err: str) -> list[str]:
+    """stderr without the progress lines ([hwgen] ...): what the user must read."""
+    return [line for line in err.splitlines() if not line.startswith("[hwgen]")]
+
+
 @pytest.fixture
 def design(tmp_path):
     ckpt = write_mlp(tmp_path / "tiny", [5, 12, 3])
@@ -75,10 +80,10 @@ def test_synth_reports_and_fits(design, capsys):
         (["synth", "tiny", "--board", "arty-z9"], "unknown board 'arty-z9'"),
         (["sim", "tiny", "--simulator", "modelsim"], "modelsim"),
         (["sim", "nothere"], "design 'nothere' not found"),
-        (["rtl", "/no/such/ckpt"], "/no/such/ckpt: checkpoint not found"),
+        (["rtl", "/no/such/ckpt"], "/no/such/ckpt does not exist"),
         (["rtl", "{ckpt}", "--act-bits", "1"], "act_bits must be in"),
-        (["rtl", "{ckpt}", "--design", "my-design"], "must be a Verilog identifier"),
-        (["rtl", "{ckpt}", "--max-depth", "0"], "--max-depth must be >= 1"),
+        (["rtl", "{ckpt}", "--design", "my-design"], "must be a plain identifier"),
+        (["rtl", "{ckpt}", "--max-depth", "0"], "argument --max-depth: must be >= 1, got 0"),
         (["rtl", "{ckpt}", "--max-depth", "2"], "within 2 adder levels: the shallowest built"),
     ],
 )
@@ -87,7 +92,112 @@ def test_errors_are_one_clear_line(design, capsys, argv, msg):
     argv = [a.replace("{ckpt}", str(ckpt)) for a in argv]
     assert main(["--out", str(out), *argv]) == 2
     err = capsys.readouterr().err
-    assert "hwgen: error:" in err and msg in err and "Traceback" not in err
+    (line,) = messages(err)
+    assert line.startswith("hwgen: error:") and msg in line
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["rtl", "ck", "--random-vectors", "-5"], "rtl: argument --random-vectors: must be >= 0"),
+        (["rtl", "ck", "--random-vectors", "0", "--real-vectors", "0"], "at least 1 test vector"),
+        (["rtl", "ck", "--lanes", "0"], "argument --lanes: must be >= 1, got 0"),
+        (["rtl", "ck", "--test-episodes", "x"], "must be an integer, got 'x'"),
+        (["compare", "ck", "--samples", "0"], "compare: argument --samples: must be >= 1"),
+        (["compare", "ck", "--samples", "-1"], "argument --samples: must be >= 1"),
+        (["sim", "d", "--count", "0"], "argument --count: must be >= 1"),
+        (["sim", "d", "--seed", "-1"], "argument --seed: must be in [0, 4294967295]"),
+        (["sim", "d", "--tool-timeout", "nan"], "--tool-timeout: must be a positive number"),
+        (["synth", "d", "--tool-timeout", "1e300"], "--tool-timeout: must be at most 86400 s"),
+        (["synth", "d", "--jobs", "0"], "argument --jobs: must be >= 1"),
+        (["synth", "d", "--margin", "nan"], "argument --margin: must be in (0, 1]"),
+        (["bitstream", "d", "--baud", "-9600"], "argument --baud: must be >= 1"),
+        (["flow", "--tool-timeout", "0"], "flow: argument --tool-timeout: must be a positive"),
+        (["rtl"], "rtl: the following arguments are required: checkpoint"),
+        (["synthesize", "d"], "argument command: invalid choice: 'synthesize'"),
+        (["--frobnicate", "sim", "d"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
+    ckpt = write_mlp(tmp_path / "ck", [3, 2])
+    argv = [str(ckpt) if a == "ck" else a for a in argv]
+    assert main(["--out", str(tmp_path / "o"), *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("hwgen: error: ") and captured.err.count("\n") == 1
+    assert msg in captured.err and "usage" not in captured.err and captured.out == ""
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_naming_a_file_is_a_user_error(tmp_path, capsys):
+    ckpt = write_mlp(tmp_path / "tiny", [3, 2])
+    (tmp_path / "afile").write_text("mine")
+    assert main(["--out", str(tmp_path / "afile"), "rtl", str(ckpt), *SMALL]) == 2
+    (line,) = messages(capsys.readouterr().err)
+    assert line.startswith("hwgen: error: ") and str(tmp_path / "afile") in line
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_unexpected_exception_is_an_internal_error_not_a_user_error(capsys, monkeypatch):
+    import hwgen.cli
+
+    def broken(a):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(hwgen.cli, "cmd_sim", broken)
+    assert main(["sim", "d"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "hwgen: internal error: ZeroDivisionError: division by zero; second line "
+        "(rerun with --debug for the traceback)\n"
+    )
+    assert main(["--debug", "sim", "d"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "in broken" in err
+    assert err.splitlines()[-1].startswith("hwgen: internal error: ZeroDivisionError")
+
+
+def test_os_errors_name_the_file(capsys, monkeypatch):
+    import hwgen.cli
+
+    def denied(a):
+        raise PermissionError(13, "Permission denied", "/some/where")
+
+    monkeypatch.setattr(hwgen.cli, "cmd_synth", denied)
+    assert main(["synth", "d"]) == 2
+    assert capsys.readouterr().err == "hwgen: error: /some/where: Permission denied\n"
+
+
+def test_sigterm_ends_like_ctrl_c_and_runs_cleanup(capsys, monkeypatch):
+    import os
+    import signal
+
+    import hwgen.cli
+
+    cleaned = []
+
+    def long_job(a):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 5)  # the handler raises before this returns
+        finally:
+            cleaned.append(True)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(hwgen.cli, "cmd_sim", long_job)
+    assert main(["sim", "d"]) == 143
+    assert capsys.readouterr().err == "hwgen: terminated\n" and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_ctrl_c_is_one_line_exit_130(capsys, monkeypatch):
+    import hwgen.cli
+
+    def interrupted(a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hwgen.cli, "cmd_sim", interrupted)
+    assert main(["sim", "d"]) == 130
+    assert capsys.readouterr().err == "hwgen: interrupted\n"
 
 
 def test_flow_checks_board_before_the_long_steps(tmp_path, capsys):

@@ -147,6 +147,27 @@ def test_driver_timeout_names_the_link():
         link.info()
 
 
+def test_board_that_replies_twice_is_named_not_counted_as_mismatches():
+    program = tiny_program()
+    info = program_info(program, 100e6, 1_000_000, 3, 32, 5000)
+    respond = board_model(program, info)
+    x = np.random.default_rng(1).integers(-128, 128, size=(6, 5))
+    twice = HostLink(FakeBoard(lambda f: 2 * respond(f)), timeout=0.5, where="fake")
+    with pytest.raises(ToolError, match="reply to command 0x01 arrived while waiting.*twice"):
+        twice.run_many(x)
+    runs_twice = HostLink(
+        FakeBoard(lambda f: respond(f) * (2 if f.cmd == CMD_RUN else 1)), timeout=0.5
+    )
+    with pytest.raises(ToolError, match="more replies than the 6 requests.*duplicate replies"):
+        runs_twice.run_many(x)
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), 1e300, 0.0, -1.0, float("inf")])
+def test_link_timeout_must_be_finite_and_positive(timeout):
+    with pytest.raises(InputError, match="link timeout must be"):
+        HostLink(FakeBoard(lambda f: b""), timeout=timeout)
+
+
 def test_driver_reports_bad_checksum_and_device_errors():
     def corrupt(frame):
         reply = bytearray(encode_frame(CMD_INFO | REPLY_FLAG, INFO.to_payload()))
@@ -183,6 +204,11 @@ def test_cli_run_without_port_and_unknown_board(tmp_path, capsys):
     assert main(["--out", str(out), "bitstream", "ck", "--board", "zedboard"]) == 2
     err = capsys.readouterr().err
     assert "unknown board 'zedboard'" in err and "icebreaker" in err and "arty-a7-35" in err
+    for bad in ("nan", "1e300", "0", "-2", "inf", "soon"):
+        argv = ["--out", str(out), "run", "ck", "--port", "/dev/null", "--timeout", bad]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("hwgen: error: run: argument --timeout: ") and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- hardware
