@@ -17,7 +17,7 @@ import hwgen.design
 import models.lewm
 from hwgen.cli import main
 from hwgen.integrity import is_hwgen_design, verify_design
-from hwgen.outdir import MAX_NAME, claim_design, validate_design_name
+from hwgen.outdir import MAX_NAME, validate_design_name
 from tests.checkpoints import write_mlp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,21 +194,34 @@ def test_good_name_writes_only_its_folder_and_replaces_only_its_own(world, capsy
     )
 
 
-def test_a_second_run_of_the_same_design_is_refused(tmp_path):
+def test_a_second_run_of_the_same_design_is_refused(tmp_path, capsys):
     """Another process holds the design's lock: `hwgen rtl` fails at once, one line."""
     ckpt = write_mlp(tmp_path / "tiny", [4, 6, 2])
     out = tmp_path / "out"
-    with claim_design(out, "tiny", [ckpt]):
-        r = subprocess.run(
-            [sys.executable, "-m", "hwgen.cli", "--out", str(out), "rtl", str(ckpt), *FAST],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
-        )
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.count("\n") == 1 and "'tiny' is being written by another" in r.stderr
-    assert not (out / "tiny").exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out), str(ckpt)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        err = refused(["--out", str(out), "rtl", str(ckpt), *FAST], tmp_path, capsys)
+    finally:
+        holder.communicate("", timeout=60)
+    assert "'tiny' is being written by another hwgen run" in err
+    assert main(["--out", str(out), "rtl", str(ckpt), *FAST]) == 0  # free again
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from hwgen.outdir import claim_design
+with claim_design(Path(sys.argv[1]), "tiny", [Path(sys.argv[2])]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
 
 
 def test_names_that_pass():
