@@ -37,10 +37,12 @@ from .vectors import (
 HANDSHAKE = (
     "valid/ready stream (amaranth.lib.stream): a transfer happens on a rising clk edge "
     "where valid and ready are both high. The pipeline stalls as a whole: i__ready = "
-    "~o__valid | o__ready. Each accepted input appears at the output after latency_cycles "
-    "enabled cycles (cycles in which i__ready was high); with o__ready held high that is "
+    "~rst & (~o__valid | o__ready). Each accepted input appears at the output after "
+    "latency_cycles enabled cycles (cycles in which i__ready was high); with o__ready held "
+    "high that is "
     "exactly latency_cycles clock cycles, and one input can be accepted every clock. "
-    "rst (synchronous, active high) empties the pipeline; items in flight are discarded."
+    "rst (synchronous, active high) empties the pipeline; items in flight are discarded. "
+    "i__ready is low while rst is high, so an input offered during reset waits."
 )
 
 

@@ -1,24 +1,35 @@
-"""Build the folded engine's Verilog and run sim/tb_folded.py on it (Icarus or Verilator).
+"""Run sim/tb_folded.py on a folded engine's Verilog (Icarus or Verilator).
 
-`run_folded_simulation` writes the engine for one program, a JSON with the input sets
-and the golden outputs, builds with cocotb's Python runner and returns the testbench's
-results: vectors (runs), mismatches, cycles per run and wall times.
+`run_folded_simulation` takes a design's engine Verilog (or writes the engine for one
+program), a JSON with the input sets and the golden outputs, builds with cocotb's Python
+runner and returns the testbench's results: vectors (runs), mismatches, cycles per run
+and wall times. Builds and runs go through sim/runner.py: child processes under a
+timeout, builds reused only for the same file contents.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from contextlib import suppress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwgen import tools
 from hwgen.errors import InputError, ToolError
 from hwgen.folded.engine import engine_cycles, engine_verilog
 from hwgen.folded.isa import FoldedProgram
-from sim.runner import TIMESCALE, _log_excerpt, check_simulator, simulator_env
+from sim.runner import (
+    RUN_TOOL,
+    _log_excerpt,
+    build_estimate_s,
+    build_sources,
+    check_simulator,
+    cocotb_call,
+    run_estimate_s,
+)
 
 TEST_MODULE = "sim.tb_folded"
 TEST_NAME = "folded_bit_exact"
@@ -50,16 +61,26 @@ def run_folded_simulation(
     simulator: str,
     build_dir: Path,
     bitmem: np.ndarray | None = None,
+    *,
+    verilog: Sequence[Path] | None = None,
+    top: str = TOP,
+    tool_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Simulate the engine for `prog` on every input set; compare outputs with `expected`.
 
     inputs / expected: name -> int64 [N, length] (machine.outputs gives `expected`).
     bitmem: [N, bit_depth] 32-bit words loaded through the bit-memory host port before each
     run (programs with BREAD); the whole bit memory is written every run.
+    verilog / top: the engine's Verilog files and top module (a design's own files);
+    None: the engine for `prog` and `lanes` is generated into build_dir.
+    tool_timeout: seconds allowed to the build and to the run (default: scaled to the
+    engine's size and cycles, see hwgen.tools.tool_timeout).
     Returns the results dict: vectors, mismatches, first_mismatches, cycles (per run),
     expected_cycles, error, sim_seconds, build_seconds, run_seconds, results_path.
-    Raises InputError on bad arguments and ToolError when the simulator fails.
+    Raises InputError on bad arguments and ToolError when the simulator fails or times out.
     """
+    if tool_timeout is not None:
+        tools.check_timeout(tool_timeout, "--tool-timeout")
     check_simulator(simulator)
     in_regions, runs = _regions(prog.inputs, inputs, "input")
     out_regions, out_runs = _regions(prog.outputs, expected, "output")
@@ -67,8 +88,11 @@ def run_folded_simulation(
         raise InputError(f"{runs} input sets but {out_runs} expected output sets")
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    verilog_path = build_dir / f"{TOP}.v"
-    verilog_path.write_text(engine_verilog(prog, lanes, TOP))
+    if verilog is None:
+        generated = build_dir / f"{top}.v"
+        generated.write_text(engine_verilog(prog, lanes, top))
+        verilog = [generated]
+    sources = [Path(f).resolve() for f in verilog]
     bm_list = None
     if prog.bit_depth:
         bm = np.zeros((runs, prog.bit_depth), dtype=np.int64) if bitmem is None else bitmem
@@ -78,11 +102,12 @@ def run_folded_simulation(
         bm_list = bm.tolist()
     elif bitmem is not None:
         raise InputError("bitmem given for a program without a bit memory")
+    cycles = engine_cycles(prog, lanes)
     config_path = build_dir / "folded_config.json"
     config = {
         "word_bits": prog.word_bits,
         "runs": runs,
-        "expected_cycles": engine_cycles(prog, lanes),
+        "expected_cycles": cycles,
         "inputs": in_regions,
         "outputs": out_regions,
         "bitmem": bm_list,
@@ -90,44 +115,44 @@ def run_folded_simulation(
     config_path.write_text(json.dumps(config))
     results_path = build_dir / "folded_results.json"
     results_path.unlink(missing_ok=True)
-    build_log, sim_log = build_dir / "build.log", build_dir / "sim.log"
+    sim_log = build_dir / "sim.log"
+    size = sum(f.stat().st_size for f in sources)
+    words = sum(n for _, n in prog.inputs.values()) + sum(n for _, n in prog.outputs.values())
+    bench_cycles = runs * (words + prog.bit_depth + 10)
 
-    from cocotb_tools.runner import get_runner
-
-    with simulator_env(simulator):
-        runner = get_runner(simulator)
-        t0 = time.perf_counter()
-        try:
-            runner.build(
-                sources=[verilog_path],
-                hdl_toplevel=TOP,
-                build_dir=build_dir,
-                build_args=["-Wno-fatal"] if simulator == "verilator" else [],
-                timescale=TIMESCALE,
-                always=True,
-                log_file=build_log,
-            )
-        except (RuntimeError, SystemExit, ValueError) as e:
-            raise ToolError(
-                f"{simulator} failed to build the folded engine ({e}):\n{_log_excerpt(build_log)}"
-            ) from None
-        build_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        # A failing cocotb test makes the runner exit; the results file is still written.
-        with suppress(RuntimeError, SystemExit):
-            runner.test(
-                test_module=TEST_MODULE,
-                testcase=TEST_NAME,
-                hdl_toplevel=TOP,
-                build_dir=build_dir,
-                test_dir=build_dir,
-                extra_env={
-                    "HWGEN_FOLDED_CONFIG": str(config_path),
-                    "HWGEN_RESULTS": str(results_path),
-                },
-                log_file=sim_log,
-            )
-        run_seconds = time.perf_counter() - t0
+    build_seconds = build_sources(
+        simulator,
+        sources,
+        top,
+        build_dir,
+        what=f"the folded engine {sources[0].name}",
+        testbench=Path(__file__).with_name("tb_folded.py"),
+        timeout_s=tools.tool_timeout(build_estimate_s(simulator, size), tool_timeout),
+    )
+    t0 = time.perf_counter()
+    # A failing cocotb test makes the runner raise; the results file is still written.
+    cocotb_call(
+        "test",
+        simulator,
+        {
+            "test_module": TEST_MODULE,
+            "testcase": TEST_NAME,
+            "hdl_toplevel": top,
+            "hdl_toplevel_lang": "verilog",
+            "build_dir": str(build_dir),
+            "test_dir": str(build_dir),
+            "extra_env": {
+                "HWGEN_FOLDED_CONFIG": str(config_path),
+                "HWGEN_RESULTS": str(results_path),
+            },
+        },
+        label=f"{RUN_TOOL[simulator]} (simulating the folded engine, {runs} runs)",
+        timeout_s=tools.tool_timeout(
+            run_estimate_s(simulator, size, runs * cycles, bench_cycles), tool_timeout
+        ),
+        log=sim_log,
+    )
+    run_seconds = time.perf_counter() - t0
     if not results_path.is_file():
         raise ToolError(
             f"the {simulator} simulation of the folded engine wrote no results "

@@ -16,6 +16,8 @@ HWGEN_CLOCK_NS      clock period in ns (default 10)
 Each clock cycle has two phases: on the falling edge the driver, the sink and the reset
 controller drive their signals; in the ReadOnly phase before the next rising edge the
 handshakes are sampled, so a transfer is recorded exactly when it happens on that edge.
+The driver keeps offering inputs while reset is asserted: the input's ready must be low
+then (a transfer on a reset edge would be discarded), and the offer is taken afterwards.
 """
 
 from __future__ import annotations
@@ -161,9 +163,11 @@ class StreamBench:
     # ---- ReadOnly: sample the handshakes of the coming rising edge ------------------
 
     def sample(self) -> None:
-        if self.reset_edges_left or self.quiet_after_reset:
-            self.check_quiet_after_reset()
+        if self.reset_edges_left:
+            self.check_during_reset()
             return
+        if self.quiet_after_reset:
+            self.check_output_quiet()
         i_ready, o_valid = _bit(self.i_ready), _bit(self.o_valid)
         check(i_ready is not None, f"{self.man.input.ready_port} is X/Z at cycle {self.cycle}")
         check(o_valid is not None, f"{self.man.output.valid_port} is X/Z at cycle {self.cycle}")
@@ -175,10 +179,19 @@ class StreamBench:
             self.accepted += 1
             self.last_transfer = self.cycle
 
-    def check_quiet_after_reset(self) -> None:
+    def check_during_reset(self) -> None:
+        """An input offered during reset must not be taken: the reset would lose it."""
+        if self.valid_now:
+            check(
+                _bit(self.i_ready) == 0,
+                f"{self.man.input.ready_port} must be low during reset (an input offered "
+                f"then would be lost), got {self.i_ready.value} at cycle {self.cycle}",
+            )
+        if self.reset_edges_left < RESET_CYCLES:
+            self.check_output_quiet()  # else reset not yet seen by a rising edge
+
+    def check_output_quiet(self) -> None:
         """o_valid must be low once reset has taken effect and in the cycle after it."""
-        if self.reset_edges_left == RESET_CYCLES:
-            return  # reset not yet seen by a rising edge: old outputs may still be valid
         o_valid = _bit(self.o_valid)
         check(
             o_valid == 0,
@@ -245,10 +258,8 @@ class StreamBench:
                 reset_pending = False
                 self.resets += 1
                 self.start_reset()
-            busy = self.reset_edges_left or self.quiet_after_reset
-            self.drive_driver(allow_new=not busy and (not warmup or self.accepted == 0))
-            if busy:
-                self.i_valid.value = self.valid_now = 0
+            # Inputs are offered during reset too: the design must not take them then.
+            self.drive_driver(allow_new=not warmup or self.accepted == 0)
             self.drive_sink(always_ready=warmup)
             await ReadOnly()
             self.sample()

@@ -138,6 +138,15 @@ def test_valid_must_be_low_during_and_after_reset(design: Path, vectors: Path) -
 
 
 @pytest.mark.sim
+def test_ready_during_reset_fails(design: Path, vectors: Path) -> None:
+    """A design that takes an input during reset (and so loses it) is caught."""
+    edit_verilog(design, "assign i__ready = en & ~rst;", "assign i__ready = en;")
+    r = run_simulation(design, vectors, backpressure=0.0, gap=0.0)
+    assert not r.passed
+    assert "i__ready must be low during reset" in r.error
+
+
+@pytest.mark.sim
 def test_hanging_design_times_out_with_a_clear_message(design: Path, vectors: Path) -> None:
     edit_verilog(design, "assign o__valid = vld[2];", "assign o__valid = 1'b0;")
     r = run_simulation(design, vectors)
@@ -234,7 +243,7 @@ def test_missing_verilator_says_what_to_install(
 
 @pytest.mark.sim
 def test_build_failure_shows_the_compiler_error(design: Path, vectors: Path) -> None:
-    edit_verilog(design, "assign i__ready = en;", "assign i__ready = en")
+    edit_verilog(design, "assign i__ready = en & ~rst;", "assign i__ready = en & ~rst")
     with pytest.raises(ToolError, match="failed to build") as err:
         run_simulation(design, vectors)
     assert "syntax error" in str(err.value)

@@ -1,4 +1,4 @@
-"""`hwgen sim` for folded designs: the engine's RTL in cocotb against the golden vectors."""
+"""`hwgen sim` for folded designs: the design's engine RTL in cocotb against its vectors."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import integrity, tools
 from ..errors import InputError
 from ..npz import read_npz
 from ..progress import step
 from .program_io import load_program
+
+# Far above any engine that fits an FPGA; a manifest asking for more is refused before
+# anything is sized from it.
+MAX_LANES = 4096
 
 
 def load_folded_vectors(path: Path, prog) -> tuple[dict, dict]:
@@ -30,23 +35,52 @@ def load_folded_vectors(path: Path, prog) -> tuple[dict, dict]:
 
 
 def simulate_design(
-    design: Path, simulator: str, count: int | None, vectors: Path | None = None
+    design: Path,
+    simulator: str,
+    count: int | None,
+    vectors: Path | None = None,
+    *,
+    tool_timeout: float | None = None,
 ) -> dict:
-    from sim.folded_runner import run_folded_simulation
+    """Simulate the design's own Verilog (manifest 'verilog') on its vectors.
 
-    manifest = json.loads((design / "manifest.json").read_text())
+    The Verilog, program.npz and the default vectors.npz must match the manifest's
+    hashes; tool_timeout overrides the scaled timeout of each simulator build and run.
+    """
+    from sim.folded_runner import run_folded_simulation
+    from sim.runner import bounded, verify_sources, verilog_sources
+
+    if tool_timeout is not None:
+        tools.check_timeout(tool_timeout, "--tool-timeout")
+    design = Path(design).resolve()
+    path = design / "manifest.json"
+    manifest = integrity.read_manifest(design)
+    sources = verilog_sources(manifest, path)
+    top = manifest.get("top")
+    if not isinstance(top, str) or not top:
+        raise InputError(f"{path}: manifest 'top' must be the engine's module name")
+    lanes = bounded(manifest.get("lanes"), "lanes", 1, MAX_LANES, path)
+    vectors = Path(vectors or design / "vectors.npz")
+    verify_sources(design, sources, vectors)
     prog = load_program(design / "program.npz")
-    ins, outs = load_folded_vectors(vectors or design / "vectors.npz", prog)
+    ins, outs = load_folded_vectors(vectors, prog)
     if count is not None:
         if count < 1:
             raise InputError(f"--count must be >= 1, got {count}")
         ins = {k: v[:count] for k, v in ins.items()}
         outs = {k: v[:count] for k, v in outs.items()}
     n = len(next(iter(ins.values())))
-    lanes = int(manifest["lanes"])
     with step(f"simulate {n} predictions on the {lanes}-lane engine ({simulator})"):
         result = run_folded_simulation(
-            prog, lanes, ins, outs, simulator, design / f"sim_{simulator}"
+            prog,
+            lanes,
+            ins,
+            outs,
+            simulator,
+            design / f"sim_{simulator}",
+            verilog=[design / f for f in sources],
+            top=top,
+            tool_timeout=tool_timeout,
         )
     result.update(design=str(design), simulator=simulator, lanes=lanes)
     (design / f"sim_results_{simulator}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, ResetSignal, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,8 +15,10 @@ class HardwiredPipeline(wiring.Component):
 
     Flow control is a global stall: every pipeline register advances when the output
     register is empty or being read (`en = ~o.valid | o.ready`), and the input is ready
-    exactly then. Bubbles (input gaps) travel through the pipeline; nothing is dropped.
-    Reset (synchronous) clears the valid bits, discarding the items in flight.
+    exactly then, except during reset. Bubbles (input gaps) travel through the pipeline;
+    nothing is dropped. Reset (synchronous) clears the valid bits, discarding the items
+    in flight; `i.ready` is low while rst is high, so an input offered during reset is
+    not taken (the reset would discard it) but waits until after reset.
 
     With backend "verilog", the layer cores are Verilog modules: `core_verilog()` must be
     written next to the converted top.
@@ -63,7 +65,7 @@ class HardwiredPipeline(wiring.Component):
         valid = Signal(self.latency)
         m.d.comb += [
             en.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(en),
+            self.i.ready.eq(en & ~ResetSignal()),
             self.o.valid.eq(valid[-1]),
         ]
         with m.If(en):
