@@ -18,7 +18,7 @@ import numpy as np
 
 from .arith.fixed import signed_range, signed_width
 from .errors import InputError
-from .npz import read_npz
+from .npz import header_json, int_array, int_field, read_npz
 from .quant.q4 import BLOCK, CODE_MAX, CODE_MIN
 
 
@@ -186,26 +186,59 @@ class Program:
         np.savez(path, **arrays)
 
 
+MAX_PROGRAM_BYTES = 64 << 20  # 16x the largest design hwgen compiles in a day
+MAX_LAYERS = 1024
+ACC_BITS = 62
+
+
 def load_program(path: Path) -> Program:
-    """Read a program written by Program.save, validating it; errors name the file."""
-    z = read_npz(path)
+    """Read a program written by Program.save, validating it; errors name the file.
 
-    def fmt(d: dict) -> FixedFormat:
-        return FixedFormat(int(d["width"]), int(d["frac_bits"]))
-
+    Every header value and array is type- and range-checked before it sizes anything, and
+    the accumulator bound is computed on Python integers first, so no int64 can overflow."""
+    z = read_npz(path, MAX_PROGRAM_BYTES)
     try:
-        header = json.loads(bytes(z["header"]).decode())
-        layers = []
-        for n, h in enumerate(header["layers"]):
-            lin = Q4Linear(
-                codes=z[f"l{n}_codes"].astype(np.int8),
-                scales=z[f"l{n}_scales"].astype(np.int64),
-                scale_frac_bits=int(h["scale_frac_bits"]),
-                bias=z[f"l{n}_bias"].astype(np.int64),
-                in_features=int(h["in_features"]),
-            )
-            rq = Requant(int(h["shift"]), bool(h["relu"]), fmt(h["out_format"]))
-            layers.append(Layer(fmt(h["in_format"]), lin, rq))
+        header = header_json(z)
+        specs = header["layers"]
+        if not isinstance(specs, list) or not 1 <= len(specs) <= MAX_LAYERS:
+            raise ValueError(f"'layers' must be a list of 1 to {MAX_LAYERS} layers")
+        if not isinstance(header["name"], str) or not isinstance(header.get("meta", {}), dict):
+            raise ValueError("'name' must be a string and 'meta' an object")
+        layers = [_load_layer(z, n, h) for n, h in enumerate(specs)]
         return Program(header["name"], layers, header.get("meta", {}))
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a valid hwgen program: {e}") from e
+
+
+def _format(d: dict, what: str) -> FixedFormat:
+    return FixedFormat(
+        int_field(d["width"], f"{what} width", 2, 32),
+        int_field(d["frac_bits"], f"{what} frac_bits", -64, 64),
+    )
+
+
+def _load_layer(z: dict, n: int, h: dict) -> Layer:
+    if not isinstance(h, dict):
+        raise ValueError(f"layer {n} is not an object")
+    in_format = _format(h["in_format"], f"layer {n} in_format")
+    codes = int_array(z, f"l{n}_codes", CODE_MIN, CODE_MAX, 2)
+    scales = int_array(z, f"l{n}_scales", 0, 1 << ACC_BITS, 2)
+    bias = int_array(z, f"l{n}_bias", -(1 << ACC_BITS), 1 << ACC_BITS, 1)
+    in_features = int_field(h["in_features"], f"layer {n} in_features", 1, 1 << 16)
+    # |acc| <= max scale * |code| * |x| * in_features + |bias|, in exact integers
+    bound = int(scales.max(initial=0)) * 8 * (1 << (in_format.width - 1)) * in_features
+    if bound + int(np.abs(bias).max(initial=0)) >= 1 << ACC_BITS:
+        raise ValueError(f"layer {n}: accumulator would exceed {ACC_BITS} bits")
+    lin = Q4Linear(
+        codes=codes.astype(np.int8),
+        scales=scales,
+        scale_frac_bits=int_field(h["scale_frac_bits"], f"layer {n} scale_frac_bits", 0, ACC_BITS),
+        bias=bias,
+        in_features=in_features,
+    )
+    shift = int_field(h["shift"], f"layer {n} shift", -ACC_BITS, ACC_BITS)
+    if not isinstance(h["relu"], bool):
+        raise ValueError(f"layer {n} 'relu' must be true or false")
+    return Layer(
+        in_format, lin, Requant(shift, h["relu"], _format(h["out_format"], f"layer {n} out_format"))
+    )
