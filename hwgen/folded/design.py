@@ -223,7 +223,7 @@ def _build_folded_rtl(claim: DesignClaim, checkpoint: Path, options: FoldedOptio
         calib = pusht_windows(model, meta, o.calib_episodes, o.steps, o.seed)
         test = pusht_windows(model, meta, o.test_episodes, o.steps, o.seed + 1)
         roll = _rollout_windows(
-            model, meta, o.test_episodes // 2, o.steps, o.seed + 2, o.rollout_horizon
+            model, meta, max(1, o.test_episodes // 2), o.steps, o.seed + 2, o.rollout_horizon
         )
     with step("choose the fixed-point format and compile the predictor"):
         frac, tried = choose_frac_bits(pw, calib.z, calib.actions, headroom_bits=o.headroom_bits)
