@@ -92,7 +92,8 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
         # It gets its own register: the add and the saturating compare in one cycle were
         # the longest path of the design (Yosys sta).
         w = rr.total_width
-        ws = w + max(0, -rr.shift)
+        # s holds the shifted total and is at least as wide as y: y takes its low bits.
+        ws = max(w + max(0, -rr.shift), out_width)
         ref = _operand(names[acc.node], acc.shift)
         decl.append(f"  reg signed [{w - 1}:0] t{row};")
         decl.append(f"  wire signed [{ws - 1}:0] s{row};")
