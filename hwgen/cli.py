@@ -70,8 +70,9 @@ def cmd_rtl(a: argparse.Namespace) -> int:
         from .folded.design import FoldedOptions, build_folded_rtl, format_folded
 
         opts = FoldedOptions(lanes=a.lanes, test_episodes=a.test_episodes)
-        print(format_folded(build_folded_rtl(ckpt, a.out, name, opts)))
-        return 0
+        folded = build_folded_rtl(ckpt, a.out, name, opts, _gate_options(a))
+        print(format_folded(folded))
+        return 0 if folded.gate is None or folded.gate.passed else 1
     print(format_rtl(build_rtl(ckpt, a.out, name, _rtl_options(a))))
     return 0
 
@@ -136,10 +137,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
     design = a.out / name
     if not is_hwgen_design(design):  # build_rtl refuses a folder that is not hwgen's
         build_rtl(ckpt, a.out, name, _rtl_options(a))
-    report = compare(ckpt, design, samples=a.samples, simulator=None if a.no_rtl else a.simulator)
+    report = compare(
+        ckpt,
+        design,
+        samples=a.samples,
+        simulator=None if a.no_rtl else a.simulator,
+        gate=_gate_options(a),
+    )
     write_compare(report, design)
     print(format_compare(report))
-    return 0 if report.rtl_mismatches in (None, 0) else 1
+    return 0 if report.rtl_mismatches in (None, 0) and report.accuracy_ok else 1
 
 
 def cmd_flow(a: argparse.Namespace) -> int:
@@ -147,7 +154,14 @@ def cmd_flow(a: argparse.Namespace) -> int:
 
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
     result = run_flow(
-        ckpt, a.out, a.board, a.simulator, _rtl_options(a), synth=not a.skip_synth, seed=a.seed
+        ckpt,
+        a.out,
+        a.board,
+        a.simulator,
+        _rtl_options(a),
+        synth=not a.skip_synth,
+        seed=a.seed,
+        gate=_gate_options(a),
     )
     print(format_summary(result))
     return 0 if result.ok else 1
@@ -319,6 +333,30 @@ def _add_folded_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _gate_options(a: argparse.Namespace):
+    from .gate import GateOptions
+
+    return GateOptions(min_cosine=a.min_cosine, max_error=a.max_error)
+
+
+def _add_gate_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("accuracy gate (hardware vs the float model; hwgen/gate.py)")
+    g.add_argument(
+        "--min-cosine",
+        type=float,
+        metavar="C",
+        help="fail if the mean cosine is below C (default: from the checkpoint's "
+        "expected_accuracy.json, else 0.99)",
+    )
+    g.add_argument(
+        "--max-error",
+        type=float,
+        metavar="E",
+        help="fail if the max |error| is above E (default: from the checkpoint's "
+        "expected_accuracy.json, else 0.25 x the largest float output)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hwgen", description=__doc__)
     p.add_argument(
@@ -337,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--design", help="design name (default: the checkpoint folder's name)")
     _add_rtl_options(r)
     _add_folded_options(r)
+    _add_gate_options(r)
     r.set_defaults(func=cmd_rtl)
 
     s = sub.add_parser("sim", help="cocotb simulation, bit-exact against the golden model")
@@ -379,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
     _add_tool_timeout(c)
     _add_rtl_options(c)
+    _add_gate_options(c)
     c.set_defaults(func=cmd_compare)
 
     f = sub.add_parser("flow", help="rtl + sim + compare + synth (default: embedded model)")
@@ -389,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--skip-synth", action="store_true")
     _add_tool_timeout(f)
     _add_rtl_options(f)
+    _add_gate_options(f)
     f.set_defaults(func=cmd_flow)
 
     b = sub.add_parser("bitstream", help="board top: bitstream (ECP5, iCE40) or Vivado plan")

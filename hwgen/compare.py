@@ -1,8 +1,9 @@
 """The `compare` job: float vs Q4 fake-quant vs golden (integer) vs RTL, in one table.
 
 All four are evaluated on the same real model inputs. Distances are in the model's
-output units (here: normalized outputs). The RTL row comes from a simulation of those
-exact vectors: it is bit-identical to the golden row when mismatches is 0.
+output units (here: normalized outputs). The RTL row is measured on the outputs the
+simulated RTL delivered for those exact vectors, never copied from the golden row.
+The accuracy gate (hwgen/gate.py) then checks the golden and RTL rows against a bound.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from .arith.fixed import quantize_to_fixed
 from .checkpoint import load_mlp_checkpoint
 from .design import float_layers
 from .errors import InputError
+from .expected import load_expected
+from .gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, tolerance
 from .golden import run
-from .ir import load_program
+from .ir import Program, load_program
 from .metrics import Distance, distance
 from .model_data import real_transitions
 from .reference import fake_quant_model, float_model, predict
@@ -37,6 +40,12 @@ class CompareReport:
     simulator: str | None = None
     notes: list[str] = field(default_factory=list)
     task_mse: dict[str, float] = field(default_factory=dict)  # vs the data's true targets
+    gate: list[GateCheck] = field(default_factory=list)
+
+    @property
+    def accuracy_ok(self) -> bool:
+        """Every gated figure (golden, and RTL when simulated) is within its bound."""
+        return all(c.passed for c in self.gate)
 
     def to_dict(self) -> dict:
         return {
@@ -47,6 +56,7 @@ class CompareReport:
             "rtl_vectors": self.rtl_vectors,
             "simulator": self.simulator,
             "notes": self.notes,
+            "accuracy_gate": [c.to_dict() for c in self.gate],
         }
 
 
@@ -56,8 +66,11 @@ def compare(
     samples: int = 2000,
     seed: int = 7,
     simulator: str | None = "icarus",
+    *,
+    gate: GateOptions = DEFAULT_GATE,
 ) -> CompareReport:
-    """Evaluate every variant on `samples` real inputs; simulate the RTL unless simulator=None."""
+    """Evaluate every variant on `samples` real inputs; simulate the RTL unless simulator=None;
+    then check the golden and RTL rows against the accuracy gate."""
     ckpt = load_mlp_checkpoint(checkpoint)
     program = load_program(design_dir / "program.npz")
     if program.n_inputs != ckpt.layer_sizes[0] or program.n_outputs != ckpt.layer_sizes[-1]:
@@ -109,15 +122,55 @@ def compare(
         result = run_simulation(design_dir, vec_path, simulator)
         report.rtl_mismatches, report.rtl_vectors = result.mismatches, result.compared
         report.simulator = simulator
-        if result.mismatches == 0 and result.compared == len(x):
-            report.rows["RTL"] = report.rows["golden (integer IR)"]
-            if report.task_mse:
-                report.task_mse["RTL"] = report.task_mse["golden (integer IR)"]
+        rtl_int, delivered = _delivered_outputs(result.extra, len(x))
+        if delivered == len(x):
+            rtl = rtl_int / 2.0**out_fmt.frac_bits
+            report.rows["RTL"] = distance(rtl, ref)
+            if truth is not None:
+                report.task_mse["RTL"] = _mse(rtl, truth)
+        else:
             report.notes.append(
-                f"RTL output = golden output on all {len(x)} vectors "
-                f"({simulator}), so its distance is the golden row's"
+                f"the RTL delivered {delivered} of {len(x)} outputs ({simulator}): no RTL figure"
             )
+    if gate.enabled:
+        _check_accuracy(report, checkpoint, program, gate, float(np.abs(ref).max(initial=0.0)))
     return report
+
+
+def _delivered_outputs(extra: dict, n: int) -> tuple[np.ndarray, int]:
+    """The RTL's own outputs from the testbench ([n, elements] ints) and how many came."""
+    name = extra.get("outputs_file")
+    if not isinstance(name, str):
+        return np.zeros((n, 0), dtype=np.int64), 0
+    with np.load(name) as f:
+        outputs, ok = f["outputs"], f["delivered"]
+    return outputs, int(ok.sum()) if len(ok) == n else 0
+
+
+def _check_accuracy(
+    report: CompareReport,
+    checkpoint: Path,
+    program: Program,
+    options: GateOptions,
+    float_peak: float,
+) -> None:
+    """Gate the golden row, and the RTL row when the RTL was measured."""
+    golden = report.rows["golden (integer IR)"]
+    require_finite(golden.to_dict(), f"{checkpoint}: golden model")
+    run_options = {k: program.meta[k] for k in ("act_bits", "scale_bits") if k in program.meta}
+    tol, note = tolerance(
+        options,
+        load_expected(checkpoint),
+        run_options,
+        lsb=2.0**-program.output_format.frac_bits,
+        float_peak=float_peak,
+    )
+    if note:
+        report.notes.append(note)
+    report.gate.append(GateCheck("golden", golden.cosine_mean, golden.max_abs_error, tol))
+    rtl = report.rows["RTL"]
+    if rtl is not None:
+        report.gate.append(GateCheck("RTL", rtl.cosine_mean, rtl.max_abs_error, tol))
 
 
 def _mse(got: np.ndarray, truth: np.ndarray) -> float:
@@ -156,7 +209,16 @@ def format_compare(r: CompareReport) -> str:
     if r.task_mse:
         lines.append("task mse: mean squared error against the data's true targets")
     lines += [f"note: {n}" for n in r.notes]
+    lines += [c.line() for c in r.gate]
+    if r.gate and r.rows["RTL"] is None:
+        lines.append("accuracy gate: RTL not measured (" + _rtl_state(r) + ")")
     return "\n".join(lines)
+
+
+def _rtl_state(r: CompareReport) -> str:
+    if r.rtl_mismatches is None:
+        return "not simulated"
+    return "its outputs did not all arrive"
 
 
 def write_compare(r: CompareReport, design_dir: Path) -> None:

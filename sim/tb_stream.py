@@ -4,7 +4,8 @@ Run by sim/runner.py; configured through environment variables:
 
 HWGEN_MANIFEST      path of the design's manifest.json (ports, formats, latency)
 HWGEN_VECTORS       .npz with `inputs` [N, in_elements] and `expected` [N, out_elements]
-HWGEN_RESULTS       where to write the results JSON
+HWGEN_RESULTS       where to write the results JSON; the outputs the design delivered go
+                    beside it (<results>_outputs.npz, named in the JSON's `outputs_file`)
 HWGEN_SEED          random seed for gaps, backpressure (default 1)
 HWGEN_BACKPRESSURE  probability that the sink drops o__ready in a cycle (default 0.3)
 HWGEN_GAP           probability that the driver leaves i__valid low in a cycle (default 0.2)
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
@@ -115,6 +117,10 @@ class StreamBench:
         self.current: int | None = None  # index held on the input (valid high) until accepted
         self.in_flight: deque[tuple[int, int]] = deque()  # (index, accept cycle), in order
         self.done = [False] * self.n
+        # What the design delivered for each vector (valid bits only): the RTL's own
+        # outputs, so reports can measure the RTL itself instead of assuming golden's.
+        self.delivered = np.zeros((self.n, man.output.elements), dtype=np.int64)
+        self.delivered_ok = np.zeros(self.n, dtype=bool)
         self.compared = 0
         self.mismatches: list[dict[str, Any]] = []
         self.mismatch_count = 0
@@ -216,6 +222,8 @@ class StreamBench:
             got = str(self.o_payload.value)  # X/Z bits
         check(not self.done[idx], f"vector {idx} received twice")
         self.done[idx] = True
+        if isinstance(got, list):
+            self.delivered[idx], self.delivered_ok[idx] = got, True
         self.compared += 1
         if got != self.expected[idx]:
             self.mismatch_count += 1
@@ -275,6 +283,11 @@ class StreamBench:
                 f"timeout: {max_cycles} cycles for {self.n} vectors; compared {self.compared}, "
                 f"{len(self.in_flight)} in flight",
             )
+
+    def save_outputs(self, path: Path) -> None:
+        """The delivered outputs: `outputs` [N, elements] and `delivered` (False where none
+        came, or it had X/Z bits)."""
+        np.savez(path, outputs=self.delivered, delivered=self.delivered_ok)
 
     def results(self, sim_seconds: float, error: str | None) -> dict[str, Any]:
         return {
@@ -336,6 +349,9 @@ async def stream_bit_exact(dut: Any) -> None:
     finally:
         results = bench.results(time.perf_counter() - t0, error)
         cfg.results.parent.mkdir(parents=True, exist_ok=True)
+        outputs_file = cfg.results.with_name(f"{cfg.results.stem}_outputs.npz")
+        bench.save_outputs(outputs_file)
+        results["outputs_file"] = str(outputs_file)
         cfg.results.write_text(json.dumps(results, indent=2) + "\n")
     assert error is None, error
     assert bench.mismatch_count == 0, f"{bench.mismatch_count} of {bench.n} vectors differ; " + (

@@ -3,7 +3,9 @@
 Writes rtl_out/<design>/: the engine's Verilog, the program (program.npz and a readable
 program.lst), golden vectors from real PushT windows (vectors.npz), manifest.json and
 accuracy.md (hardware vs float: one-step cosine and MSE, and the rollout error when the
-hardware's prediction is fed back).
+hardware's prediction is fed back). The one-step figures go through the accuracy gate
+(hwgen/gate.py): a NaN or Inf figure is refused before anything is written, and a figure
+outside its bound is reported as a failed check.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..expected import load_expected
+from ..gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, tolerance
 from ..limits import check_count
 from ..outdir import DesignClaim, claim_design
 from ..progress import step
@@ -98,6 +102,8 @@ class Accuracy:
     mse_float_vs_true: float
     mse_hw_vs_true: float
     latent_var: float
+    max_abs_error: float  # largest |hardware - float| over every window and element
+    float_peak: float  # largest |float| output: scales the gate's default error bound
     rollout_float: list[float] = field(default_factory=list)  # per step, MSE vs true / var
     rollout_hw: list[float] = field(default_factory=list)
     rollout_hw_vs_float: list[float] = field(default_factory=list)
@@ -115,6 +121,7 @@ class FoldedResult:
     cycles: int | None
     accuracy: Accuracy
     seconds: float
+    gate: GateCheck | None = None  # None: not gated (while the figure is being recorded)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -147,6 +154,8 @@ def measure_accuracy(model, prog, test: Windows, roll_z, roll_a, roll_true) -> A
         mse_float_vs_true=float(((ref - test.z_next) ** 2).mean()),
         mse_hw_vs_true=float(((hw - test.z_next) ** 2).mean()),
         latent_var=var,
+        max_abs_error=float(np.abs(hw - ref).max()),
+        float_peak=float(np.abs(ref).max()),
     )
     if roll_z is not None:
         fl = model.rollout(torch.as_tensor(roll_z), torch.as_tensor(roll_a)).numpy()
@@ -196,17 +205,59 @@ def format_accuracy(a: Accuracy) -> str:
     return "\n".join(lines)
 
 
+def gate_options(o: FoldedOptions) -> dict[str, int]:
+    """The options that change the hardware's arithmetic or its calibration: a recorded
+    figure holds only for these values (lanes and the test-set size change neither)."""
+    return {
+        "calib_episodes": o.calib_episodes,
+        "steps": o.steps,
+        "headroom_bits": o.headroom_bits,
+        "scale_bits": o.scale_bits,
+        "seed": o.seed,
+    }
+
+
+def check_accuracy(
+    checkpoint: Path, o: FoldedOptions, acc: Accuracy, frac_bits: int, gate: GateOptions
+) -> GateCheck:
+    """Refuse non-finite figures (InputError); gate the one-step figures against the bound."""
+    figures = {
+        "cosine mean": acc.cos_mean,
+        "cosine min": acc.cos_min,
+        "MSE": acc.mse_vs_float,
+        "max |err|": acc.max_abs_error,
+        "rollout MSE": sum(acc.rollout_hw) + sum(acc.rollout_hw_vs_float),
+    }
+    require_finite(figures, str(checkpoint))
+    tol, note = tolerance(
+        gate,
+        load_expected(checkpoint),
+        gate_options(o),
+        lsb=2.0**-frac_bits,
+        float_peak=acc.float_peak,
+    )
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return GateCheck("hardware", acc.cos_mean, acc.max_abs_error, tol)
+
+
 def build_folded_rtl(
-    checkpoint: Path, out_root: Path, name: str, options: FoldedOptions = FoldedOptions()
+    checkpoint: Path,
+    out_root: Path,
+    name: str,
+    options: FoldedOptions = FoldedOptions(),
+    gate: GateOptions = DEFAULT_GATE,
 ) -> FoldedResult:
     """Compile a LeWM predictor into rtl_out/<name>/; the name, target folder and lock are
     checked before the checkpoint is loaded."""
     checkpoint = Path(checkpoint)
     with claim_design(out_root, name, [checkpoint]) as claim:
-        return _build_folded_rtl(claim, checkpoint, options)
+        return _build_folded_rtl(claim, checkpoint, options, gate)
 
 
-def _build_folded_rtl(claim: DesignClaim, checkpoint: Path, options: FoldedOptions) -> FoldedResult:
+def _build_folded_rtl(
+    claim: DesignClaim, checkpoint: Path, options: FoldedOptions, gate: GateOptions
+) -> FoldedResult:
     from models.lewm import load_checkpoint
 
     name = claim.name
@@ -230,6 +281,7 @@ def _build_folded_rtl(claim: DesignClaim, checkpoint: Path, options: FoldedOptio
         prog = compile_predictor(pw, frac, scale_bits=o.scale_bits)
     with step(f"golden model on {len(test.z)} windows and {len(roll[0])} rollouts"):
         accuracy = measure_accuracy(model, prog, test, *roll)
+        checked = check_accuracy(checkpoint, o, accuracy, frac, gate) if gate.enabled else None
         inputs = quantize_inputs(prog, test.z, test.actions)
         expected = outputs(prog, execute(prog, inputs))
     with step(f"generate the engine's Verilog ({o.lanes} lanes)"):
@@ -266,12 +318,14 @@ def _build_folded_rtl(claim: DesignClaim, checkpoint: Path, options: FoldedOptio
             "normalization": meta.get("normalization"),
             "checkpoint": str(checkpoint),
             "accuracy": accuracy.__dict__,
+            "accuracy_gate": checked.to_dict() if checked else None,
             "command": " ".join(sys.argv),
         }
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
         (tmp / "accuracy.md").write_text(
             f"# {name}: LeWM predictor on the folded engine\n\n```\n"
             + format_accuracy(accuracy)
+            + (f"\n{checked.line()}" if checked else "")
             + "\n```\n"
         )
     return FoldedResult(
@@ -284,6 +338,7 @@ def _build_folded_rtl(claim: DesignClaim, checkpoint: Path, options: FoldedOptio
         cycles,
         accuracy,
         time.monotonic() - start,
+        checked,
     )
 
 
@@ -297,4 +352,5 @@ def format_folded(r: FoldedResult) -> str:
         if r.cycles
         else f"engine      {r.lanes} MAC lanes",
     ]
-    return "\n".join(head) + "\n" + format_accuracy(r.accuracy) + f"\n({r.seconds:.0f} s)"
+    gate = f"\n{r.gate.line()}" if r.gate else ""
+    return "\n".join(head) + "\n" + format_accuracy(r.accuracy) + gate + f"\n({r.seconds:.0f} s)"

@@ -1,0 +1,149 @@
+"""Expected accuracy of a checkpoint, recorded beside it when it is made.
+
+<checkpoint>/expected_accuracy.json holds the golden (integer) model's distance to the
+float model on the checkpoint's real samples, the numeric options it holds for, and the
+command that reproduces it. The accuracy gate (hwgen/gate.py) derives its default bounds
+from it, so a later change to the arithmetic that costs accuracy fails `compare`, `flow`
+and the LeWM `rtl` instead of passing as bit-exact.
+
+Record (or refresh) it with:
+
+    python -m hwgen.expected CHECKPOINT [CHECKPOINT ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import HwgenError, InputError
+
+FILE_NAME = "expected_accuracy.json"
+COMMAND = "python -m hwgen.expected"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The recorded figures the gate reads."""
+
+    path: Path
+    cosine_mean: float
+    max_abs_error: float
+    options: dict[str, int]  # numeric choices the figures hold for (e.g. act_bits)
+    samples: int
+
+
+def expected_path(checkpoint: Path) -> Path:
+    return Path(checkpoint) / FILE_NAME
+
+
+def load_expected(checkpoint: Path) -> Expected | None:
+    """The checkpoint's record, None without one; InputError naming the field if malformed."""
+    path = expected_path(checkpoint)
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise InputError(f"{path}: unreadable expected-accuracy record ({e})") from None
+    golden = _field(doc, "golden", dict, path)
+    options = _field(doc, "options", dict, path)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in options.values()):
+        raise InputError(f"{path}: 'options' must map option names to integers")
+    cos = _number(golden, "cosine_mean", path)
+    err = _number(golden, "max_abs_error", path)
+    samples = _field(doc, "samples", int, path)
+    if not -1.0 <= cos <= 1.0 or err < 0 or samples < 1:
+        raise InputError(
+            f"{path}: 'golden.cosine_mean' must be in [-1, 1], 'golden.max_abs_error' >= 0 "
+            "and 'samples' >= 1"
+        )
+    return Expected(path, cos, err, dict(options), samples)
+
+
+def _field(doc: Any, key: str, kind: type, path: Path) -> Any:
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), kind):
+        raise InputError(f"{path}: '{key}' is missing or not a {kind.__name__}")
+    return doc[key]
+
+
+def _number(doc: dict, key: str, path: Path) -> float:
+    value = doc.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{path}: 'golden.{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def measure(checkpoint: Path) -> dict[str, Any]:
+    """Build the design in a scratch folder with default options and measure golden vs float."""
+    from .checkpoint import checkpoint_architecture
+    from .gate import GateOptions
+
+    off = GateOptions(enabled=False)
+    with tempfile.TemporaryDirectory(prefix="hwgen_expected_") as tmp:
+        if checkpoint_architecture(checkpoint) == "lewm":
+            from .folded.design import FoldedOptions, build_folded_rtl, gate_options
+
+            opts = FoldedOptions()
+            acc = build_folded_rtl(checkpoint, Path(tmp), "expected", opts, off).accuracy
+            golden = {
+                "cosine_mean": acc.cos_mean,
+                "cosine_min": acc.cos_min,
+                "max_abs_error": acc.max_abs_error,
+                "mse_vs_float": acc.mse_vs_float,
+            }
+            where = f"{acc.windows} held-out PushT windows, as `hwgen rtl` measures it"
+            return _doc(checkpoint, where, acc.windows, gate_options(opts), golden)
+        from .compare import compare
+        from .design import RtlOptions, build_rtl
+
+        rtl = RtlOptions(cse=False)  # CSE changes the adders, not the arithmetic
+        design = build_rtl(checkpoint, Path(tmp), "expected", rtl).design_dir
+        report = compare(checkpoint, design, simulator=None, gate=off)
+        lowering = {"act_bits": rtl.lowering.act_bits, "scale_bits": rtl.lowering.scale_bits}
+        golden = report.rows["golden (integer IR)"].to_dict()
+        where = f"{report.samples} real samples, as `hwgen compare` measures it"
+        return _doc(checkpoint, where, report.samples, lowering, golden)
+
+
+def _doc(checkpoint: Path, where: str, samples: int, options: dict, golden: dict) -> dict:
+    return {
+        "what": f"golden (integer) model vs the float model on {where} with these options",
+        "command": f"{COMMAND} {checkpoint}",
+        "options": options,
+        "samples": samples,
+        "golden": golden,
+    }
+
+
+def record(checkpoint: Path) -> Path:
+    """Measure and write <checkpoint>/expected_accuracy.json; returns its path."""
+    doc = measure(checkpoint)
+    path = expected_path(checkpoint)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint folders")
+    args = p.parse_args(argv)
+    try:
+        for ckpt in args.checkpoints:
+            path = record(ckpt)
+            g = json.loads(path.read_text())["golden"]
+            print(f"{path}: cosine {g['cosine_mean']:.5f}, max |err| {g['max_abs_error']:.4f}")
+    except HwgenError as e:
+        print(f"hwgen: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
