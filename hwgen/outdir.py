@@ -94,11 +94,17 @@ def claim_design(out_root: Path, name: str, inputs: Sequence[Path]) -> Iterator[
     out_root = Path(out_root)
     _refuse_overlap(out_root / name, inputs)
     _check_replaceable(out_root / name)  # a refusal creates nothing; checked again when locked
-    _make_root(out_root)
+    created = _make_root(out_root)
     with _locked(out_root, name):
-        _recover(out_root, name)
-        _check_replaceable(out_root / name)
-        yield DesignClaim(out_root, name)
+        try:
+            _recover(out_root, name)
+            _check_replaceable(out_root / name)
+            yield DesignClaim(out_root, name)
+        except BaseException:
+            if created is not None:  # a failed first build leaves no empty output folder
+                (out_root / f".{name}.lock").unlink(missing_ok=True)
+                _unmake_root(out_root, created)
+            raise
 
 
 def _why(e: OSError) -> str:
@@ -117,7 +123,13 @@ def _refuse_overlap(target: Path, inputs: Sequence[Path]) -> None:
             )
 
 
-def _make_root(out_root: Path) -> None:
+def _make_root(out_root: Path) -> Path | None:
+    """Create out_root; return the topmost folder this created (None if it existed)."""
+    created = None
+    for p in (out_root, *out_root.parents):
+        if os.path.lexists(p):
+            break
+        created = p
     try:
         out_root.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -126,6 +138,18 @@ def _make_root(out_root: Path) -> None:
         raise InputError(f"{out_root}: cannot create the output folder ({_why(e)})") from None
     if not out_root.is_dir():
         raise InputError(f"{out_root}: the output folder is not a folder")
+    return created
+
+
+def _unmake_root(out_root: Path, top: Path) -> None:
+    """Remove the folders _make_root created, from out_root up to top, while empty."""
+    for p in (out_root, *out_root.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
 
 
 @contextmanager

@@ -224,6 +224,18 @@ with claim_design(Path(sys.argv[1]), "tiny", [Path(sys.argv[2])]):
 """
 
 
+def test_a_failed_first_build_leaves_no_output_folder(world, capsys):
+    """The checkpoint fails to load after the lock was taken: the output root (and its
+    parent) that this run created are gone again, lock file included."""
+    ckpt = write_mlp(world / "tiny", [4, 6, 2])
+    config = (ckpt / "config.json").read_text().replace("[4, 6, 2]", "[4, 7, 2]")
+    (ckpt / "config.json").write_text(config)
+    before = snapshot(world)
+    assert main(["--out", str(world / "new" / "out"), "rtl", str(ckpt), *FAST]) == 2
+    assert "has shape" in capsys.readouterr().err
+    assert snapshot(world) == before
+
+
 def test_names_that_pass():
     for name in ("a", "_", "dynamics_mlp", "X" * MAX_NAME, "a1_B2"):
         assert validate_design_name(name) == name
