@@ -1,6 +1,10 @@
 """Train DynamicsMLP on push_sim transitions and write the checkpoint hwgen embeds.
 
     python -m models.train_dynamics --out models/checkpoints/dynamics_mlp
+    python -m hwgen.expected models/checkpoints/dynamics_mlp   # then record the accuracy gate
+
+The second command writes expected_accuracy.json beside the checkpoint (golden vs float),
+which `hwgen compare` and `hwgen flow` gate against.
 
 Data is split by episode (the last `val_fraction` of episodes are validation) so validation
 states are not neighbours of training states. MSE is reported in normalized output units;

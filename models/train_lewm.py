@@ -1,6 +1,7 @@
 """Train LeWM on generated PushT trajectories and write a checkpoint (safetensors + config.json).
 
     python -m models.train_lewm --preset tiny --out models/checkpoints/lewm_tiny
+    python -m hwgen.expected models/checkpoints/lewm_tiny   # then record the accuracy gate
 
 Samples are (history + 1)-frame clips (3 history frames + 1 target) with the 3 actions between
 them, drawn uniformly from the training episodes; the last `--val-frac` of the episodes are
