@@ -104,6 +104,23 @@ def check_fields(values: dict, fields: dict[str, Field], where: str) -> None:
         field.check(name, values[name], where)
 
 
+def check_vector(values: dict, name: str, length: int, where: str, positive: bool = False) -> None:
+    """values[name] is a list of `length` finite numbers within MAX_ABS_VALUE (> 0 if
+    `positive`: a standard deviation divides)."""
+    v = values.get(name)
+    if (
+        not isinstance(v, list)
+        or len(v) != length
+        or not all(type(x) in (int, float) and abs(x) <= MAX_ABS_VALUE for x in v)
+    ):
+        raise CheckpointError(
+            f"{where}: field '{name}' must be a list of {length} numbers of magnitude at most "
+            f"{MAX_ABS_VALUE:.0e}, got {_show(v)}"
+        )
+    if positive and min(v) <= 0:
+        raise CheckpointError(f"{where}: field '{name}' must be positive, got {_show(v)}")
+
+
 def need(ok: bool, where: str, message: str) -> None:
     """A cross-field rule (divisibility, one size against another) of a model kind's config."""
     if not ok:
@@ -332,6 +349,9 @@ def load_mlp_checkpoint(path: Path) -> MLPCheckpoint:
     for n, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
         expected[f"layers.{n}.weight"] = ((fan_out, fan_in), "f")
         expected[f"layers.{n}.bias"] = ((fan_out,), "f")
+    from .model_data import check_dataset
+
+    check_dataset(config, sizes[0], sizes[-1], str(config_path))
     tensors = read_tensors(weights_path, expected)
     weights = [tensors[f"layers.{n}.weight"].astype(np.float32) for n in range(len(sizes) - 1)]
     biases = [tensors[f"layers.{n}.bias"].astype(np.float32) for n in range(len(sizes) - 1)]

@@ -13,7 +13,6 @@ from .ir import Program
 from .limits import human_bytes
 
 MAX_RANDOM_VECTORS = 10_000_000
-MAX_REAL_SAMPLES = 1_000_000  # each one is simulated from the model's own data
 VECTOR_BYTES_MIN = 17  # one int64 input, one int64 output and the kind byte
 MAX_VECTOR_BYTES = 4 << 30  # vectors plus the golden model's widest layer
 

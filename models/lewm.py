@@ -50,6 +50,7 @@ from torch import nn
 from hwgen.checkpoint import (
     Field,
     check_fields,
+    check_vector,
     checkpoint_files,
     need,
     read_config,
@@ -626,6 +627,24 @@ def save_checkpoint(model: LeWM, out_dir: str | Path, extra: dict | None = None)
     return out
 
 
+def _check_records(meta: dict, cfg: LeWMConfig, where: str) -> None:
+    """The dataset and normalization records hwgen plays PushT and normalizes with: their
+    values size the frames and must fit the model (render size = image size, and so on)."""
+    from models.pusht_data import FIELDS as PUSHT_FIELDS
+
+    data, norm = meta.get("dataset", {}), meta.get("normalization", {})
+    need(isinstance(data, dict), where, "'dataset' must be an object")
+    need(isinstance(norm, dict), where, "'normalization' must be an object")
+    check_fields(data, PUSHT_FIELDS, f"{where}: dataset")
+    for key, want in (("render_size", cfg.image_size), ("frame_skip", cfg.frame_skip)):
+        got = data.get(key, want)
+        need(got == want, where, f"dataset.{key} {got} differs from the model's {want}")
+    for key, n in (("pixel", cfg.channels), ("action", cfg.action_dim)):
+        for stat in ("mean", "std"):
+            if f"{key}_{stat}" in norm:
+                check_vector(norm, f"{key}_{stat}", n, f"{where}: normalization", stat == "std")
+
+
 def load_checkpoint(ckpt_dir: str | Path) -> tuple[LeWM, dict]:
     """Load a checkpoint written by save_checkpoint; returns (model in eval mode, config.json).
 
@@ -635,6 +654,7 @@ def load_checkpoint(ckpt_dir: str | Path) -> tuple[LeWM, dict]:
     meta = read_config(cfg_path)
     require_architecture(meta, "lewm", cfg_path)
     cfg = LeWMConfig.from_json_dict(meta, str(cfg_path))
+    _check_records(meta, cfg, str(cfg_path))
     with torch.device("meta"):  # the tensor shapes the config implies, nothing allocated
         expected = {
             k: (tuple(v.shape), "f" if v.is_floating_point() else "i")

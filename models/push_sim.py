@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from hwgen.checkpoint import CheckpointError, Field, check_fields, need
+
 
 @dataclass(frozen=True)
 class PushSimConfig:
@@ -42,6 +44,38 @@ class PushSimConfig:
     block_yield: float = 0.7  # share of the penetration the block takes; the agent takes the rest
     p_random: float = 0.3  # policy: probability of a uniformly random action
     aim_noise: float = 0.6  # policy: std (rad) of the heading noise when aiming at the block
+
+
+FIELDS = {  # config.json dataset.sim: type and range (hwgen.checkpoint.Field)
+    "table_size": Field(float, 1.0, 1e5),
+    "agent_radius": Field(float, 1e-3, 1e5),
+    "block_radius": Field(float, 1e-3, 1e5),
+    "max_step": Field(float, 1e-3, 1e5),
+    "substeps": Field(int, 1, 64),  # the default 4 gives 5 px moves; each costs a pass
+    "block_yield": Field(float, 0.0, 1.0),
+    "p_random": Field(float, 0.0, 1.0),
+    "aim_noise": Field(float, 0.0, 100.0),
+}
+
+
+def sim_config(d: dict, where: str) -> PushSimConfig:
+    """A PushSimConfig from config.json's dataset.sim, every field checked (CheckpointError).
+
+    The radii must leave room: initial_states redraws overlapping starts until none is left,
+    which would never end if the bodies could not both fit on the table."""
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{where}: 'sim' must be an object")
+    unknown = sorted(set(d) - set(FIELDS))
+    need(not unknown, where, f"unknown field(s) {unknown[:3]}")
+    check_fields(d, FIELDS, where)
+    cfg = PushSimConfig(**d)
+    need(
+        cfg.agent_radius + cfg.block_radius <= cfg.table_size / 4,
+        where,
+        f"agent_radius + block_radius = {cfg.agent_radius + cfg.block_radius} must be at most "
+        f"table_size / 4 = {cfg.table_size / 4} (start states are drawn without overlap)",
+    )
+    return cfg
 
 
 STATE_NAMES = ("agent_x", "agent_y", "block_x", "block_y")

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from hwgen.checkpoint import Field
+
 TABLE = 512.0
 ACTION_SCALE = 100.0  # LeWM relative action unit: 1.0 = 100 px
 
@@ -53,6 +55,17 @@ class PushTDataConfig:
     seed: int = 0
     random_prob: float = 0.3
     aim_noise_px: float = 40.0
+
+
+FIELDS = {  # config.json dataset fields: type and range (hwgen.checkpoint.Field)
+    "episodes": Field(int, 1, 100_000),
+    "steps": Field(int, 1, 10_000),
+    "frame_skip": Field(int, 1, 64),
+    "render_size": Field(int, 16, 1024),  # frames are kept as render_size^2 x 3 bytes each
+    "seed": Field(int, 0, (1 << 63) - 1),
+    "random_prob": Field(float, 0.0, 1.0),
+    "aim_noise_px": Field(float, 0.0, TABLE),
+}
 
 
 def make_env(render_size: int = 64):
