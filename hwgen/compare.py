@@ -22,8 +22,9 @@ from .expected import load_expected
 from .gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, tolerance
 from .golden import run
 from .ir import Program, load_program
+from .limits import check_count
 from .metrics import Distance, distance
-from .model_data import real_transitions
+from .model_data import MAX_REAL_SAMPLES, real_transitions
 from .reference import fake_quant_model, float_model, predict
 from .vectors import write_vectors
 
@@ -71,6 +72,7 @@ def compare(
 ) -> CompareReport:
     """Evaluate every variant on `samples` real inputs; simulate the RTL unless simulator=None;
     then check the golden and RTL rows against the accuracy gate."""
+    check_count(samples, "--samples", 1, MAX_REAL_SAMPLES)
     ckpt = load_mlp_checkpoint(checkpoint)
     program = load_program(design_dir / "program.npz")
     if program.n_inputs != ckpt.layer_sizes[0] or program.n_outputs != ckpt.layer_sizes[-1]:

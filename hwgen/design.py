@@ -21,18 +21,12 @@ from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
 from .ir import Program
 from .limits import check_count
 from .lower import FloatLayer, LoweringOptions, lower
-from .model_data import real_inputs
+from .model_data import MAX_REAL_SAMPLES, real_inputs
 from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
 from .quant.q4 import quantize_q4
 from .rtl.pipeline import HardwiredPipeline
-from .vectors import (
-    MAX_RANDOM_VECTORS,
-    MAX_REAL_SAMPLES,
-    VECTOR_BYTES_MIN,
-    make_vectors,
-    write_vectors,
-)
+from .vectors import MAX_RANDOM_VECTORS, VECTOR_BYTES_MIN, make_vectors, write_vectors
 
 HANDSHAKE = (
     "valid/ready stream (amaranth.lib.stream): a transfer happens on a rising clk edge "
