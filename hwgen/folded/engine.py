@@ -405,13 +405,17 @@ class FoldedEngine(wiring.Component):
     Attributes
     ----------
     start : In(1)
-        Pulse (while not busy) to run the program from instruction 0.
+        Pulse (while not busy) to run the program from instruction 0. Not taken while
+        rst is high: busy then stays low, so the host sees that no run began (it does
+        not wait for a done that will not come) and pulses start again after reset.
     busy : Out(1)
         High from the cycle after `start` until the last write has landed.
     done : Out(1)
         One-cycle pulse after the last write of the last instruction; busy is low then.
     host_addr, host_wdata, host_we : In
         Host access to the data memory while not busy: write when host_we is high.
+        Writes land during reset too (reset clears the control state, not the memory),
+        so no input word offered then is lost.
     host_rdata : Out(signed(word_bits))
         mem[host_addr] of the previous cycle (1-cycle read latency).
     """
