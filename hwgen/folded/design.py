@@ -266,6 +266,8 @@ def _build_folded_rtl(
     with step(f"load {checkpoint}"):
         try:
             model, meta = load_checkpoint(checkpoint)
+        except InputError:
+            raise  # hwgen.checkpoint's line already names the file and the field
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise InputError(f"{checkpoint}: cannot load the LeWM checkpoint ({e})") from e
         pw = predictor_weights(model)
