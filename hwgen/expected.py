@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             path = record(ckpt)
             g = json.loads(path.read_text())["golden"]
             print(f"{path}: cosine {g['cosine_mean']:.5f}, max |err| {g['max_abs_error']:.4f}")
-    except HwgenError as e:
+    except (HwgenError, OSError) as e:
         print(f"hwgen: error: {e}", file=sys.stderr)
         return 2
     return 0
