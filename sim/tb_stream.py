@@ -139,9 +139,12 @@ class StreamBench:
     # ---- falling edge: drive -------------------------------------------------------
 
     def drive_driver(self, allow_new: bool) -> None:
-        """Offer the next vector; once valid is high it stays high until accepted."""
+        """Offer the next vector; once valid is high it stays high until accepted.
+
+        During reset there is no gap: every reset cycle offers an input.
+        """
         offer = self.current is None and allow_new and self.pending
-        if offer and self.rng.random() >= self.cfg.gap:
+        if offer and (self.reset_edges_left or self.rng.random() >= self.cfg.gap):
             self.current = self.pending.popleft()
         self.valid_now = int(self.current is not None)
         self.i_valid.value = self.valid_now
