@@ -129,6 +129,19 @@ def test_malformed_record_is_refused(mlp, capsys, golden):
     assert err.startswith(f"hwgen: error: {ckpt / FILE_NAME}: 'golden.")
 
 
+def test_nan_weight_is_refused(mlp, capsys):
+    from safetensors.numpy import load_file, save_file
+
+    ckpt, out = mlp
+    tensors = load_file(ckpt / "model.safetensors")
+    tensors["layers.1.weight"][0, 0] = np.nan
+    save_file(tensors, ckpt / "model.safetensors")
+    assert main(compare(ckpt, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hwgen: error: ") and "layers.1.weight" in err[-1]
+    assert not (out / "dynamics_mlp").exists()
+
+
 def test_nan_float_model_is_refused(mlp, monkeypatch, capsys):
     ckpt, out = mlp
     import hwgen.compare
