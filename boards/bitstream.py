@@ -10,19 +10,20 @@ nextpnr-xilinx, fasm2frames, xc7frames2bit) runs when those tools are.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwgen import integrity, tools
 from hwgen.errors import InputError, ToolError
 from hwgen.ir import load_program
+from hwgen.limits import check_count
 from hwgen.progress import step
+from hwgen.synth import design_verilog
 
 from .top import BoardTop, get_setup
 
@@ -44,6 +45,13 @@ OPENXC7_TOOLS = {
     "FASM2FRAMES": "fasm2frames",
     "XC7FRAMES2BIT": "xc7frames2bit",
 }
+# The time limit's estimate for one build script (tools.tool_timeout allows 10x it), from
+# the size of the design's Verilog like synthesis (hwgen.synth.SYNTH_S_PER_BYTE) but 5x
+# the rate: the script synthesizes, then places and routes, which takes longer than
+# synthesis. 120 s covers the fixed part: a tiny iCE40 build takes about 40 s here, and
+# the first run of each yowasp tool compiles its WebAssembly.
+BUILD_START_S = 120.0
+BUILD_S_PER_BYTE = 5e-3
 
 
 @dataclass
@@ -108,40 +116,81 @@ def parse_nextpnr_log(text: str) -> tuple[dict[str, float], dict[str, tuple[int,
     return fmax, util
 
 
-def _run_script(folder: Path, name: str, env: dict[str, str], label: str) -> Path:
-    """Run an amaranth build script under nice; ToolError with the log's tail on failure."""
+def _run_script(folder: Path, name: str, env: dict[str, str], label: str, timeout_s: float) -> Path:
+    """Run an amaranth build script under nice within `timeout_s`; one-line ToolError with
+    the log's first error line (else its last line) on failure."""
     log = folder / "build.log"
-    with step(label, heartbeat_s=30), log.open("w") as f:
-        proc = subprocess.run(
+    with step(label, heartbeat_s=30):
+        proc = tools.run_tool(
             ["nice", "-n", "10", "sh", f"build_{name}.sh"],
+            label=label,
+            timeout_s=timeout_s,
+            log=log,
             cwd=folder,
             env=env,
-            stdout=f,
-            stderr=subprocess.STDOUT,
         )
     if proc.returncode != 0:
-        tail = "\n".join(f"    {ln}" for ln in log.read_text(errors="replace").splitlines()[-20:])
-        raise ToolError(f"{label} failed (exit {proc.returncode}):\n{tail}\n  (full log: {log})")
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "ERROR" in ln.upper()]
+        why = (errors or lines or ["(empty log)"])[0 if errors else -1][:300]
+        raise ToolError(f"{label} failed (exit {proc.returncode}): {why}; full log: {log}")
     return log
 
 
-def build_bitstream(design_dir: Path, board: str, baud: int | None = None) -> BitstreamResult:
-    """Build the board top for `design_dir` on `board`; see the module docstring."""
+def _built(path: Path, label: str, log: Path) -> Path:
+    """`path` if the build wrote it; a build that exits 0 without it is a tool failure."""
+    if not path.is_file():
+        raise ToolError(f"{label} exited 0 but wrote no {path}; log: {log}")
+    return path
+
+
+def _rtl_arithmetic(design_dir: Path) -> dict:
+    """BoardTop's options that rebuild the circuit exactly as `hwgen rtl` built it, from
+    the manifest (which the file hashes do not cover); one-line InputError if malformed."""
+    where = design_dir / integrity.MANIFEST
+    arithmetic = integrity.read_manifest(design_dir).get("arithmetic", {})
+    if not isinstance(arithmetic, dict):
+        raise InputError(f"{where}: 'arithmetic' must be an object")
+    options = {
+        "register_every": check_count(
+            arithmetic.get("register_every_levels", 1),
+            f"{where}: register_every_levels",
+            1,
+            1 << 16,
+        ),
+        "cse": arithmetic.get("cse", True),
+    }
+    if not isinstance(options["cse"], bool):
+        raise InputError(f"{where}: 'cse' must be true or false")
+    if arithmetic.get("max_adder_depth") is not None:
+        options["max_depth"] = check_count(
+            arithmetic["max_adder_depth"], f"{where}: max_adder_depth", 1, 1 << 16
+        )
+    return options
+
+
+def build_bitstream(
+    design_dir: Path, board: str, baud: int | None = None, tool_timeout: float | None = None
+) -> BitstreamResult:
+    """Build the board top for `design_dir` on `board`; see the module docstring.
+
+    The design's Verilog and program.npz (which the board top is rebuilt from) must be
+    what `hwgen rtl` wrote, by the manifest's hashes. `tool_timeout` bounds each build
+    script (seconds); by default it scales with the size of the design's Verilog.
+    """
     setup = get_setup(board)
     design_dir = Path(design_dir)
-    manifest = json.loads((design_dir / "manifest.json").read_text())
+    verilog, _ = design_verilog(design_dir)
+    integrity.verify_design(design_dir, [*verilog, "program.npz"])
+    estimate = BUILD_START_S + BUILD_S_PER_BYTE * sum(
+        (design_dir / f).stat().st_size for f in verilog
+    )
+    limit = tools.tool_timeout(estimate, tool_timeout)
+    kwargs = {"board": board, **_rtl_arithmetic(design_dir)}
     program = load_program(design_dir / "program.npz")
-    # Rebuild the circuit exactly as `hwgen rtl` built it.
-    arithmetic = manifest.get("arithmetic", {})
-    register_every = int(arithmetic.get("register_every_levels", 1))
-    cse = bool(arithmetic.get("cse", True))
-    max_depth = arithmetic.get("max_adder_depth")
     name = f"{program.name}_board"
     out = design_dir / f"bitstream_{board}"
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = {"board": board, "register_every": register_every, "cse": cse}
-    if max_depth is not None:
-        kwargs["max_depth"] = int(max_depth)
     if baud is not None:
         kwargs["baud"] = baud
     start = time.monotonic()
@@ -158,17 +207,13 @@ def build_bitstream(design_dir: Path, board: str, baud: int | None = None) -> Bi
         with step(f"elaborate {name} for {board}"):
             plan = platform.build(BoardTop(program, **kwargs), name=name, do_build=False)
             plan.extract(out)
-        log = _run_script(out, name, env, f"yosys + nextpnr-{setup.family} for {board}")
+        label = f"yosys + nextpnr-{setup.family} for {board}"
+        log = _run_script(out, name, env, label, limit)
         result.log = log
-        tim = out / f"{name}.tim"
-        result.fmax_mhz, result.utilisation = parse_nextpnr_log(
-            tim.read_text(errors="replace") if tim.is_file() else ""
-        )
+        tim = _built(out / f"{name}.tim", label, log)  # nextpnr's own log
+        result.fmax_mhz, result.utilisation = parse_nextpnr_log(tim.read_text(errors="replace"))
         ext = "bit" if setup.family == "ecp5" else "bin"
-        bit = out / f"{name}.{ext}"
-        if not bit.is_file():
-            raise ToolError(f"the {board} build finished but wrote no {bit}; see {log}")
-        result.bitstream = bit
+        result.bitstream = _built(out / f"{name}.{ext}", label, log)
         result.seconds = time.monotonic() - start
         return result
 
@@ -180,9 +225,9 @@ def build_bitstream(design_dir: Path, board: str, baud: int | None = None) -> Bi
         vivado_dir = plan.extract(out / "vivado")
     result.plans["vivado"] = vivado_dir
     if _which("vivado"):
-        _run_script(vivado_dir, name, dict(os.environ), f"Vivado for {board}")
-        bit = vivado_dir / f"{name}.bit"
-        result.bitstream = bit if bit.is_file() else None
+        label = f"Vivado for {board}"
+        result.log = _run_script(vivado_dir, name, dict(os.environ), label, limit)
+        result.bitstream = _built(vivado_dir / f"{name}.bit", label, result.log)
     else:
         result.notes.append(
             f"vivado not on PATH: run `sh build_{name}.sh` in {vivado_dir} on a machine with "
@@ -200,9 +245,10 @@ def build_bitstream(design_dir: Path, board: str, baud: int | None = None) -> Bi
             xplan = xplatform.build(BoardTop(program, **kwargs), name=name, do_build=False)
             xdir = xplan.extract(out / "openxc7")
         result.plans["openxc7"] = xdir
-        result.log = _run_script(xdir, name, env, f"openXC7 for {board}")
-        bit = xdir / f"{name}.bit"
-        if bit.is_file() and result.bitstream is None:
+        label = f"openXC7 for {board}"
+        result.log = _run_script(xdir, name, env, label, limit)
+        bit = _built(xdir / f"{name}.bit", label, result.log)
+        if result.bitstream is None:
             result.bitstream = bit
     result.seconds = time.monotonic() - start
     return result

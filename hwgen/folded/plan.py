@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import integrity
 from ..boards import Board, get_board
 from ..errors import InputError
 from ..progress import step
-from ..synth import SynthReport, format_report, synthesize
+from ..synth import SynthReport, design_verilog, format_report, synthesize
 from .isa import FoldedProgram, Op
 
 LANE_CHOICES = (1, 2, 4, 8, 16, 32, 64)
@@ -100,8 +101,12 @@ def fit_lanes(
     out_dir: Path,
     margin: float = 0.8,
     probe_lanes: tuple[int, int] = (1, 8),
+    tool_timeout: float | None = None,
 ) -> Plan:
-    """Pick and confirm the lane count for a board (see the module docstring)."""
+    """Pick and confirm the lane count for a board (see the module docstring).
+
+    `tool_timeout` bounds each Yosys run; by default it scales with the engine's Verilog.
+    """
     from .engine import engine_cycles, engine_verilog, instr_cycles
 
     board = get_board(board_name)
@@ -118,7 +123,7 @@ def fit_lanes(
         with step(f"synthesize the engine with {lanes} lanes for {board.name}"):
             return synthesize(
                 [d / "folded_engine.v"], "folded_engine", board.name, d, hardwired=False,
-                margin=margin,
+                margin=margin, tool_timeout=tool_timeout,
             )  # fmt: skip
 
     probes = {n: synth(n) for n in probe_lanes}
@@ -183,17 +188,21 @@ def format_plan(plan: Plan, prog: FoldedProgram) -> str:
     return "\n".join(lines)
 
 
-def fit_design(design: Path, board: str, margin: float) -> str:
-    """`hwgen synth` for a folded design: plan, confirm by synthesis, compare with PyTorch."""
-    import json
+def fit_design(design: Path, board: str, margin: float, tool_timeout: float | None = None) -> str:
+    """`hwgen synth` for a folded design: plan, confirm by synthesis, compare with PyTorch.
 
+    The engines are generated from program.npz, so it and the design's Verilog must be
+    what `hwgen rtl` wrote (the manifest's hashes); anything else is refused.
+    """
     from .program_io import load_program
     from .simulate import load_folded_vectors
 
     get_board(board)
+    verilog, _ = design_verilog(design)
+    integrity.verify_design(design, [*verilog, "program.npz"])
     prog = load_program(design / "program.npz")
-    manifest = json.loads((design / "manifest.json").read_text())
-    plan = fit_lanes(prog, board, design / f"synth_{board}", margin)
+    manifest = integrity.read_manifest(design)
+    plan = fit_lanes(prog, board, design / f"synth_{board}", margin, tool_timeout=tool_timeout)
     text = format_plan(plan, prog)
     ckpt = manifest.get("checkpoint")
     if ckpt and Path(ckpt).exists():
