@@ -324,7 +324,10 @@ MLP_FIELDS = {"activation": Field(str, choices=SUPPORTED_ACTIVATIONS)}
 def _mlp_sizes(config: dict, path: Path) -> list[int]:
     arch = config.get("architecture")
     if arch != "mlp":
-        raise CheckpointError(f"{path}: architecture {arch!r} is not supported (supported: 'mlp')")
+        raise CheckpointError(
+            f"{path}: architecture {arch!r} is not supported by the hardwired flow "
+            "(supported: 'mlp'; 'lewm' checkpoints take the folded engine)"
+        )
     check_fields(config, MLP_FIELDS, str(path))
     sizes = config.get("layer_sizes")
     if (

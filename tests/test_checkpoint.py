@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
-from hwgen.checkpoint import load_mlp_checkpoint
+from hwgen.checkpoint import Field, check_fields, load_mlp_checkpoint
 from hwgen.design import RtlOptions, build_rtl
 from hwgen.errors import InputError
 from tests.checkpoints import write_mlp
@@ -174,3 +175,46 @@ def test_corrupted_safetensors_never_crash(tmp_path, edits, cut):
     (folder / "model.safetensors").write_bytes(bytes(data))
     with contextlib.suppress(InputError):
         load_mlp_checkpoint(folder)
+
+
+def test_half_precision_and_integer_tensors_read_exactly(tmp_path):
+    """BF16 and F16 widen to float32 exactly; an integer counter stays an integer."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    from hwgen.checkpoint import read_tensors
+
+    vals = torch.tensor([[1.5, -2.25], [1e-3, 3e4]])
+    save_torch(
+        {"b": vals.bfloat16(), "h": vals.half(), "n": torch.tensor(7)},
+        str(tmp_path / "t.safetensors"),
+    )
+    got = read_tensors(
+        tmp_path / "t.safetensors", {"b": ((2, 2), "f"), "h": ((2, 2), "f"), "n": ((), "i")}
+    )
+    np.testing.assert_array_equal(got["b"], vals.bfloat16().float().numpy())
+    np.testing.assert_array_equal(got["h"], vals.half().float().numpy())
+    assert got["n"].dtype == np.int64 and int(got["n"]) == 7
+    with pytest.raises(InputError, match="'n' has dtype int64, expected a float type"):
+        read_tensors(
+            tmp_path / "t.safetensors", {"b": ((2, 2), "f"), "h": ((2, 2), "f"), "n": ((), "f")}
+        )
+
+
+@pytest.mark.parametrize(
+    "field,value,msg",
+    [
+        (Field(int, 1, 8), 0, "'k' = 0 is outside [1, 8]"),
+        (Field(int, 1, 8), True, "'k' must be int, got True"),
+        (Field(int, 1, 8), 2.0, "'k' must be int, got 2.0"),
+        (Field(float, 0, 1), float("nan"), "'k' must be finite"),
+        (Field(float, 0, 1), "0.5", "'k' must be float, got \"0.5\""),
+        (Field(str, choices=("a",)), "b", "'k' is 'b'; allowed: 'a'"),
+    ],
+)
+def test_field_schema(field, value, msg):
+    with pytest.raises(InputError, match=re.escape(msg)):
+        check_fields({"k": value}, {"k": field}, "cfg.json")
+    check_fields({}, {"k": field}, "cfg.json")  # absent and not required: the default holds
+    with pytest.raises(InputError, match="cfg.json: field 'k' is missing"):
+        check_fields({}, {"k": Field(int, required=True)}, "cfg.json")
