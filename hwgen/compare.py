@@ -69,6 +69,7 @@ def compare(
     simulator: str | None = "icarus",
     *,
     gate: GateOptions = DEFAULT_GATE,
+    tool_timeout: float | None = None,
 ) -> CompareReport:
     """Evaluate every variant on `samples` real inputs; simulate the RTL unless simulator=None;
     then check the golden and RTL rows against the accuracy gate."""
@@ -121,7 +122,7 @@ def compare(
 
         vec_path = design_dir / "compare_vectors.npz"
         write_vectors(vec_path, program, x_int)
-        result = run_simulation(design_dir, vec_path, simulator)
+        result = run_simulation(design_dir, vec_path, simulator, tool_timeout=tool_timeout)
         report.rtl_mismatches, report.rtl_vectors = result.mismatches, result.compared
         report.simulator = simulator
         rtl_int, delivered = _delivered_outputs(result.extra, len(x))

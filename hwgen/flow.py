@@ -52,6 +52,7 @@ def run_flow(
     seed: int = 1,
     *,
     gate: GateOptions = DEFAULT_GATE,
+    tool_timeout: float | None = None,
 ) -> FlowResult:
     from sim.runner import check_simulator, format_sim_result, run_simulation
 
@@ -60,19 +61,30 @@ def run_flow(
 
     # Check names and tools before the long steps, not after them.
     check_simulator(simulator)
-    if synth:
-        get_board(board)
+    get_board(board)  # even with --skip-synth: a mistyped board is an error, not ignored
     rtl = build_rtl(checkpoint, out_root, options=options)
     print(format_rtl(rtl))
-    sim = run_simulation(rtl.design_dir, rtl.design_dir / "vectors.npz", simulator, seed=seed)
+    sim = run_simulation(
+        rtl.design_dir,
+        rtl.design_dir / "vectors.npz",
+        simulator,
+        seed=seed,
+        tool_timeout=tool_timeout,
+    )
     print(format_sim_result(sim))
-    cmp = compare(checkpoint, rtl.design_dir, simulator=simulator, gate=gate)
+    cmp = compare(
+        checkpoint, rtl.design_dir, simulator=simulator, gate=gate, tool_timeout=tool_timeout
+    )
     write_compare(cmp, rtl.design_dir)
     print(format_compare(cmp))
     report = None
     if synth:
         report = synthesize(
-            [rtl.design_dir / f"{rtl.top}.v"], rtl.top, board, rtl.design_dir / f"synth_{board}"
+            [rtl.design_dir / f"{rtl.top}.v"],
+            rtl.top,
+            board,
+            rtl.design_dir / f"synth_{board}",
+            tool_timeout=tool_timeout,
         )
         print(format_report(report))
     result = FlowResult(rtl, sim, cmp, report)

@@ -772,7 +772,9 @@ def option_case(rng: random.Random, base: Path) -> Case:
             argv += ["--port", str(case / "no_such_port")]
         return argv
 
-    return Case("options", command, kind, label, prepare)
+    return Case(
+        "options", command, kind, label, prepare, KINDS[kind] if command == "flow" else DESIGN
+    )
 
 
 FAMILIES = [

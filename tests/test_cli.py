@@ -221,3 +221,32 @@ def test_sim_is_bit_exact_on_verilator(design, capsys):
     _, out = design
     assert main(["--out", str(out), "sim", "tiny", "--simulator", "verilator"]) == 0
     assert "300 / 300 vectors, 0 mismatches" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,tool",
+    [
+        (["sim", "tiny"], "iverilog"),
+        (["synth", "tiny"], "yosys"),
+        (["bitstream", "tiny", "--board", "ulx3s-85f"], "yosys"),
+    ],
+)
+def test_tool_timeout_reaches_the_tool(design, capsys, monkeypatch, tmp_path, argv, tool):
+    """A hung tool ends in one line naming the limit, at --tool-timeout, not never."""
+    import os
+    import time
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("iverilog", "vvp", "yosys", "nextpnr-ecp5", "ecppack"):
+        (fake / name).write_text("#!/bin/sh\nexec sleep 60\n")
+        (fake / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("HWGEN_YOSYS", raising=False)
+    _, out = design
+    capsys.readouterr()
+    t0 = time.monotonic()
+    assert main(["--out", str(out), *argv, "--tool-timeout", "1"]) == 2
+    (line,) = messages(capsys.readouterr().err)
+    assert line.startswith("hwgen: error: ") and "timed out after 1 s" in line, line
+    assert time.monotonic() - t0 < 30

@@ -65,7 +65,7 @@ class HardwiredPipeline(wiring.Component):
         valid = Signal(self.latency)
         m.d.comb += [
             en.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(en & ~ResetSignal()),
+            self.i.ready.eq(en & ~ResetSignal(allow_reset_less=True)),
             self.o.valid.eq(valid[-1]),
         ]
         with m.If(en):
