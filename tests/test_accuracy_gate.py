@@ -235,3 +235,20 @@ def test_lewm_rtl_is_gated_by_its_record(tmp_path, capsys):
     assert main([*args, "--design", "strict", "--min-cosine", "0.99999"]) == 1
     manifest = json.loads((out / "strict" / "manifest.json").read_text())
     assert manifest["accuracy_gate"]["passed"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+def test_simulated_rtl_is_measured_on_its_own_outputs(tmp_path):
+    """Through icarus: the testbench's delivered outputs give the RTL row and its gate."""
+    from hwgen.compare import compare as run_compare
+    from hwgen.design import RtlOptions, build_rtl
+    from tests.checkpoints import write_mlp
+
+    ckpt = write_mlp(tmp_path / "tiny", [5, 8, 3])
+    opts = RtlOptions(cse=False, n_random=10, n_real=0)
+    design = build_rtl(ckpt, tmp_path / "out", "tiny", opts).design_dir
+    report = run_compare(ckpt, design, samples=60, simulator="icarus")
+    assert report.rtl_mismatches == 0 and report.rtl_vectors == 60
+    assert report.rows["RTL"] == report.rows["golden (integer IR)"]  # measured, and equal
+    assert [c.subject for c in report.gate] == ["golden", "RTL"]
