@@ -376,3 +376,40 @@ def test_function_tables_match_reference(frac, word):
     exp = made[2][0]
     assert int(machine.lut(exp, np.array([0]))[0]) == 1 << frac  # exp(0) is exact
     assert exp.lo + (len(exp.values) << exp.step) - (1 << (exp.step - 1)) == 0
+
+
+def test_lowered_program_tracks_a_float64_reference():
+    """The golden model of a lowered 3-layer MLP against a float64 forward with the
+    reference's Q4 weights, on calibration inputs (no saturation by construction): every
+    output within a few output LSBs. A requant shift one too large halves every output."""
+    rng = np.random.default_rng(11)
+    sizes = [16, 48, 32, 6]
+    ws = [
+        rng.normal(size=(o, i)).astype(np.float32) / np.sqrt(i)
+        for i, o in zip(sizes, sizes[1:], strict=False)
+    ]
+    bs = [rng.normal(size=o) * 0.1 for o in sizes[1:]]
+    layers = [
+        FloatLayer(quantize_q4(w), b, n < 2) for n, (w, b) in enumerate(zip(ws, bs, strict=True))
+    ]
+    calib = rng.normal(size=(512, 16))
+    program = lower("p", layers, calib)
+    x = calib[:300]
+    want = x
+    for n, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        scales, codes = ref.q4_matrix(w.astype(np.float64).tolist())
+        deq = [
+            [c * scales[r][j // BLOCK] for j, c in enumerate(codes[r][: w.shape[1]])]
+            for r in range(len(codes))
+        ]
+        want = want @ np.array(deq).T + b
+        if n < 2:
+            want = np.maximum(want, 0.0)
+    fmt = program.input_format
+    xi = [
+        [ref.sat(ref.round_half_even(Fraction(v) * 2**fmt.frac_bits), fmt.width) for v in row]
+        for row in x.tolist()
+    ]
+    lsb = 2.0**-program.output_format.frac_bits
+    err = np.abs(run(program, np.array(xi)) * lsb - want)
+    assert err.max() <= 6 * lsb and err.mean() <= lsb, (err.max() / lsb, err.mean() / lsb)
