@@ -80,3 +80,11 @@ def test_frac_bits_for_at_exact_boundaries():
 )
 def test_frac_bits_for_matches_exact_reference(max_abs, width, margin):
     assert frac_bits_for(max_abs, width, margin) == _frac_bits_reference(max_abs, width, margin)
+
+
+def test_quantize_to_fixed_scales_float32_input_exactly():
+    # 2**130 overflows float32, so the scaling must happen in float64 for any input dtype.
+    x = np.array([1e-30, -3e-31, 0.0], dtype=np.float32)
+    exact = [Fraction(float(v)) * 2**130 for v in x]
+    expected = [round(v) for v in exact]  # Python rounds half to even, like np.rint
+    assert quantize_to_fixed(x, 32, 130).tolist() == expected
