@@ -18,7 +18,7 @@ from .arith.fixed import quantize_to_fixed
 from .checkpoint import load_mlp_checkpoint
 from .design import float_layers
 from .errors import InputError
-from .expected import load_expected
+from .expected import Expected, load_expected
 from .gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, tolerance
 from .golden import run
 from .ir import Program, load_program
@@ -75,6 +75,7 @@ def compare(
     then check the golden and RTL rows against the accuracy gate."""
     check_count(samples, "--samples", 1, MAX_REAL_SAMPLES)
     ckpt = load_mlp_checkpoint(checkpoint)
+    record = load_expected(checkpoint) if gate.enabled else None  # refuse a bad one early
     program = load_program(design_dir / "program.npz")
     if program.n_inputs != ckpt.layer_sizes[0] or program.n_outputs != ckpt.layer_sizes[-1]:
         raise InputError(f"{design_dir}: design does not match checkpoint {checkpoint}")
@@ -103,6 +104,7 @@ def compare(
         },
         notes=notes,
     )
+    require_finite(report.rows["golden (integer IR)"].to_dict(), f"{checkpoint}: golden model")
     if truth is not None:
         report.task_mse = {
             "float (PyTorch)": _mse(ref, truth),
@@ -136,7 +138,8 @@ def compare(
                 f"the RTL delivered {delivered} of {len(x)} outputs ({simulator}): no RTL figure"
             )
     if gate.enabled:
-        _check_accuracy(report, checkpoint, program, gate, float(np.abs(ref).max(initial=0.0)))
+        peak = float(np.abs(ref).max(initial=0.0))
+        _check_accuracy(report, program, gate, record, peak)
     return report
 
 
@@ -152,18 +155,17 @@ def _delivered_outputs(extra: dict, n: int) -> tuple[np.ndarray, int]:
 
 def _check_accuracy(
     report: CompareReport,
-    checkpoint: Path,
     program: Program,
     options: GateOptions,
+    record: Expected | None,
     float_peak: float,
 ) -> None:
     """Gate the golden row, and the RTL row when the RTL was measured."""
     golden = report.rows["golden (integer IR)"]
-    require_finite(golden.to_dict(), f"{checkpoint}: golden model")
     run_options = {k: program.meta[k] for k in ("act_bits", "scale_bits") if k in program.meta}
     tol, note = tolerance(
         options,
-        load_expected(checkpoint),
+        record,
         run_options,
         lsb=2.0**-program.output_format.frac_bits,
         float_peak=float_peak,

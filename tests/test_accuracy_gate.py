@@ -205,11 +205,14 @@ def test_folded_accuracy_nan_and_bound():
         return Accuracy(100, cos, cos, 0.01, 0.1, 0.1, 1.0, max_abs_error=err, float_peak=3.0)
 
     lewm = COMMITTED / "lewm_tiny"
+    record = load_expected(lewm)
     with pytest.raises(InputError, match="lewm_tiny: accuracy against the float model is not"):
-        check_accuracy(lewm, FoldedOptions(), acc(math.nan, 0.1), 10, GateOptions())
-    good = check_accuracy(lewm, FoldedOptions(), acc(0.998, 0.3), 10, GateOptions())
+        check_accuracy(lewm, FoldedOptions(), acc(math.nan, 0.1), 10, GateOptions(), record)
+    good = check_accuracy(lewm, FoldedOptions(), acc(0.998, 0.3), 10, GateOptions(), record)
     assert good.passed and "(expected 0.99836)" in good.line()
-    assert not check_accuracy(lewm, FoldedOptions(), acc(0.98, 0.3), 10, GateOptions()).passed
+    assert not check_accuracy(
+        lewm, FoldedOptions(), acc(0.98, 0.3), 10, GateOptions(), record
+    ).passed
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..expected import load_expected
+from ..expected import Expected, load_expected
 from ..gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, tolerance
 from ..limits import check_count
 from ..outdir import DesignClaim, claim_design
@@ -218,7 +218,12 @@ def gate_options(o: FoldedOptions) -> dict[str, int]:
 
 
 def check_accuracy(
-    checkpoint: Path, o: FoldedOptions, acc: Accuracy, frac_bits: int, gate: GateOptions
+    checkpoint: Path,
+    o: FoldedOptions,
+    acc: Accuracy,
+    frac_bits: int,
+    gate: GateOptions,
+    record: Expected | None,
 ) -> GateCheck:
     """Refuse non-finite figures (InputError); gate the one-step figures against the bound."""
     figures = {
@@ -231,7 +236,7 @@ def check_accuracy(
     require_finite(figures, str(checkpoint))
     tol, note = tolerance(
         gate,
-        load_expected(checkpoint),
+        record,
         gate_options(o),
         lsb=2.0**-frac_bits,
         float_peak=acc.float_peak,
@@ -271,6 +276,7 @@ def _build_folded_rtl(
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise InputError(f"{checkpoint}: cannot load the LeWM checkpoint ({e})") from e
         pw = predictor_weights(model)
+    record = load_expected(checkpoint) if gate.enabled else None  # refuse a bad one early
     o = options
     with step(f"play and encode PushT: {o.calib_episodes} + {o.test_episodes} episodes"):
         calib = pusht_windows(model, meta, o.calib_episodes, o.steps, o.seed)
@@ -283,7 +289,9 @@ def _build_folded_rtl(
         prog = compile_predictor(pw, frac, scale_bits=o.scale_bits)
     with step(f"golden model on {len(test.z)} windows and {len(roll[0])} rollouts"):
         accuracy = measure_accuracy(model, prog, test, *roll)
-        checked = check_accuracy(checkpoint, o, accuracy, frac, gate) if gate.enabled else None
+        checked = (
+            check_accuracy(checkpoint, o, accuracy, frac, gate, record) if gate.enabled else None
+        )
         inputs = quantize_inputs(prog, test.z, test.actions)
         expected = outputs(prog, execute(prog, inputs))
     with step(f"generate the engine's Verilog ({o.lanes} lanes)"):
