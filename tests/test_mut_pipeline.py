@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hwgen import golden
@@ -107,3 +108,62 @@ def test_core_verilog_has_every_verilog_core_and_none_for_amaranth():
     assert HardwiredPipeline(program, 1, backend="amaranth").core_verilog() == ""
     text = HardwiredPipeline(program, 1, backend="verilog").core_verilog()
     assert text.count("module pipe_l0_core") == 1 and text.count("module pipe_l1_core") == 1
+
+
+def test_defaults_are_verilog_cores_with_cse_and_a_register_every_level():
+    program = _program()
+    top = HardwiredPipeline(program)
+    assert top.program is program
+    assert [hw.backend for hw in top.layers] == ["verilog", "verilog"]
+    assert [hw.adders for hw in top.layers] == [
+        solve_layer(layer, 1, cse=True).graph.adders for layer in program.layers
+    ]
+    assert top.latency == sum(solve_layer(layer, 1).latency for layer in program.layers)
+    cse_on = HardwiredPipeline(program, 1, backend="amaranth", cse=True)
+    assert [hw.adders for hw in cse_on.layers] == [hw.adders for hw in top.layers]
+    assert top.core_verilog() == "".join(hw.core_verilog() for hw in top.layers)
+
+
+def _with_domain(top: HardwiredPipeline, reset_less: bool):
+    m = Module()
+    m.domains.sync = cd = ClockDomain("sync", reset_less=reset_less)
+    m.submodules.top = top
+    return m, cd
+
+
+def test_input_is_not_taken_during_reset():
+    top = HardwiredPipeline(_program(), 1, backend="amaranth")
+    m, cd = _with_domain(top, reset_less=False)
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(top.o.ready, 1)
+        ctx.set(top.i.valid, 1)
+        for rst in (1, 1, 0, 0):
+            ctx.set(cd.rst, rst)
+            await ctx.delay(1e-9)
+            seen.append(ctx.get(top.i.ready))
+            await ctx.tick()
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [0, 0, 1, 1]
+
+
+def test_a_reset_less_domain_elaborates_and_is_always_ready():
+    top = HardwiredPipeline(_program(), 1, backend="amaranth")
+    m, _ = _with_domain(top, reset_less=True)
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(top.o.ready, 1)
+        await ctx.delay(1e-9)
+        seen.append(ctx.get(top.i.ready))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [1]

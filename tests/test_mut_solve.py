@@ -1,0 +1,140 @@
+"""Solver tests written to kill mutmut survivors (see docs/TESTING.md).
+
+The solved graph is evaluated node by node with tests/references.py (which reads only
+the node fields) and compared with the integer matrix product computed here; the
+selection rules of solve_layer are checked against their docstrings.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from hwgen import solve
+from hwgen.arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT
+from hwgen.errors import InputError
+from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
+from tests import references as ref
+
+
+def _layer(codes: np.ndarray, scales: np.ndarray, in_bits: int = 8) -> Layer:
+    out, n_in = codes.shape
+    padded = -(-n_in // 32) * 32
+    c = np.zeros((out, padded), dtype=np.int8)
+    c[:, :n_in] = codes
+    lin = Q4Linear(c, scales.astype(np.int64), 0, np.zeros(out, np.int64), n_in)
+    return Layer(FixedFormat(in_bits, 0), lin, Requant(0, False, FixedFormat(8, 0)))
+
+
+def _check_exact(lg: solve.LayerGraph, x: np.ndarray) -> None:
+    """Every accumulator equals sum_j code * block scale * x_j, on every input row."""
+    lin = lg.layer.linear
+    weights = lin.effective_weights().tolist()
+    vals = ref.graph_values(lg.graph.nodes, x.tolist())
+    for row, acc in enumerate(lg.acc):
+        expected = [sum(w * v for w, v in zip(weights[row], xr, strict=True)) for xr in x.tolist()]
+        if acc is None:
+            assert not any(weights[row])
+            continue
+        assert ref.ref_value(vals, acc) == expected
+        assert lg.graph.nodes[acc.node].cycle == lg.acc_cycle
+    assert lg.latency == lg.acc_cycle + 2
+
+
+def test_code_digits_are_signed_digits_of_every_code():
+    codes = np.arange(-8, 8).reshape(1, 16)
+    digits = solve.code_digits(codes)[0]
+    for c, d in zip(range(-8, 8), digits, strict=True):
+        assert sum(int(v) << t for t, v in enumerate(d)) == c
+        # 3 and 6 take the binary two-digit forms, every other code its CSD form
+        expected = {3: [1, 1, 0, 0], 6: [0, 1, 1, 0], 7: [-1, 0, 0, 1], 5: [1, 0, 1, 0]}
+        if abs(c) in expected:
+            sign = 1 if c > 0 else -1
+            assert [sign * v for v in d.tolist()] == expected[abs(c)]
+        assert np.count_nonzero(d) <= 2
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.parametrize("cse", [True, False])
+def test_solved_layer_is_the_exact_integer_product(uniform, cse):
+    rng = np.random.default_rng(7)
+    codes = rng.integers(-8, 8, size=(5, 70))
+    codes[2] = 0  # an all-zero row has no accumulator
+    scales = rng.integers(1, 40, size=(5, 3))
+    if uniform:
+        scales[:] = scales[:, :1]
+    lg = solve.solve_layer(_layer(codes, scales), register_every=2, cse=cse)
+    assert lg.acc[2] is None
+    x = rng.integers(-128, 128, size=(6, 70))
+    x[0], x[1] = -128, 127
+    _check_exact(lg, x)
+
+
+def test_scale_groups_join_up_to_256_columns_only_with_one_scale_per_row():
+    same = np.array([[3, 3, 3], [5, 5, 5]])
+    groups = solve.scale_groups(np.repeat(same, 7, axis=1), 600)
+    assert [(g.start, g.stop) for g, _ in groups] == [(0, 256), (256, 512), (512, 600)]
+    assert all(s.tolist() == [3, 5] for _, s in groups)
+    mixed = np.array([[3, 4, 3], [5, 5, 5]])
+    groups = solve.scale_groups(mixed, 70)
+    assert [(g.start, g.stop) for g, _ in groups] == [(0, 32), (32, 64), (64, 70)]
+    assert [s.tolist() for _, s in groups] == [[3, 5], [4, 5], [3, 5]]
+
+
+def test_search_space_shrinks_with_the_layer():
+    ties = list(DEFAULT_TIES)
+    small, orders = solve.search_space(16, True)
+    assert small == [(t, o) for t in ties for o in range(8)] and orders == (False, True)
+    mid, _ = solve.search_space(2**13, True)  # 2**15 // 2**13 = 4 queue orders
+    assert mid == [(t, o) for t in ties for o in range(4)]
+    edge, orders = solve.search_space(128 * 128, True)
+    assert edge == [(t, o) for t in ties for o in range(2)] and orders == (False, True)
+    for weights, cse in [(128 * 128 + 1, True), (16, False)]:
+        assert solve.search_space(weights, cse) == ([(TIE_LARGER_SHIFT, 0)], (False,))
+
+
+def test_solve_layer_keeps_the_shallowest_graph_within_the_tolerance():
+    rng = np.random.default_rng(3)
+    layer = _layer(rng.integers(-8, 8, size=(6, 20)), rng.integers(1, 9, size=(6, 1)))
+    lin = layer.linear
+    groups = solve.scale_groups(lin.scales, lin.in_features)
+    starts, orders = solve.search_space(lin.out_features * lin.in_features, True)
+    built = solve.build_starts(layer, groups, starts, orders, 1, True)
+    assert len(built) == len(starts) * 2
+    cheapest = min(b[0] for b in built)
+    near = [b for b in built if b[0] <= cheapest * 1.005]
+    best_depth = min(b[1] for b in near)
+    best_cost = min(b[0] for b in near if b[1] == best_depth)
+    lg = solve.solve_layer(layer)
+    assert (lg.graph.lut_estimate(), lg.graph.depth()) == (best_cost, best_depth)
+
+
+def test_max_depth_falls_back_to_shallower_builds_or_says_how_deep():
+    rng = np.random.default_rng(4)
+    layer = _layer(rng.integers(-8, 8, size=(8, 32)), rng.integers(1, 9, size=(8, 1)))
+    free = solve.solve_layer(layer)
+    plain = solve.solve_layer(layer, cse=False)
+    assert plain.graph.depth() < free.graph.depth()
+    bounded = solve.solve_layer(layer, max_depth=plain.graph.depth())
+    assert bounded.graph.depth() <= plain.graph.depth()
+    _check_exact(bounded, rng.integers(-128, 128, size=(4, 32)))
+    with pytest.raises(InputError, match=r"the 8x32 layer is within 2 adder levels") as err:
+        solve.solve_layer(layer, max_depth=2)
+    # 32 terms need at least 5 levels; the plain digit sums are among the builds tried
+    shallowest = int(str(err.value).rpartition(" ")[2])
+    assert 5 <= shallowest <= plain.graph.depth()
+
+
+def test_graph_build_leaves_the_garbage_collector_as_it_found_it():
+    layer = _layer(np.array([[1, 3], [2, -5]]), np.array([[1], [2]]))
+    assert gc.isenabled()
+    solve.solve_layer(layer)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        solve.solve_layer(layer)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
