@@ -167,6 +167,8 @@ def _locked(out_root: Path, name: str) -> Iterator[None]:
                 f"design '{name}' is being written by another hwgen run ({path} is locked); "
                 "wait for it to finish"
             ) from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot lock the design ({_why(e)})") from None
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -184,7 +186,8 @@ def _recover(out_root: Path, name: str) -> None:
     """
     final = out_root / name
     if not os.path.lexists(final):
-        for aside in reversed(_leftovers(out_root, name, OLD_TAG)):
+        asides = _leftovers(out_root, name, OLD_TAG)
+        for aside in sorted(asides, key=lambda p: p.lstat().st_mtime, reverse=True):
             if aside.is_dir() and not aside.is_symlink() and integrity.is_hwgen_design(aside):
                 aside.rename(final)
                 break
