@@ -148,7 +148,8 @@ def run_folded_simulation(
         },
         label=f"{RUN_TOOL[simulator]} (simulating the folded engine, {runs} runs)",
         timeout_s=tools.tool_timeout(
-            run_estimate_s(simulator, size, runs * cycles, bench_cycles), tool_timeout
+            run_estimate_s(simulator, size, runs * cycles, bench_cycles, "folded"),
+            tool_timeout,
         ),
         log=sim_log,
     )

@@ -422,15 +422,26 @@ def build_estimate_s(simulator: str, verilog_bytes: int) -> float:
     return 2.0 + 1e-5 * verilog_bytes
 
 
-def run_estimate_s(simulator: str, verilog_bytes: int, cycles: int, bench_cycles: int) -> float:
-    """A rough run time: `cycles` simulated, `bench_cycles` of them with Python acting.
+# Seconds per byte of Verilog and simulated cycle. The hardwired pipeline works in every
+# adder each cycle (benchmarks/RESULTS.md: 108 vectors/s for 340 kB in Icarus); the
+# folded engine mostly waits on its memories (measured on the 895 kB LeWM engine:
+# Verilator 84.5M cycles in 410 s, Icarus 148K cycles in 30-100 s on 2 busy cores).
+SECONDS_PER_BYTE_CYCLE = {
+    ("icarus", "stream"): 3e-8,
+    ("verilator", "stream"): 5e-11,
+    ("icarus", "folded"): 1e-9,
+    ("verilator", "folded"): 1e-11,
+}
+# cocotb's cost of a cycle in which the testbench drives or samples signals.
+SECONDS_PER_BENCH_CYCLE = 2e-4
 
-    From the Icarus and Verilator speeds in benchmarks/RESULTS.md: Icarus costs about
-    3e-8 s per byte of Verilog and cycle, Verilator far less; cocotb about 2e-4 s per
-    cycle in which the testbench drives or samples signals.
-    """
-    per_byte_cycle = 3e-8 if simulator == "icarus" else 5e-11
-    return 5.0 + cycles * verilog_bytes * per_byte_cycle + 2e-4 * bench_cycles
+
+def run_estimate_s(
+    simulator: str, verilog_bytes: int, cycles: int, bench_cycles: int, kind: str = "stream"
+) -> float:
+    """A rough run time: `cycles` simulated, `bench_cycles` of them with Python acting."""
+    per_byte_cycle = SECONDS_PER_BYTE_CYCLE[simulator, kind]
+    return 5.0 + cycles * verilog_bytes * per_byte_cycle + SECONDS_PER_BENCH_CYCLE * bench_cycles
 
 
 def _sha256(path: Path) -> str:
