@@ -242,7 +242,7 @@ def worst_case_folded(w: int) -> FoldedProgram:
     scales = np.array([[1023, 1023], [1023, 1023], [1023, 1]])
     big = (1 << (w + 8)) - 1
     lin = Q4Linear(codes, scales, 0, np.array([big, -big, 0]), n_in)
-    shift = w + 19  # the rows' bounds, about 2**(w+18), land inside the word
+    shift = 20  # the rows' bounds, about 2**(w+18), land at about 2**(w-2)
     instrs = [Instr(Op.LIN, n_in, 0, n=n_in), Instr(Op.DOT, n_in + 3, 0, 0, n=8, shift=w + 3)]
     return FoldedProgram(
         f"worst{w}", w, 0, n_in + 4, instrs, [], [FoldedLinear(lin, shift)],
@@ -260,7 +260,7 @@ def test_wide_words_worst_case_golden_and_engine(w):
         assert golden[r].tolist() == ref.folded_execute(prog, {"x": x[r].tolist()})
     # the bounds are reached: partial sums +2**(w+7), row 0 at 2 * 1023 * 2**(w+7) + bias
     row_bound = 2 * 1023 * (1 << (w + 7)) + (1 << (w + 8)) - 1
-    assert golden[0, 64] == ref.round_half_up(row_bound, w + 19)
+    assert golden[0, 64] == ref.round_half_up(row_bound, 20) == 1 << (w - 2)
     assert golden[0, 67] == 8 * (1 << (2 * w - 2)) >> (w + 3)
     p = plan_engine(prog, 2)
     assert p.partial_bits + 1 >= ref.bits_for(-32 * 8 * hi, 32 * 8 * (1 << (w - 1)))
