@@ -440,6 +440,14 @@ MANIFEST_VALUES = [
     ["/etc/hostname"],
     "top; rm -rf /",
 ]
+FOLDED_KEYS = [
+    ("lanes",),
+    ("word_bits",),
+    ("top",),
+    ("verilog",),
+    ("inputs",),
+    ("outputs",),
+]
 DESIGN_COMMANDS = ["sim", "synth", "bitstream", "run"]
 # What synth and bitstream read of the manifest; sim and run read all of it.
 TOOL_KEYS = [("top",), ("verilog",)]
@@ -456,9 +464,12 @@ def design_argv(command: str, case: Path, rng: random.Random) -> list[str]:
     return argv
 
 
-def manifest_case(rng: random.Random, command: str) -> tuple[str, Callable[[Path], None]]:
+def manifest_case(
+    rng: random.Random, command: str, folded: bool = False
+) -> tuple[str, Callable[[Path], None]]:
     choice = rng.randrange(5)
-    key = rng.choice(MANIFEST_KEYS if command in ("sim", "run") else TOOL_KEYS)
+    keys = MANIFEST_KEYS if command in ("sim", "run") else TOOL_KEYS
+    key = rng.choice(FOLDED_KEYS if folded else keys)
     value = rng.choice(MANIFEST_VALUES)
     whole = rng.choice(["", "[1, 2]", '"m"', _deep(100_000), "{", "\x00\x01"])
 
@@ -474,7 +485,7 @@ def manifest_case(rng: random.Random, command: str) -> tuple[str, Callable[[Path
             node = m
             for k in key[:-1]:
                 node = node[k]
-            del node[key[-1]]
+            node.pop(key[-1], None)
         elif choice == 2:  # a recorded hash that no longer matches its file
             files = m["hwgen_design"]["files_sha256"]
             name = rng.choice(sorted(files))
@@ -575,7 +586,7 @@ def verilog_case(rng: random.Random) -> tuple[str, Callable[[Path], None]]:
         st = path.stat()
         text = path.read_text()
         if choice == 0:  # an adder becomes a subtractor, with the old mtime kept
-            i = text.index(" + ")
+            i = max(text.find(" + "), 0)
             path.write_text(text[:i] + " - " + text[i + 3 :])
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
         elif choice == 1:
@@ -671,6 +682,11 @@ COUNT_OPTIONS = {
     "bitstream": ["--baud"],
     "run": ["--count", "--baud"],
 }
+RTL_OPTIONS = {
+    "mlp": ["--random-vectors", "--real-vectors", "--max-depth", "--register-every"],
+    "lewm": ["--lanes", "--test-episodes"],
+    "leworld": COUNT_OPTIONS["rtl"],
+}
 BAD_COUNTS = ["0", "-1", "-5", "", "x", "1.5", "1e3", "nan", "0x10", "9" * 5000]
 HUGE = {  # beyond what any machine can hold: the library must refuse before allocating
     "--random-vectors": "10000000000",
@@ -695,7 +711,6 @@ BAD_NAMES = [
     "1abc",
     "my-design",
     "a.b",
-    "in",
     "con\n",
 ]
 
@@ -706,8 +721,13 @@ def option_case(rng: random.Random, base: Path) -> Case:
     kind = rng.choice(["mlp", "lewm", "leworld"]) if command in ("rtl", "compare") else "mlp"
     choice = rng.randrange(8)
     if choice <= 1:
-        option = rng.choice(COUNT_OPTIONS[command])
+        options = COUNT_OPTIONS[command]
+        if command == "rtl":  # an option the model kind does not use is ignored, not wrong
+            options = RTL_OPTIONS[kind]
+        option = rng.choice(options)
         value = HUGE.get(option, "0") if choice == 1 and option in HUGE else rng.choice(BAD_COUNTS)
+        if option == "--seed":  # 0 is a seed; 2**32 is not
+            value = rng.choice(["-1", "x", "1.5", str(2**32), ""])
         bad, label = [f"{option}={value}"], f"{option} {value[:12]!r}"
     elif choice == 2:
         option = "--timeout" if command == "run" else "--tool-timeout"
@@ -737,9 +757,9 @@ def option_case(rng: random.Random, base: Path) -> Case:
         bad, label = [], rng.choice(["--out is a file", "--out under a file", "out = ckpt parent"])
     if command == "flow":
         kind = "mlp"
+    label_kind = kind if command in ("rtl", "compare", "flow") else "mlp-design"
 
     def prepare(case: Path) -> list[str]:
-        out = case / "out"
         if command in ("rtl", "compare", "flow"):
             ck = copy_checkpoint(kind, case)
             cheap = CHEAP[kind] if command == "rtl" else CHEAP["mlp"]
@@ -772,9 +792,8 @@ def option_case(rng: random.Random, base: Path) -> Case:
             argv += ["--port", str(case / "no_such_port")]
         return argv
 
-    return Case(
-        "options", command, kind, label, prepare, KINDS[kind] if command == "flow" else DESIGN
-    )
+    design = KINDS[kind] if command == "flow" else DESIGN
+    return Case("options", command, label_kind, label, prepare, design)
 
 
 FAMILIES = [
@@ -797,16 +816,41 @@ FAMILIES = [
 ]
 
 
-def make_cases(n: int, seed: int, base: Path, work: Path) -> list[Case]:
-    """Case i comes from family i mod len(FAMILIES) and its own seeded generator."""
+def folded_case(rng: random.Random, base: Path, work: Path) -> Case:
+    """The folded LeWM design: manifest, program, vectors or engine Verilog changed."""
+    part = rng.choice(["manifest", "program", "vectors", "verilog"])
+    command = rng.choice(["sim", "synth"])
+    if part == "manifest":
+        label, mutate = manifest_case(rng, command, folded=True)
+    elif part == "verilog":
+        label, mutate = verilog_case(rng)
+    else:
+        label, mutate = npz_case(rng, f"{part}.npz", work)
+
+    def prepare(case: Path) -> list[str]:
+        design = copy_design(base, case)
+        mutate(design)
+        return [command, DESIGN, *(["--count", "1"] if command == "sim" else [])]
+
+    return Case("folded", command, "lewm-design", label, prepare)
+
+
+def make_cases(n: int, seed: int, base: Path, work: Path, folded: Path | None = None) -> list[Case]:
+    """Case i comes from family i mod len(families) and its own seeded generator.
+
+    With `folded` (a LeWM design) one family in every len(FAMILIES) + 1 mutates it.
+    """
+    families = [*FAMILIES, ("folded", "")] if folded else FAMILIES
     cases = []
     for i in range(n):
-        family, kind = FAMILIES[i % len(FAMILIES)]
+        family, kind = families[i % len(families)]
         rng = random.Random(f"{seed}:{i}")
         if kind:
             cases.append(checkpoint_case(family, rng, kind))
         elif family == "options":
             cases.append(option_case(rng, base))
+        elif family == "folded":
+            cases.append(folded_case(rng, folded, work))
         else:
             cases.append(design_case(family, rng, base, work))
     return cases
@@ -839,12 +883,13 @@ def judge_changes(
     """'data-loss' or 'half-written' (with the paths), or None if nothing wrong changed.
 
     Allowed: OUT itself and design lock files appearing; new files inside the design
-    folder the command works on; a new design folder only when the command succeeded.
+    folder the command works on; a new or replaced design folder only when the command
+    succeeded. After an error, nothing that existed before may change.
     """
     own = os.path.join("out", design)
     lost = [p for p in before if p not in after or after[p] != before[p]]
-    lost = [p for p in lost if not (p.startswith(own + os.sep) and p in after)]
-    lost = [p for p in lost if not (p.startswith(own + os.sep) and before[p] == ("dir",))]
+    if code == 0:  # a successful run may replace its own design
+        lost = [p for p in lost if not (p == own or p.startswith(own + os.sep))]
     if lost:
         return "data-loss", sorted(lost)[:5]
     new = [p for p in after if p not in before]
@@ -968,14 +1013,15 @@ def _memory_limit(extra: int = 4 << 30) -> int:
     return 16 << 30
 
 
-def build_base(work: Path, limit_s: float, mem_bytes: int) -> Path:
-    """The small MLP design (in a worker: torch must not start threads in this process)."""
-    out = work / "base_out"
+def build_base(work: Path, kind: str, limit_s: float, mem_bytes: int) -> Path:
+    """A design to mutate (in a worker: torch must not start threads in this process)."""
+    out = work / f"base_{kind}"
     out.mkdir(parents=True, exist_ok=True)
-    argv = ["--out", str(out), "rtl", str(CHECKPOINTS / KINDS["mlp"]), "--design", DESIGN]
-    code, err, _, _, _ = run_case([*argv, *BUILD_ARGS], out, work / "base.log", limit_s, mem_bytes)
+    argv = ["--out", str(out), "rtl", str(CHECKPOINTS / KINDS[kind]), "--design", DESIGN]
+    argv += BUILD_ARGS if kind == "mlp" else CHEAP[kind]
+    code, err, _, _, _ = run_case(argv, out, work / f"base_{kind}.log", limit_s, mem_bytes)
     if code != 0:
-        raise SystemExit(f"could not build the base design: {err[-2000:]}")
+        raise SystemExit(f"could not build the {kind} base design: {err[-2000:]}")
     return out / DESIGN
 
 
@@ -1011,8 +1057,12 @@ def run_fuzz(
     work: Path | None = None,
     keep: bool = False,
     progress: Callable[[Result], None] | None = None,
+    with_folded: bool = True,
 ) -> list[Result]:
-    """Generate and run n cases; returns one Result per case."""
+    """Generate and run n cases; returns one Result per case.
+
+    with_folded also builds a LeWM folded design (about 40 s) and mutates it.
+    """
     preload()
 
     own = work is None
@@ -1020,8 +1070,9 @@ def run_fuzz(
     work.mkdir(parents=True, exist_ok=True)
     mem = _memory_limit()
     try:
-        base = build_base(work, max(limit_s, 600.0), mem)
-        cases = make_cases(n, seed, base, work)
+        base = build_base(work, "mlp", max(limit_s, 600.0), mem)
+        folded = build_base(work, "lewm", max(limit_s, 600.0), mem) if with_folded else None
+        cases = make_cases(n, seed, base, work, folded)
         results = []
         for i, case in enumerate(cases):
             folder = work / f"case{i:05d}"
@@ -1095,6 +1146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep every case folder")
     p.add_argument("--json", type=Path, help="write every result to this JSON file")
     p.add_argument("-v", "--verbose", action="store_true", help="print each case as it ends")
+    p.add_argument(
+        "--no-folded", action="store_true", help="skip the LeWM folded design (saves ~40 s)"
+    )
     a = p.parse_args(argv)
 
     def show(r: Result) -> None:
@@ -1106,7 +1160,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     t0 = time.monotonic()
-    results = run_fuzz(a.cases, a.seed, a.limit, a.work, a.keep, show)
+    results = run_fuzz(a.cases, a.seed, a.limit, a.work, a.keep, show, not a.no_folded)
     print(table(results))
     print(f"{len(results)} cases in {time.monotonic() - t0:.0f} s (seed {a.seed})")
     if a.json:
