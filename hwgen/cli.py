@@ -451,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--baud", type=_COUNT, default=1_000_000, help="baud rate (default 1000000)")
     u.add_argument("--timeout", type=_seconds, default=2.0, help="seconds per reply (default 2)")
     u.set_defaults(func=cmd_run)
+    for command in sub.choices.values():  # --debug after the command works too
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return p
 
 

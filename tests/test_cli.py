@@ -150,10 +150,11 @@ def test_unexpected_exception_is_an_internal_error_not_a_user_error(capsys, monk
         "hwgen: internal error: ZeroDivisionError: division by zero; second line "
         "(rerun with --debug for the traceback)\n"
     )
-    assert main(["--debug", "sim", "d"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Traceback") and "in broken" in err
-    assert err.splitlines()[-1].startswith("hwgen: internal error: ZeroDivisionError")
+    for argv in (["--debug", "sim", "d"], ["sim", "d", "--debug"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback") and "in broken" in err
+        assert err.splitlines()[-1].startswith("hwgen: internal error: ZeroDivisionError")
 
 
 def test_os_errors_name_the_file(capsys, monkeypatch):
