@@ -101,6 +101,8 @@ _Q4_CODES = (
     "codes = np.clip(np.rint(blocks / safe[:, :, None]), CODE_MIN, CODE_MAX).astype(np.int8)"
 )
 _Q4_SAFE = "safe = np.where(scales > 0, scales, np.float32(1.0))"
+_TAKE = "words = np.take_along_axis(bm, np.clip(addr, 0, max(bm.shape[1] - 1, 0)), axis=1)"
+_BITS = "return bits.reshape(len(mem), -1) * ins.imm, ins.dst + np.arange(BIT_WORD * ins.n)"
 _FQ = "x = x @ layer.weight.dequantize().T.astype(np.float64) + layer.bias"
 _SC = "scales = weight.scales.astype(np.float64)"
 _CAL = "calibration = np.asarray(calibration, dtype=np.float64)"
@@ -162,6 +164,15 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         )
         for added in ("x = np.asarray(x, dtype=None)", "x = np.asarray(x, )")
     },
+    (
+        "machine",
+        "x__bread",
+        _TAKE,
+        _TAKE.replace(", axis=1)", ", )"),
+    ): "bm is 2-D, and take_along_axis's default axis -1 is axis 1",
+    ("machine", "x__bread", _BITS, _BITS.replace("-1)", "-2)")): (
+        "numpy treats any negative size in reshape as the one to infer, like -1"
+    ),
 }
 
 

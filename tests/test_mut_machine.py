@@ -76,7 +76,7 @@ def test_bread_spreads_bits_of_the_words_in_range():
     # base and length are read from memory (x[0], x[1]); two words, imm 5.
     prog = _prog([Instr(Op.BREAD, 10, 2, 3, n=2, imm=5)], 2, 64, 10, bit_depth=3, depth=80)
     bitmem = np.array([0x80000001, 0x0000F00D, 0x12345678], dtype=np.int64)
-    cases = [(0, 2), (1, 2), (2, 2), (1, 1), (-1, 2), (0, 0), (3, 2)]
+    cases = [(0, 2), (1, 2), (2, 2), (1, 1), (-1, 2), (0, 0), (3, 2), (-100, 2), (-1000, 9)]
     x = np.array(cases, dtype=np.int64)
     got = machine.outputs(prog, machine.execute(prog, {"x": x}, bitmem))["y"]
     for row, (base, length) in zip(got.tolist(), cases, strict=True):
@@ -90,11 +90,12 @@ def test_bread_spreads_bits_of_the_words_in_range():
 
 def test_bread_reads_a_per_set_bit_memory_and_zeros_without_one():
     prog = _prog([Instr(Op.BREAD, 10, 2, 3, n=1, imm=-1)], 2, 32, 10, bit_depth=1)
-    x = np.array([[0, 1], [0, 1]], dtype=np.int64)
-    per_set = np.array([[6], [0xFFFFFFFF]], dtype=np.int64)
+    x = np.array([[0, 1], [0, 1], [5, 1]], dtype=np.int64)  # base 5 is past the memory
+    per_set = np.array([[6], [0xFFFFFFFF], [0xFFFFFFFF]], dtype=np.int64)
     got = machine.outputs(prog, machine.execute(prog, {"x": x}, per_set))["y"]
     assert got[0].tolist() == [0, -1, -1] + [0] * 29
     assert got[1].tolist() == [-1] * 32
+    assert got[2].tolist() == [0] * 32
     none = machine.outputs(prog, machine.execute(prog, {"x": x}))["y"]
     assert not none.any()
     for bad in (np.array([-1]), np.array([1 << 32]), np.zeros(2, np.int64)):
