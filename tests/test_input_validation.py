@@ -233,6 +233,23 @@ def test_compare_samples(mlp_design, capsys, samples):
     assert "--samples" in line and samples in line, line
 
 
+def test_vector_memory_is_checked_with_the_model_sizes(mlp_design, monkeypatch):
+    """make_vectors knows the widths: it refuses before drawing a single vector."""
+    import tracemalloc
+
+    import hwgen.vectors
+    from hwgen.ir import load_program
+
+    program = load_program(mlp_design / "d" / "program.npz")
+    monkeypatch.setattr(hwgen.vectors, "MAX_VECTOR_BYTES", 1 << 20)
+    tracemalloc.start()
+    with pytest.raises(InputError, match=r"100,000 test vectors of d would need 32\.5 MiB"):
+        hwgen.vectors.make_vectors(program, 100_000, None, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
 # ---- program files: bounded before anything is read or allocated ---------------------------
 
 
