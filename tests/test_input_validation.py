@@ -243,7 +243,9 @@ def test_vector_memory_is_checked_with_the_model_sizes(mlp_design, monkeypatch):
     program = load_program(mlp_design / "d" / "program.npz")
     monkeypatch.setattr(hwgen.vectors, "MAX_VECTOR_BYTES", 1 << 20)
     tracemalloc.start()
-    with pytest.raises(InputError, match=r"100,000 test vectors of d would need 32\.5 MiB"):
+    with pytest.raises(
+        InputError, match=r"100,000 test vectors of d would need 32 MiB; the limit is 1\.0 MiB"
+    ):
         hwgen.vectors.make_vectors(program, 100_000, None, seed=0)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
