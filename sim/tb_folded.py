@@ -7,7 +7,8 @@ HWGEN_FOLDED_CONFIG  JSON with the word size, the input and output regions (name
 HWGEN_RESULTS        where to write the results JSON
 HWGEN_CLOCK_NS       clock period in ns (default 10)
 
-For every input set: write the bit memory through its host port (programs with BREAD:
+Reset is held for RESET_CYCLES with start high, which the engine must ignore. For every
+input set: write the bit memory through its host port (programs with BREAD:
 config key "bitmem", one list of 32-bit words per run), write the inputs through the host
 port, pulse `start`, count the cycles until `done`, read every output word back and
 compare it with the golden vector bit for bit. Signals are driven on the falling edge and
@@ -52,10 +53,11 @@ class FoldedBench:
         self.mismatches: list[dict[str, Any]] = []
 
     async def reset(self) -> None:
+        """Reset with start held high: the engine must not take a start during reset."""
         d = self.dut
         await FallingEdge(d.clk)
         d.rst.value = 1
-        d.start.value = 0
+        d.start.value = 1
         d.host_we.value = 0
         d.host_addr.value = 0
         d.host_wdata.value = 0
@@ -66,6 +68,9 @@ class FoldedBench:
         for _ in range(RESET_CYCLES):
             await FallingEdge(d.clk)
         d.rst.value = 0
+        d.start.value = 0
+        await FallingEdge(d.clk)
+        assert int(d.busy.value) == 0, "start was taken during reset (busy high after reset)"
 
     async def write(self, addr: int, value: int) -> None:
         d = self.dut
