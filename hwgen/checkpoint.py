@@ -7,6 +7,11 @@ tensors its config implies (name -> shape), and `read_config`, `check_fields` an
 `read_tensors` refuse anything else with one line naming the file and the field or tensor.
 Nothing is unpickled, nothing is read before its size is checked against a cap, and the
 safetensors header is parsed here, so a crafted header cannot ask for more than the file holds.
+
+A new kind plugs in as models/lewm.py and models/leworld.py do: a FIELDS table of `Field`s,
+a validate() that calls `check_fields` and states its cross-field rules with `need`, and a
+loader that runs checkpoint_files -> read_config -> require_architecture -> the config ->
+read_tensors(the shapes of the model built on torch's meta device, which allocates nothing).
 """
 
 from __future__ import annotations
