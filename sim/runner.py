@@ -304,12 +304,13 @@ def format_sim_result(r: SimResult) -> str:
     else:
         mark = "matches manifest" if r.latency_ok else f"MANIFEST SAYS {r.expected_latency}"
         lat = f"{r.measured_latency} cycles ({mark})"
+    build = f"build {r.build_seconds:.1f} s" if r.build_seconds else "build reused (same sources)"
     lines = [
         f"simulation {status}: {r.design} on {r.simulator} (seed {r.seed})",
         f"  compared    {r.compared} / {r.vectors} vectors, {r.mismatches} mismatches",
         f"  resets      {r.resets} mid-stream ({r.resent} vectors re-sent)",
         f"  latency     {lat}",
-        f"  time        build {r.build_seconds:.1f} s, run {r.run_seconds:.1f} s "
+        f"  time        {build}, run {r.run_seconds:.1f} s "
         f"(testbench {r.sim_seconds:.1f} s, {r.cycles} cycles, "
         f"{r.vectors_per_second:,.0f} vectors/s)",
     ]

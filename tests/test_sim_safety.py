@@ -38,7 +38,7 @@ from hwgen.golden import run
 from hwgen.ir import Program
 from hwgen.rtl.pipeline import HardwiredPipeline
 from sim import runner as sim_runner
-from sim.runner import build_key, load_manifest, run_simulation
+from sim.runner import build_key, format_sim_result, load_manifest, run_simulation
 from tests.test_folded_engine import random_inputs, random_program
 from tests.test_rtl_golden import layer_from_codes
 from tests.test_sim_runner import FIXTURE, write_vectors
@@ -292,6 +292,7 @@ def test_edit_rebuilds_even_with_the_old_mtime(design: Path) -> None:
     assert not r.passed and r.mismatches > 0
     again = run_simulation(design, vectors, reset_at=-1)  # same contents: build reused
     assert again.build_seconds == 0 and again.mismatches == r.mismatches
+    assert "build reused (same sources)" in format_sim_result(again)
 
 
 @pytest.mark.sim
