@@ -167,6 +167,12 @@ def verilog_sources(raw: dict, path: Path) -> tuple[str, ...]:
     return tuple(files)
 
 
+def _design_name(value: Any, folder: str) -> str:
+    """The manifest's design name for messages: one printable line, else the folder's."""
+    ok = isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable()
+    return value if ok else folder
+
+
 def load_manifest(design_dir: Path) -> Manifest:
     """Read and check `design_dir/manifest.json`; raise InputError naming the problem."""
     path = Path(design_dir) / "manifest.json"
@@ -187,7 +193,7 @@ def load_manifest(design_dir: Path) -> Manifest:
     )
     return Manifest(
         path=path,
-        design=str(raw.get("design", path.parent.name))[:200],
+        design=_design_name(raw.get("design"), path.parent.name),
         top=_get(raw, "top", str, "", path),
         sources=sources,
         verilog=tuple((path.parent / f).resolve() for f in sources),

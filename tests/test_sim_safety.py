@@ -334,6 +334,13 @@ def test_absurd_stream_manifest_numbers_are_refused(
     assert "manifest.json" in one_line(err)
 
 
+@pytest.mark.parametrize("name", ["two\nlines", "x" * 10_000, 7, ""])
+def test_unprintable_design_name_is_replaced_by_the_folder_name(design: Path, name) -> None:
+    """Messages name the design on one line, whatever the manifest says."""
+    edit_manifest(design, design=name)
+    assert load_manifest(design).design == "stream3"
+
+
 @pytest.mark.parametrize("lanes", [10**6, 0, -3, "8", True, None])
 def test_absurd_lanes_are_refused_before_anything_is_sized(folded: Path, lanes) -> None:
     edit_manifest(folded, lanes=lanes)
