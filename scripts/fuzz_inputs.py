@@ -440,14 +440,9 @@ MANIFEST_VALUES = [
     ["/etc/hostname"],
     "top; rm -rf /",
 ]
-FOLDED_KEYS = [
-    ("lanes",),
-    ("word_bits",),
-    ("top",),
-    ("verilog",),
-    ("inputs",),
-    ("outputs",),
-]
+FOLDED_KEYS = [("lanes",), ("top",), ("verilog",)]
+# Fields with a default or derived from others: a missing one is not an error.
+OPTIONAL_KEYS = [("reset", "active"), ("input", "payload_width")]
 DESIGN_COMMANDS = ["sim", "synth", "bitstream", "run"]
 # What synth and bitstream read of the manifest; sim and run read all of it.
 TOOL_KEYS = [("top",), ("verilog",)]
@@ -469,7 +464,10 @@ def manifest_case(
 ) -> tuple[str, Callable[[Path], None]]:
     choice = rng.randrange(5)
     keys = MANIFEST_KEYS if command in ("sim", "run") else TOOL_KEYS
-    key = rng.choice(FOLDED_KEYS if folded else keys)
+    keys = FOLDED_KEYS if folded else keys
+    if choice == 1:
+        keys = [k for k in keys if k not in OPTIONAL_KEYS]
+    key = rng.choice(keys)
     value = rng.choice(MANIFEST_VALUES)
     whole = rng.choice(["", "[1, 2]", '"m"', _deep(100_000), "{", "\x00\x01"])
 
@@ -936,7 +934,7 @@ def _child(argv: list[str], cwd: Path, fd_log: Path, w: int, mem_bytes: int) -> 
         log = os.open(fd_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        resource.setrlimit(resource.RLIMIT_DATA, (mem_bytes, mem_bytes))
         if "torch" in sys.modules:  # OpenMP's pool does not survive fork: run single-threaded
             sys.modules["torch"].set_num_threads(1)
         tmp = cwd / "tmp"
@@ -1006,9 +1004,13 @@ def run_case(argv: list[str], cwd: Path, fd_log: Path, limit_s: float, mem_bytes
 
 
 def _memory_limit(extra: int = 4 << 30) -> int:
-    """The address space a worker may use: what this process maps now plus `extra`."""
+    """The data a worker may allocate: what this process holds now plus `extra`.
+
+    RLIMIT_DATA, not RLIMIT_AS: yowasp's wasm runtime reserves large address ranges it
+    never fills, and an address-space limit would make Yosys fail for that alone.
+    """
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
+        if line.startswith("VmData:"):
             return int(line.split()[1]) * 1024 + extra
     return 16 << 30
 

@@ -104,3 +104,32 @@ def test_cases_are_reproducible_and_cover_every_family(tmp_path):
     assert a == b
     assert {f for f, *_ in a} == {f for f, _ in fuzz.FAMILIES}
     assert len(set(a)) > 40  # the seed varies the mutations, not only the families
+
+
+def _run_patched(monkeypatch, tmp_path, body, limit_s=30.0):
+    import hwgen.cli
+
+    monkeypatch.setattr(hwgen.cli, "main", body)
+    mem = fuzz._memory_limit(1 << 30)
+    return fuzz.run_case(["x"], tmp_path, tmp_path / "fd.log", limit_s, mem)
+
+
+def test_worker_reports_hangs_crashes_and_memory_blowups(monkeypatch, tmp_path):
+    import os
+    import time
+
+    import numpy as np
+
+    code, err, died, timed_out, seconds = _run_patched(
+        monkeypatch, tmp_path, lambda argv: time.sleep(60), limit_s=1.0
+    )
+    assert timed_out and not died and seconds < 15
+    assert _run_patched(monkeypatch, tmp_path, lambda argv: os.abort())[2]  # died
+    code, err, died, timed_out, _ = _run_patched(
+        monkeypatch,
+        tmp_path,
+        lambda argv: np.ones(1 << 34),  # 128 GiB
+    )
+    assert code is None and "MemoryError" in err and not timed_out
+    code, err, *_ = _run_patched(monkeypatch, tmp_path, lambda argv: print("hwgen: error: x") or 2)
+    assert code == 2
