@@ -102,7 +102,7 @@ def folded(tmp_path: Path) -> Path:
     return write_folded_design(tmp_path / "tiny")
 
 
-def edit_manifest(design: Path, **changes) -> None:
+def edit_manifest(design: Path, /, **changes) -> None:
     doc = json.loads((design / "manifest.json").read_text())
     for key, value in changes.items():
         *path, last = key.split("__")
