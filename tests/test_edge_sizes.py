@@ -236,17 +236,22 @@ def test_measured_pipeline_latency_is_the_sum_of_its_layers():
 def worst_case_folded(w: int) -> FoldedProgram:
     """LIN rows whose partial sums (32 codes of -8 times the most negative word) and row
     accumulators (every block, the largest scale, the largest bias) reach their bounds,
-    and a DOT of most negative words (the reduction bound)."""
+    and DOTs of most negative words (the reduction bound), one shifted past everything."""
     n_in = 64
     codes = np.array([[-8] * n_in, [7] * n_in, [-8] * 32 + [7] * 32], dtype=np.int8)
     scales = np.array([[1023, 1023], [1023, 1023], [1023, 1]])
     big = (1 << (w + 8)) - 1
     lin = Q4Linear(codes, scales, 0, np.array([big, -big, 0]), n_in)
     shift = 20  # the rows' bounds, about 2**(w+18), land at about 2**(w-2)
-    instrs = [Instr(Op.LIN, n_in, 0, n=n_in), Instr(Op.DOT, n_in + 3, 0, 0, n=8, shift=w + 3)]
+    instrs = [
+        Instr(Op.LIN, n_in, 0, n=n_in),
+        Instr(Op.DOT, n_in + 3, 0, 0, n=8, shift=w + 3),
+        # a shift past the round unit's width: 2**(2w+1) / 2**(2w+4) rounds to 0
+        Instr(Op.DOT, n_in + 4, 0, 0, n=8, shift=2 * w + 4),
+    ]
     return FoldedProgram(
-        f"worst{w}", w, 0, n_in + 4, instrs, [], [FoldedLinear(lin, shift)],
-        np.zeros(0, np.int64), {"x": (0, n_in)}, {"y": (n_in, 4)},
+        f"worst{w}", w, 0, n_in + 5, instrs, [], [FoldedLinear(lin, shift)],
+        np.zeros(0, np.int64), {"x": (0, n_in)}, {"y": (n_in, 5)},
     )  # fmt: skip
 
 
@@ -263,6 +268,7 @@ def test_wide_words_worst_case_golden_and_engine(w):
     assert golden[0, 64] == ref.round_half_up(row_bound, 20) == 1 << (w - 2)
     assert golden[0, 67] == 8 * (1 << (2 * w - 2)) >> (w + 3)
     p = plan_engine(prog, 2)
+    assert 2 * w + 4 > p.wb_bits and golden[0, 68] == 0
     assert p.partial_bits + 1 >= ref.bits_for(-32 * 8 * hi, 32 * 8 * (1 << (w - 1)))
     assert p.lin_acc_bits >= ref.bits_for(-row_bound, row_bound)
     check_program(prog, 2, {"x": x})
