@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -46,5 +48,12 @@ def quantize_to_fixed(x: np.ndarray, width: int, frac_bits: int) -> np.ndarray:
 def frac_bits_for(max_abs: float, width: int, margin: float = 1.0) -> int:
     """Largest frac-bit count whose signed `width`-bit range still holds `max_abs * margin`."""
     top = max(float(max_abs) * margin, 2.0**-24)
-    # Need top <= (2**(width-1) - 1) / 2**f, i.e. f <= log2((2**(width-1)-1) / top).
-    return int(np.floor(np.log2(((1 << (width - 1)) - 1) / top)))
+    limit = (1 << (width - 1)) - 1
+    # Need top * 2**f <= limit, i.e. f <= log2(limit / top). The float log2 can be one off
+    # when top is within an ulp of a boundary; scaling by 2**f is exact, so check it.
+    f = int(np.floor(np.log2(limit / top)))
+    while math.ldexp(top, f) > limit:
+        f -= 1
+    while math.ldexp(top, f + 1) <= limit:
+        f += 1
+    return f
