@@ -86,7 +86,7 @@ def test_quantize_to_fixed_rounds_half_even(k, frac, width, half):
 )
 @example(top=127 / 64, width=8)  # exactly the top of the range at 6 frac bits
 @example(top=127 / 64 + 1e-12, width=8)  # just above it
-@example(top=float(np.nextafter(1048575 / 2**15, 2.0)), width=21)  # one ulp above: log2 rounds
+@example(top=float(np.nextafter(1048575 / 2**15, 64.0)), width=21)  # one ulp above: log2 rounds
 @example(top=0.0, width=8)
 def test_frac_bits_for(top, width):
     assert frac_bits_for(top, width) == ref.frac_bits_for(top, width)
