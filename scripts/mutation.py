@@ -87,6 +87,7 @@ MODULES: dict[str, Module] = {
         "hwgen/folded/engine.py",
         (
             "tests/test_folded_engine.py",
+            "tests/test_folded_leworld_ops.py",
             "tests/test_mut_engine.py",
             "tests/test_edge_sizes.py::test_wide_words_worst_case_golden_and_engine",
             "tests/test_edge_sizes.py::test_folded_word_format_keeps_one_headroom_bit",
