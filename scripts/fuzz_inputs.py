@@ -442,7 +442,7 @@ MANIFEST_VALUES = [
 ]
 FOLDED_KEYS = [("lanes",), ("top",), ("verilog",)]
 # Fields with a default or derived from others: a missing one is not an error.
-OPTIONAL_KEYS = [("reset", "active"), ("input", "payload_width")]
+OPTIONAL_KEYS = [("reset", "active"), ("input", "payload_width"), ("output", "frac_bits")]
 DESIGN_COMMANDS = ["sim", "synth", "bitstream", "run"]
 # What synth and bitstream read of the manifest; sim and run read all of it.
 TOOL_KEYS = [("top",), ("verilog",)]
@@ -817,7 +817,7 @@ FAMILIES = [
 def folded_case(rng: random.Random, base: Path, work: Path) -> Case:
     """The folded LeWM design: manifest, program, vectors or engine Verilog changed."""
     part = rng.choice(["manifest", "program", "vectors", "verilog"])
-    command = rng.choice(["sim", "synth"])
+    command = "sim" if part == "vectors" else rng.choice(["sim", "synth"])  # synth reads none
     if part == "manifest":
         label, mutate = manifest_case(rng, command, folded=True)
     elif part == "verilog":
@@ -1003,6 +1003,27 @@ def run_case(argv: list[str], cwd: Path, fd_log: Path, limit_s: float, mem_bytes
         return None, "", not timed_out, timed_out, seconds
 
 
+def end_orphans(folder: Path) -> int:
+    """Kill processes still working in `folder` after its case ended; how many there were.
+
+    hwgen must end the tools it starts, also when interrupted; one left running is a
+    leak this finds (tools run in their own sessions, out of the worker's group).
+    """
+    found = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == str(folder) or cwd.startswith(str(folder) + os.sep):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
+            found += 1
+    return found
+
+
 def _memory_limit(extra: int = 4 << 30) -> int:
     """The data a worker may allocate: what this process holds now plus `extra`.
 
@@ -1090,7 +1111,10 @@ def run_fuzz(
             code, err, died, timed_out, seconds = run_case(
                 argv, folder, work / f"case{i:05d}.fd.log", limit_s, mem
             )
-            outcome, message = classify(code, err, died, timed_out)
+            orphans = end_orphans(folder)
+            outcome, message = classify(code, err, died, timed_out or orphans > 0)
+            if orphans:
+                message = f"{orphans} tool process(es) left running; {message}"
             damage, paths = judge_changes(before, snapshot(folder), case.design, code)
             if damage and outcome != "hang":
                 outcome, message = damage, f"{message} [{', '.join(paths)}]"
