@@ -20,7 +20,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hwgen.arith.cse import TIE_LARGER_SHIFT
-from hwgen.folded import machine
+from hwgen.folded import machine, tables
 from hwgen.folded.engine import plan_engine
 from hwgen.folded.isa import FoldedLinear, FoldedProgram, Instr, Op
 from hwgen.ir import FixedFormat, Layer, Program, Q4Linear, Requant
@@ -292,3 +292,28 @@ def test_folded_word_format_keeps_one_headroom_bit():
     assert tried[clean] == {} and all(tried[f] for f in tried if f > clean)
     assert frac == clean - 1
     assert FoldedOptions().headroom_bits == 1
+
+
+def test_32_bit_words_reductions_are_exact_in_golden_and_engine():
+    """At 32-bit words (the widest the ISA allows) products reach 2**62 and their sums
+    leave int64: DOT, MUL and RSQRT must still be exact (the golden model wrapped here)."""
+    w = 32
+    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    rsq = tables.rsqrt_table(3.0, w, index_bits=6)[0]
+    instrs = [
+        Instr(Op.DOT, 6, 0, 0, n=5, shift=58),
+        Instr(Op.DOT, 7, 0, 1, n=2, shift=49),
+        Instr(Op.MUL, 8, 0, 0, n=2, shift=62),
+        Instr(Op.RSQRT, 10, 0, 0, n=5, shift=-40, imm=(1 << 40) - 3),
+    ]
+    prog = FoldedProgram(
+        "w32", w, 16, 11, instrs, [rsq], [], np.zeros(0, np.int64),
+        {"x": (0, 6)}, {"y": (6, 5)},
+    )  # fmt: skip
+    x = np.array([[lo] * 6, [hi] * 6, [lo, hi, lo, 7, -1, 0]])
+    golden = machine.execute(prog, {"x": x}).mem
+    sub = FoldedProgram(**{**prog.__dict__, "instrs": instrs[:3], "tables": []})  # no RSQRT
+    for r in range(len(x)):
+        assert golden[r, :10].tolist() == ref.folded_execute(sub, {"x": x[r].tolist()})[:10]
+    assert golden[0, 6] == ref.round_half_up(5 * (1 << 62), 58) == 80
+    check_program(prog, 1, {"x": x})

@@ -26,7 +26,9 @@ def shift_round_half_up(acc: np.ndarray, shift: int) -> np.ndarray:
     Round half up (towards +inf) is chosen because its rounding constant folds into the
     bias, so the hardware pays nothing for it.
     """
-    acc = np.asarray(acc, dtype=np.int64)
+    acc = np.asarray(acc)
+    if acc.dtype != object:  # object arrays of Python ints stay exact beyond 64 bits
+        acc = acc.astype(np.int64)
     if shift <= 0:
         return acc << (-shift)
     return (acc + (1 << (shift - 1))) >> shift

@@ -38,11 +38,13 @@ def lut(table: Table, x: np.ndarray) -> np.ndarray:
 def rsqrt(table: Table, acc: np.ndarray, shift: int) -> np.ndarray:
     """RSQRT semantics: normalise acc = m * 4**e, m in [2**(B-2), 2**B); T[m] >> (e + shift)."""
     bits = table.index_bits
-    acc = np.where(acc <= 0, 1, acc).astype(np.int64)
+    acc = np.where(acc <= 0, 1, acc)
+    if acc.dtype != object:
+        acc = acc.astype(np.int64)
     length = _bit_length(acc)
     e = (length - bits + 1) // 2  # ceil((L - B) / 2)
     m = np.where(e >= 0, acc >> (2 * np.maximum(e, 0)), acc << (2 * np.maximum(-e, 0)))
-    t = table.values[m]
+    t = table.values[m.astype(np.int64)]
     s = e + shift
     right = (t + (np.int64(1) << np.maximum(s - 1, 0))) >> np.maximum(s, 0)
     # any left shift of 40 or more saturates a nonzero entry: clamp it, as the RTL does
@@ -51,7 +53,9 @@ def rsqrt(table: Table, acc: np.ndarray, shift: int) -> np.ndarray:
 
 
 def _bit_length(v: np.ndarray) -> np.ndarray:
-    """Bits of each positive int64 (exact: no float rounding)."""
+    """Bits of each positive int64 or Python int (exact: no float rounding)."""
+    if v.dtype == object:
+        return np.frompyfunc(int.bit_length, 1, 1)(v).astype(np.int64)
     out = np.zeros(v.shape, dtype=np.int64)
     for b in range(63):
         out = np.where(v >> b > 0, b + 1, out)
@@ -144,6 +148,8 @@ def _compute(prog: FoldedProgram, ins: Instr, mem: np.ndarray) -> tuple[np.ndarr
     if ins.op is Op.ARGMAX:  # np.argmax returns the first maximum
         return np.argmax(a, axis=1)[:, None].astype(np.int64), np.array([ins.dst])
     b = mem[:, ins.b + i * ins.sb]
+    if ins.op in (Op.MUL, Op.DOT, Op.RSQRT) and _may_overflow(prog, ins):
+        a, b = a.astype(object), b.astype(object)
     if ins.op is Op.DOT:
         return shift_round_half_up((a * b).sum(axis=1, keepdims=True), ins.shift), np.array(
             [ins.dst]
@@ -161,3 +167,10 @@ def _compute(prog: FoldedProgram, ins: Instr, mem: np.ndarray) -> tuple[np.ndarr
     if ins.op is Op.MAX:
         return np.maximum(a, b), dst
     raise ValueError(f"unknown op {ins.op}")
+
+
+def _may_overflow(prog: FoldedProgram, ins: Instr) -> bool:
+    """Whether a sum of n products of two words, with imm and a rounding constant, can
+    leave int64 (words of 30 bits and more); those ops then run on Python integers."""
+    reach = 2 * prog.word_bits - 2 + max(ins.n, 1).bit_length()
+    return max(reach, abs(ins.imm).bit_length(), ins.shift) + 1 >= 63
