@@ -31,6 +31,7 @@ from hwgen.solve import LayerGraph, build_starts, scale_groups, solve_layer
 from tests import references as ref
 from tests.rtl_harness import simulate
 from tests.test_folded_engine import check_program
+from tests.test_reference_arith import folded_program
 
 
 def q4_layer(codes, scales, bias=None, shift=0, in_bits=8, out_bits=32, relu=False) -> Layer:
@@ -317,3 +318,18 @@ def test_32_bit_words_reductions_are_exact_in_golden_and_engine():
         assert golden[r, :10].tolist() == ref.folded_execute(sub, {"x": x[r].tolist()})[:10]
     assert golden[0, 6] == ref.round_half_up(5 * (1 << 62), 58) == 80
     check_program(prog, 1, {"x": x})
+
+
+@pytest.mark.parametrize("w", [18, 24, 32])
+def test_random_wide_word_programs_in_the_engine(w):
+    """Every op the reference knows, at the word widths of real programs and the widest,
+    with inputs at both ends of the word: engine RTL = golden = reference."""
+    rng = np.random.default_rng(w)
+    prog = folded_program(rng, w, n_instr=14)
+    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    x = rng.integers(lo, hi + 1, size=(3, 40))
+    x[0], x[1] = lo, hi
+    golden = machine.execute(prog, {"x": x}).mem
+    for r in range(len(x)):
+        assert golden[r].tolist() == ref.folded_execute(prog, {"x": x[r].tolist()})
+    check_program(prog, 3, {"x": x})
