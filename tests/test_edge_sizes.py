@@ -155,17 +155,15 @@ def test_worst_case_accumulators_in_the_rtl():
 
 
 def combinational_depths(nodes) -> list[int]:
-    """Adders since the last register, for each node (0 for inputs and registers' inputs
-    are counted up to and including the register's own adder)."""
+    """Per node, the adders on the longest path from the last register into it, its own
+    adder included (0 for inputs and delay registers)."""
     depth: list[int] = []
     for n in nodes:
         if n.kind == "input" or n.kind == "delay":
             depth.append(0)
             continue
-        d = 1 + max(
-            0 if nodes[k].registered else depth[k] for k in (n.a, n.b)
-        )  # a registered operand starts a new cycle
-        depth.append(d)
+        # a registered operand starts the count again
+        depth.append(1 + max(0 if nodes[k].registered else depth[k] for k in (n.a, n.b)))
     return depth
 
 
