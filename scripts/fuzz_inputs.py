@@ -464,7 +464,8 @@ def manifest_case(
 ) -> tuple[str, Callable[[Path], None]]:
     choice = rng.randrange(5)
     keys = MANIFEST_KEYS if command in ("sim", "run") else TOOL_KEYS
-    keys = FOLDED_KEYS if folded else keys
+    if folded:  # synth re-plans the engine from program.npz; lanes matter to sim only
+        keys = FOLDED_KEYS if command == "sim" else TOOL_KEYS
     if choice == 1:
         keys = [k for k in keys if k not in OPTIONAL_KEYS]
     key = rng.choice(keys)
