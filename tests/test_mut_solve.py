@@ -8,12 +8,13 @@ selection rules of solve_layer are checked against their docstrings.
 from __future__ import annotations
 
 import gc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from hwgen import solve
-from hwgen.arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT
+from hwgen.arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT, eliminate
 from hwgen.errors import InputError
 from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
 from tests import references as ref
@@ -138,3 +139,60 @@ def test_graph_build_leaves_the_garbage_collector_as_it_found_it():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_shallowest_depth_reported_is_reachable_exactly():
+    rng = np.random.default_rng(4)
+    layer = _layer(rng.integers(-8, 8, size=(8, 32)), rng.integers(1, 9, size=(8, 1)))
+    with pytest.raises(InputError) as err:
+        solve.solve_layer(layer, max_depth=2)
+    shallowest = int(str(err.value).rpartition(" ")[2])
+    lg = solve.solve_layer(layer, max_depth=shallowest)
+    assert lg.graph.depth() == shallowest
+    _check_exact(lg, rng.integers(-128, 128, size=(3, 32)))
+
+
+def test_all_zero_layer_has_no_adders_and_the_requant_latency():
+    lg = solve.solve_layer(_layer(np.zeros((3, 5), np.int64), np.ones((3, 1))))
+    assert lg.acc == [None, None, None] and lg.acc_cycle == 0 and lg.latency == 2
+    assert lg.graph.adders == 0
+
+
+def test_register_every_reaches_the_graph():
+    rng = np.random.default_rng(8)
+    layer = _layer(rng.integers(-8, 8, size=(4, 32)), rng.integers(1, 9, size=(4, 1)))
+    every = solve.solve_layer(layer, register_every=1)
+    second = solve.solve_layer(layer, register_every=2)
+    assert every.graph.register_every == 1 and second.graph.register_every == 2
+    assert second.acc_cycle < every.acc_cycle
+    assert solve.solve_layer(layer).acc_cycle == every.acc_cycle  # the default is 1
+
+
+def test_rewrite_passes_the_tie_order_and_level_to_the_cse():
+    codes = np.random.default_rng(9).integers(-8, 8, size=(24, 32))
+    digits = solve.code_digits(codes)
+    for tie, order, level in [(0, 0, 0), (1, 3, 0), (2, 1, 2), (0, 5, 1)]:
+        want = eliminate(digits, ties=(tie,), orders=(order,), max_level=level)
+        got = solve.rewrite(codes, True, tie, order, level)
+        assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+        with ThreadPoolExecutor(1) as pool:
+            groups = [(slice(0, 16), None), (slice(16, 32), None)]
+            parts = list(solve.rewrite_groups(pool, codes, groups, True, tie, order, level))
+        for (cols, _), (d, p) in zip(groups, parts, strict=True):
+            want = eliminate(digits[:, cols], ties=(tie,), orders=(order,), max_level=level)
+            assert np.array_equal(d, want[0]) and p == want[1]
+    plain, patterns = solve.rewrite(codes, False, 0, 0)
+    assert np.array_equal(plain, digits) and patterns == []
+    # the choices matter on this block, so passing the wrong one would show
+    results = {len(eliminate(digits, ties=(t,), orders=(o,))[1]) for t in (0, 1, 2) for o in (0, 3)}
+    assert len(results) > 1
+
+
+def test_both_sum_orders_are_built_and_differ():
+    rng = np.random.default_rng(10)
+    layer = _layer(rng.integers(-8, 8, size=(6, 40)), rng.integers(1, 30, size=(6, 2)))
+    lin = layer.linear
+    groups = solve.scale_groups(lin.scales, lin.in_features)
+    built = solve.build_starts(layer, groups, [(0, 0)], (False, True), 1, True)
+    assert [b[2].graph.same_sign_first for b in built] == [False, True]
+    assert built[0][2].graph.nodes != built[1][2].graph.nodes
