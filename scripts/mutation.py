@@ -104,6 +104,13 @@ _Q4_CODES = (
 _Q4_SAFE = "safe = np.where(scales > 0, scales, np.float32(1.0))"
 _TAKE = "words = np.take_along_axis(bm, np.clip(addr, 0, max(bm.shape[1] - 1, 0)), axis=1)"
 _BITS = "return bits.reshape(len(mem), -1) * ins.imm, ins.dst + np.arange(BIT_WORD * ins.n)"
+_TERMS = "terms = [refs[v].scaled(int(row[v, t]), int(t)) for v, t in zip(var, shift, strict=True)]"
+_GROUPS = "for (cols, scale), rw in zip(groups, rewritten, strict=True):"
+_POOL = "with ThreadPoolExecutor(max_workers=min(len(groups), os.cpu_count() or 1)) as pool:"
+_REWRITE = (
+    "def rewrite(codes: np.ndarray, cse: bool, tie: int, order: int, max_level: int = 0) "
+    "-> Rewritten:"
+)
 _FQ = "x = x @ layer.weight.dequantize().T.astype(np.float64) + layer.bias"
 _SC = "scales = weight.scales.astype(np.float64)"
 _CAL = "calibration = np.asarray(calibration, dtype=np.float64)"
@@ -173,6 +180,33 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ): "bm is 2-D, and take_along_axis's default axis -1 is axis 1",
     ("machine", "x__bread", _BITS, _BITS.replace("-1)", "-2)")): (
         "numpy treats any negative size in reshape as the one to infer, like -1"
+    ),
+    **{
+        ("solve", fn, line, line.replace("strict=True", alt)): (
+            "both sequences have the same length by construction (np.nonzero's arrays; "
+            "one rewrite per group), so zip's strict check never fires"
+        )
+        for fn, line in (("x_block_partials", _TERMS), ("x_build_graph", _GROUPS))
+        for alt in ("strict=None", "", "strict=False")
+    },
+    **{
+        ("solve", "x_build_starts", _POOL, added): (
+            "the worker count changes only how many groups are solved at once, not the results"
+        )
+        for added in (
+            "with ThreadPoolExecutor(max_workers=None) as pool:",
+            _POOL.replace("or 1", "and 1"),
+            _POOL.replace("or 1", "or 2"),
+        )
+    },
+    ("solve", "x_build_starts", "if len(sum_orders) > 1:", "if len(sum_orders) >= 1:"): (
+        "the rewrites are then materialised for one sum order too: same values, more memory"
+    ),
+    ("solve", "x_rewrite", _REWRITE, _REWRITE.replace("int = 0", "int = 1")): (
+        "the only caller (rewrite_groups) always passes max_level"
+    ),
+    ("solve", "x_rewrite_groups", "max_level: int = 0,", "max_level: int = 1,"): (
+        "the only caller (build_starts) always passes max_level"
     ),
 }
 
@@ -274,27 +308,36 @@ def run_module(name: str, resume: bool) -> dict:
         raise SystemExit(f"mutation: mutmut failed on {module.path} (work folder {folder})")
     survivors = sorted(k for k, v in codes.items() if v not in KILLED)
     diffs = _diffs(folder, module, survivors)
-    equivalent, open_ = [], []
+    found = []
     for mutant in survivors:
         removed, added = _changed_lines(diffs[mutant])
-        reason = EQUIVALENT.get((name, _function(mutant), removed, added))
-        entry = {"mutant": mutant, "removed": removed, "added": added, "exit": codes[mutant]}
-        (equivalent if reason else open_).append({**entry, "reason": reason} if reason else entry)
+        found.append({"mutant": mutant, "removed": removed, "added": added, "exit": codes[mutant]})
     result = {
         "module": module.path,
         "tests": _selection(module),
         "mutants": len(codes),
         "generated": total,
         "killed": len(codes) - len(survivors),
-        "survived": open_,
-        "equivalent": equivalent,
+        "survivors": found,
         "seconds": round((datetime.datetime.now(datetime.UTC) - started).total_seconds()),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
     }
     (folder / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return _classify(name, result)
+
+
+def _classify(name: str, result: dict) -> dict:
+    """Split the survivors into equivalent (EQUIVALENT has an argument) and open ones."""
+    equivalent, open_ = [], []
+    for entry in result["survivors"]:
+        key = (name, _function(entry["mutant"]), entry["removed"], entry["added"])
+        if key in EQUIVALENT:
+            equivalent.append({**entry, "reason": EQUIVALENT[key]})
+        else:
+            open_.append(entry)
+    return {**result, "survived": open_, "equivalent": equivalent}
 
 
 def _rate(r: dict) -> str:
@@ -339,7 +382,7 @@ def table(results: dict[str, dict]) -> str:
 
 def load_results() -> dict[str, dict]:
     return {
-        n: json.loads((WORK / n / "result.json").read_text())
+        n: _classify(n, json.loads((WORK / n / "result.json").read_text()))
         for n in MODULES
         if (WORK / n / "result.json").exists()
     }
