@@ -111,6 +111,9 @@ _REWRITE = (
     "def rewrite(codes: np.ndarray, cse: bool, tie: int, order: int, max_level: int = 0) "
     "-> Rewritten:"
 )
+_TABLE_SET = "table[c + 8, shift] = sign if c > 0 else -sign"
+_TABLE = "table = np.zeros((16, CODE_SHIFTS), dtype=np.int8)"
+_ORDERS = "orders = max(1, min(8, 2**15 // weights))"
 _FQ = "x = x @ layer.weight.dequantize().T.astype(np.float64) + layer.bias"
 _SC = "scales = weight.scales.astype(np.float64)"
 _CAL = "calibration = np.asarray(calibration, dtype=np.float64)"
@@ -207,6 +210,32 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ),
     ("solve", "x_rewrite_groups", "max_level: int = 0,", "max_level: int = 1,"): (
         "the only caller (build_starts) always passes max_level"
+    ),
+    **{
+        ("solve", "x_code_digits", removed, added): (
+            "the table has 16 rows and codes are in [-8, 7], so an index c - 8 wraps (Python "
+            "negative indexing) to the same row as c + 8"
+        )
+        for removed, added in (
+            (_TABLE_SET, _TABLE_SET.replace("c + 8", "c - 8")),
+            (
+                "return table[codes.astype(np.int64) + 8]",
+                "return table[codes.astype(np.int64) - 8]",
+            ),
+        )
+    },
+    ("solve", "x_code_digits", "for c in range(-8, 8):", "for c in range(-9, 8):"): (
+        "-9 writes row -1 = row 15 at shifts 0 and 3, and code 7, later in the loop, "
+        "rewrites exactly those two digits"
+    ),
+    ("solve", "x_code_digits", _TABLE_SET, _TABLE_SET.replace("c > 0", "c >= 0")): (
+        "code 0 has no digits, so its sign is never used"
+    ),
+    ("solve", "x_code_digits", _TABLE, _TABLE.replace("16,", "17,")): (
+        "indices are codes + 8 in [0, 15]: a 17th row is never read"
+    ),
+    ("solve", "x_search_space", _ORDERS, _ORDERS.replace("max(1,", "max(2,")): (
+        "it is reached only for weights <= 128 * 128, where 2**15 // weights >= 2"
     ),
 }
 

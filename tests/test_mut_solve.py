@@ -46,6 +46,7 @@ def _check_exact(lg: solve.LayerGraph, x: np.ndarray) -> None:
 
 def test_code_digits_are_signed_digits_of_every_code():
     codes = np.arange(-8, 8).reshape(1, 16)
+    assert solve.code_digits(codes).dtype == np.int8  # the CSE kernel takes int8 digits
     digits = solve.code_digits(codes)[0]
     for c, d in zip(range(-8, 8), digits, strict=True):
         assert sum(int(v) << t for t, v in enumerate(d)) == c
