@@ -149,7 +149,7 @@ def _deep(depth: int, leaf: str = "1") -> str:
 
 def st_file_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], None]]:
     """The safetensors file itself: truncated, bit-flipped header, bad header fields."""
-    choice = rng.randrange(14)
+    choice = rng.randrange(15)
 
     def apply(ck: Path) -> None:
         path = ck / "model.safetensors"
@@ -203,8 +203,10 @@ def st_file_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], N
         elif choice == 12:
             path.unlink()
             path.mkdir()  # a folder where the file belongs
-        else:
+        elif choice == 13:
             path.unlink()
+        else:  # a valid header, then 10 GB (sparse: no disk used) that must not be read
+            os.truncate(path, 10**10)
 
     labels = [
         "truncated header",
@@ -221,6 +223,7 @@ def st_file_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], N
         "random bytes",
         "model.safetensors is a folder",
         "model.safetensors missing",
+        "10 GB file",
     ]
     return labels[choice], apply
 
@@ -324,7 +327,7 @@ NORMALIZATION = {
 
 def config_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], None]]:
     """config.json: wrong types, missing keys, zero/negative/huge numbers, nested junk."""
-    choice = rng.randrange(7)
+    choice = rng.randrange(8 if kind == "mlp" else 7)
     key = rng.choice(STRUCTURAL[kind])
     norm = rng.choice(NORMALIZATION[kind])
     bad_int = rng.choice(BAD_INTS)
@@ -372,9 +375,11 @@ def config_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], No
         elif choice == 5:
             path.write_text(whole)
             return
-        else:
+        elif choice == 6:
             path.write_bytes(b"\x80\x81 not utf-8 \xff")
             return
+        else:  # the data simulator's step count, read to make the real test vectors
+            cfg["dataset"]["sim"]["substeps"] = bad_int if bad_int != 0 else 10**8
         path.write_text(_json(cfg))
 
     labels = [
@@ -385,6 +390,7 @@ def config_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], No
         "config architecture bad",
         f"config.json is {whole[:12]!r}...",
         "config.json not UTF-8",
+        f"config dataset.sim.substeps = {bad_int if bad_int != 0 else 10**8!r}",
     ]
     return labels[choice], apply
 
@@ -529,7 +535,7 @@ def zip_bomb(folder: Path) -> Path:
 
 def npz_case(rng: random.Random, name: str, work: Path) -> tuple[str, Callable[[Path], None]]:
     """program.npz or vectors.npz: truncated, flipped, arrays wrong, a zip bomb."""
-    choice = rng.randrange(8 if name == "program.npz" else 7)
+    choice = rng.randrange(9 if name == "program.npz" else 7)
 
     def apply(design: Path) -> None:
         path = design / name
@@ -561,6 +567,11 @@ def npz_case(rng: random.Random, name: str, work: Path) -> tuple[str, Callable[[
                 arrays[key] = flat.reshape(a.shape)
             else:
                 shutil.copy(zip_bomb(work), path)
+                if choice == 8:  # and the manifest's hash updated to match it
+                    manifest = json.loads((design / "manifest.json").read_text())
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    manifest["hwgen_design"]["files_sha256"][name] = digest
+                    (design / "manifest.json").write_text(_json(manifest))
                 return
             np.savez(path, **arrays)
 
@@ -573,6 +584,7 @@ def npz_case(rng: random.Random, name: str, work: Path) -> tuple[str, Callable[[
         "array shape wrong",
         "one value changed",
         "zip bomb (1 GiB array)",
+        "zip bomb, hash updated",
     ]
     return f"{name} {labels[choice]}", apply
 
@@ -711,6 +723,7 @@ BAD_NAMES = [
     "my-design",
     "a.b",
     "con\n",
+    "userdir",  # a user's folder in OUT, not a design
 ]
 
 
