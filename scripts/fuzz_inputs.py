@@ -533,9 +533,13 @@ def zip_bomb(folder: Path) -> Path:
     return _BOMB
 
 
-def npz_case(rng: random.Random, name: str, work: Path) -> tuple[str, Callable[[Path], None]]:
+def npz_case(
+    rng: random.Random, name: str, work: Path, command: str
+) -> tuple[str, Callable[[Path], None]]:
     """program.npz or vectors.npz: truncated, flipped, arrays wrong, a zip bomb."""
     choice = rng.randrange(9 if name == "program.npz" else 7)
+    if choice == 8 and command == "synth":  # synth reads the Verilog, never program.npz
+        choice = 7
 
     def apply(design: Path) -> None:
         path = design / name
@@ -667,9 +671,9 @@ def design_case(family: str, rng: random.Random, base: Path, work: Path) -> Case
     if family == "manifest":
         label, mutate = manifest_case(rng, command)
     elif family == "program":
-        label, mutate = npz_case(rng, "program.npz", work)
+        label, mutate = npz_case(rng, "program.npz", work, command)
     elif family == "vectors":
-        label, mutate = npz_case(rng, "vectors.npz", work)
+        label, mutate = npz_case(rng, "vectors.npz", work, command)
     else:
         label, mutate = verilog_case(rng)
 
@@ -837,7 +841,7 @@ def folded_case(rng: random.Random, base: Path, work: Path) -> Case:
     elif part == "verilog":
         label, mutate = verilog_case(rng)
     else:
-        label, mutate = npz_case(rng, f"{part}.npz", work)
+        label, mutate = npz_case(rng, f"{part}.npz", work, command)
 
     def prepare(case: Path) -> list[str]:
         design = copy_design(base, case)
