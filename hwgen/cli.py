@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import HwgenError, InputError
+from .errors import HwgenError, InputError, Terminated
 
 OUT_DEFAULT = Path(os.environ.get("HWGEN_OUT", "rtl_out"))
 
@@ -477,8 +477,6 @@ def _report(line: str, code: int, debug: bool) -> int:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    from .errors import Terminated
-
     raise Terminated
 
 
@@ -492,8 +490,6 @@ def _catch_sigterm() -> Callable | int | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command and map its outcome to the exit-code contract (module docstring)."""
-    from .errors import Terminated
-
     debug = False
     previous = _catch_sigterm()
     try:
