@@ -92,7 +92,7 @@ MODULES: dict[str, Module] = {
             "tests/test_edge_sizes.py::test_wide_words_worst_case_golden_and_engine",
             "tests/test_edge_sizes.py::test_folded_word_format_keeps_one_headroom_bit",
         ),
-        sample=200,
+        sample=150,
     ),
 }
 
