@@ -128,10 +128,13 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare, format_compare, write_compare
     from .design import build_rtl, design_name
     from .integrity import is_hwgen_design
+    from .limits import check_count
+    from .model_data import MAX_REAL_SAMPLES
     from .outdir import validate_design_name
 
     ckpt = Path(a.checkpoint)
     name = validate_design_name(design_name(ckpt) if a.design is None else a.design)
+    check_count(a.samples, "--samples", 1, MAX_REAL_SAMPLES)  # before a design is built
     design = a.out / name
     if not is_hwgen_design(design):  # build_rtl refuses a folder that is not hwgen's
         build_rtl(ckpt, a.out, name, _rtl_options(a))

@@ -448,7 +448,18 @@ MANIFEST_VALUES = [
 ]
 FOLDED_KEYS = [("lanes",), ("top",), ("verilog",)]
 # Fields with a default or derived from others: a missing one is not an error.
-OPTIONAL_KEYS = [("reset", "active"), ("input", "payload_width"), ("output", "frac_bits")]
+OPTIONAL_KEYS = [
+    ("reset", "active"),
+    ("input", "payload_width"),
+    ("output", "frac_bits"),
+    ("latency_cycles",),  # sim measures it; the manifest's figure is checked when given
+]
+# The files each command reads, so a wrong recorded hash matters to it.
+READS = {
+    "synth": (".v",),
+    "bitstream": (".v", "program.npz"),
+    "run": ("program.npz", "vectors.npz"),
+}
 DESIGN_COMMANDS = ["sim", "synth", "bitstream", "run"]
 # What synth and bitstream read of the manifest; sim and run read all of it.
 TOOL_KEYS = [("top",), ("verilog",)]
@@ -493,7 +504,8 @@ def manifest_case(
             node.pop(key[-1], None)
         elif choice == 2:  # a recorded hash that no longer matches its file
             files = m["hwgen_design"]["files_sha256"]
-            name = rng.choice(sorted(files))
+            read = [f for f in sorted(files) if f.endswith(READS.get(command, ("",)))]
+            name = rng.choice(read)
             files[name] = hashlib.sha256(b"other").hexdigest()
         elif choice == 3:
             path.write_text(whole)

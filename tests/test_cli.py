@@ -105,6 +105,7 @@ def test_errors_are_one_clear_line(design, capsys, argv, msg):
         (["rtl", "ck", "--test-episodes", "x"], "must be an integer, got 'x'"),
         (["compare", "ck", "--samples", "0"], "compare: argument --samples: must be >= 1"),
         (["compare", "ck", "--samples", "-1"], "argument --samples: must be >= 1"),
+        (["compare", "ck", "--samples", "10000000000"], "--samples 10000000000 is too large"),
         (["sim", "d", "--count", "0"], "argument --count: must be >= 1"),
         (["sim", "d", "--seed", "-1"], "argument --seed: must be in [0, 4294967295]"),
         (["sim", "d", "--tool-timeout", "nan"], "--tool-timeout: must be a positive number"),
