@@ -425,7 +425,6 @@ MANIFEST_KEYS = [
     ("latency_cycles",),
     ("input", "elements"),
     ("input", "element_width"),
-    ("input", "payload_width"),
     ("output", "elements"),
     ("output", "element_width"),
     ("output", "frac_bits"),
