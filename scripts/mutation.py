@@ -48,7 +48,8 @@ PYTEST_ARGS = [
 # mutmut 3.8 reads Item._nodeid, which pytest 9 no longer has; the shim gives it back.
 SHIM = "import _pytest.nodes as n; n.Node._nodeid = property(lambda s: s.nodeid)"
 SEED = 24  # the fixed seed of the mutant sample of a module with `sample`
-KILLED = {1, 3, 24, -24, 152, 255, 36, -6, -9, -11}  # failed, errored, timed out, crashed
+TIMEOUT = {24, -24, 152, 255, 36}  # mutmut's timeout exit statuses (SIGXCPU and its own)
+KILLED = {1, 3, -6, -9, -11} | TIMEOUT  # failed, errored, crashed or timed out
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,7 @@ def run_module(name: str, resume: bool) -> dict:
         "mutants": len(codes),
         "generated": total,
         "killed": len(codes) - len(survivors),
+        "timeouts": sum(v in TIMEOUT for v in codes.values()),
         "survivors": found,
         "seconds": round((datetime.datetime.now(datetime.UTC) - started).total_seconds()),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -412,12 +414,14 @@ def _count(r: dict) -> str:
 def table(results: dict[str, dict]) -> str:
     """Markdown: the per-module table, then the equivalent mutants and open survivors."""
     rows = [
-        "| module | mutants | killed | survived | equivalent | kill rate | run time |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| module | mutants | killed | of which timeouts | survived | equivalent | kill rate "
+        "| run time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results.values():
         rows.append(
-            f"| {r['module']} | {_count(r)} | {r['killed']} | {len(r['survived'])} | "
+            f"| {r['module']} | {_count(r)} | {r['killed']} | {r['timeouts']} | "
+            f"{len(r['survived'])} | "
             f"{len(r['equivalent'])} | {_rate(r)} | {r['seconds']} s |"
         )
     dates = sorted({r["date"] for r in results.values()})
