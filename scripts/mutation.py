@@ -121,6 +121,11 @@ _TOP = "top = int(n.max(initial=0))"
 _TV = "tv = np.full((r, width), EMPTY, dtype=np.int64)"
 _NNZ = "n = (digits != 0).reshape(r, -1).sum(axis=1)"
 _PER_ROW = "per_row = np.count_nonzero(digits.reshape(digits.shape[0], -1), axis=1)"
+_RUN_SIG = "digits: np.ndarray, min_count: int, tie: int, order: int = 0, max_level: int = 0"
+_STRIDE = (
+    "stride = next(s for s in range(2 * order + 1, 2 * order + 1 + size) if math.gcd(s, size) == 1)"
+)
+_TG = "tg = np.zeros((r, width), dtype=np.int64)"
 _FQ = "x = x @ layer.weight.dequantize().T.astype(np.float64) + layer.bias"
 _SC = "scales = weight.scales.astype(np.float64)"
 _CAL = "calibration = np.asarray(calibration, dtype=np.float64)"
@@ -266,6 +271,28 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         )
         for fn, line in (("x__terms", _NNZ), ("x_adder_cost", _PER_ROW))
     },
+    **{
+        ("cse", "x__run", _RUN_SIG, _RUN_SIG.replace(old, new)): (
+            "the only caller (eliminate) always passes order and max_level"
+        )
+        for old, new in (("order: int = 0", "order: int = 1"), ("level: int = 0", "level: int = 1"))
+    },
+    **{
+        ("cse", "x__run", _STRIDE, _STRIDE.replace("2 * order + 1 + size", alt)): (
+            "any `size` consecutive integers hold one coprime to size (one is 1 mod size), "
+            "so a longer range is never reached"
+        )
+        for alt in ("3 * order + 1 + size", "2 * order + 2 + size")
+    },
+    **{
+        ("cse", "x__terms", _TG, added): (
+            "the signs +-1 are exact as float64 and are written back into the int8 digits"
+        )
+        for added in (_TG.replace("np.int64", "None"), _TG.replace(", dtype=np.int64", ", "))
+    },
+    ("cse", "x__terms", _TOP, _TOP.replace("initial=0", "initial=None")): (
+        "the reshape(r, -1) before it already fails for r = 0 rows, so n is never empty"
+    ),
 }
 
 

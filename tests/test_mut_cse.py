@@ -81,5 +81,15 @@ def test_min_count_refuses_patterns_seen_fewer_times():
     assert len(twice) == 1 and _row_values(d2, [3, 5], twice) == [13, 13]
     _, none = eliminate(d, min_count=3)
     assert none == []
-    with pytest.raises(ValueError, match="at least one tie rule"):
+    with pytest.raises(ValueError, match=r"^eliminate needs at least one tie rule and one order$"):
         eliminate(d, ties=())
+
+
+def test_a_balanced_tree_of_shared_pairs_fits_the_pattern_capacity():
+    # Two equal rows of 8 unit terms: pairs, pairs of pairs, ... 4 + 2 + 1 = 7 patterns,
+    # close to the proven bound (nnz - rows) / 2 = 7 that sizes the kernel's tables.
+    d, patterns = eliminate(np.ones((2, 8, 1), dtype=np.int8))
+    assert len(patterns) == 7
+    assert adder_cost(d, patterns) == 7
+    values = [3, -5, 7, 11, -13, 17, 19, -23]
+    assert _row_values(d, values, patterns) == [sum(values)] * 2
