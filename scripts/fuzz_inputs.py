@@ -545,11 +545,15 @@ def zip_bomb(folder: Path) -> Path:
 
 
 def npz_case(
-    rng: random.Random, name: str, work: Path, command: str
+    rng: random.Random, name: str, work: Path, reads_program: bool
 ) -> tuple[str, Callable[[Path], None]]:
-    """program.npz or vectors.npz: truncated, flipped, arrays wrong, a zip bomb."""
+    """program.npz or vectors.npz: truncated, flipped, arrays wrong, a zip bomb.
+
+    The bomb with its hash updated passes the hash check, so it is only made for a
+    command that reads program.npz (an MLP design's sim and synth read the Verilog).
+    """
     choice = rng.randrange(9 if name == "program.npz" else 7)
-    if choice == 8 and command == "synth":  # synth reads the Verilog, never program.npz
+    if choice == 8 and not reads_program:
         choice = 7
 
     def apply(design: Path) -> None:
@@ -682,9 +686,9 @@ def design_case(family: str, rng: random.Random, base: Path, work: Path) -> Case
     if family == "manifest":
         label, mutate = manifest_case(rng, command)
     elif family == "program":
-        label, mutate = npz_case(rng, "program.npz", work, command)
+        label, mutate = npz_case(rng, "program.npz", work, command in ("bitstream", "run"))
     elif family == "vectors":
-        label, mutate = npz_case(rng, "vectors.npz", work, command)
+        label, mutate = npz_case(rng, "vectors.npz", work, False)
     else:
         label, mutate = verilog_case(rng)
 
@@ -852,7 +856,7 @@ def folded_case(rng: random.Random, base: Path, work: Path) -> Case:
     elif part == "verilog":
         label, mutate = verilog_case(rng)
     else:
-        label, mutate = npz_case(rng, f"{part}.npz", work, command)
+        label, mutate = npz_case(rng, f"{part}.npz", work, True)
 
     def prepare(case: Path) -> list[str]:
         design = copy_design(base, case)
