@@ -141,3 +141,22 @@ def test_inputs_are_checked_by_name_shape_batch_and_range():
     for bad in (LO - 1, HI + 1):
         with pytest.raises(ValueError, match=r"input 'b' has values outside the 16-bit word"):
             machine.execute(prog, {"a": ok, "b": ok + bad})
+
+
+def test_rsqrt_of_32_bit_words_is_exact_on_python_integers():
+    # n * (2**31)**2 leaves int64, so the machine runs this on Python integers.
+    w = 32
+    lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+    values = [(5 * k * k + 11 * k + 3) % (1 << 20) for k in range(256)]
+    table = Table(np.array(values, dtype=np.int64))
+    prog = FoldedProgram(
+        "t", w, 16, 32, [Instr(Op.RSQRT, 20, 2, 6, n=4, imm=7, shift=-3)], [table], [],
+        np.zeros(2, np.int64), {"x": (2, 8)}, {"y": (20, 1)},
+    )  # fmt: skip
+    rows = [[lo] * 8, [hi] * 8, [hi, lo, 3, 5, hi, lo, 7, 9], [1, 0, 0, 0, 1, 0, 0, 0]]
+    got = machine.outputs(prog, machine.execute(prog, {"x": np.array(rows)}))["y"][:, 0]
+    expected = []
+    for r in rows:
+        acc = sum(a * b for a, b in zip(r[:4], r[4:], strict=True)) + 7
+        expected.append(min(max(_rsqrt_ref(values, acc, -3), lo), hi))
+    assert got.tolist() == expected
