@@ -359,8 +359,8 @@ def config_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], No
         elif choice == 1:
             if kind == "mlp":
                 cfg["layer_sizes"] = rng.choice([[], [6], "6,32,4", None, [[6, 32]], 6])
-            else:
-                del cfg[key]
+            else:  # a missing LeWM/LeWorld field takes its default; junk must not
+                cfg[key] = rng.choice([{"a": [1, {"b": None}]}, [[]], "", [3]])
         elif choice == 2:  # a normalization list
             values = cfg["normalization"][norm]
             if rng.random() < 0.5:
@@ -384,7 +384,7 @@ def config_case(rng: random.Random, kind: str) -> tuple[str, Callable[[Path], No
 
     labels = [
         f"config {'layer_sizes[i]' if kind == 'mlp' else key} = {bad_int!r}",
-        f"config {'layer_sizes' if kind == 'mlp' else key} wrong or missing",
+        f"config {'layer_sizes' if kind == 'mlp' else key} wrong or nested junk",
         f"config normalization.{norm} bad",
         f"config normalization std = {bad_std}",
         "config architecture bad",
@@ -480,8 +480,8 @@ def manifest_case(
 ) -> tuple[str, Callable[[Path], None]]:
     choice = rng.randrange(5)
     keys = MANIFEST_KEYS if command in ("sim", "run") else TOOL_KEYS
-    if folded:  # synth re-plans the engine from program.npz; lanes matter to sim only
-        keys = FOLDED_KEYS if command == "sim" else TOOL_KEYS
+    if folded:  # synth re-plans the engine from program.npz: only its Verilog list matters
+        keys = FOLDED_KEYS if command == "sim" else [("verilog",)]
     if choice == 1:
         keys = [k for k in keys if k not in OPTIONAL_KEYS]
     key = rng.choice(keys)
@@ -768,8 +768,8 @@ def option_case(rng: random.Random, base: Path) -> Case:
         bad, label = [f"{option}={value}"], f"{option} {value!r}"
     elif choice == 3:
         option = {"synth": "--board", "bitstream": "--board", "flow": "--board"}.get(
-            command, "--simulator" if command in ("sim", "compare") else "--frobnicate"
-        )
+            command, "--simulator" if command == "sim" else "--frobnicate"
+        )  # compare runs with --no-rtl here, which ignores --simulator
         value = rng.choice(["", "modelsim", "../../etc", "ARTY", "x" * 200, "nexys-4"])
         bad, label = [f"{option}={value}"], f"{option} {value[:12]!r}"
     elif choice == 4:
