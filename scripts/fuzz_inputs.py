@@ -290,7 +290,8 @@ STRUCTURAL = {
         "history",
         "latent_dim",
         "projector_hidden",
-        "action_dim",
+        "raw_action_dim",  # action_dim in config.json is derived (x frame_skip), never read
+        "frame_skip",
         "action_hidden",
     ],
     "leworld": [
