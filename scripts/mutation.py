@@ -293,6 +293,126 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ("cse", "x__terms", _TOP, _TOP.replace("initial=0", "initial=None")): (
         "the reshape(r, -1) before it already fails for r = 0 rows, so n is never empty"
     ),
+    (
+        "engine",
+        "x__round_shifts",
+        "if s >= 1:",
+        "if s > 1:",
+    ): "at s = 1 both branches give (rsh, lsh) = (0, 0)",
+    (
+        "engine",
+        "x_plan_engine",
+        "lin_acc_bits = signed_width(-lin_bound, lin_bound)",
+        "lin_acc_bits = signed_width(+lin_bound, lin_bound)",
+    ): "signed_width(b, b) == signed_width(-b, b): ~(-b) = b - 1 never needs more bits than b",
+    (
+        "engine",
+        "x_plan_engine",
+        "red_acc_bits = signed_width(-bound, bound)",
+        "red_acc_bits = signed_width(+bound, bound)",
+    ): "signed_width(b, b) == signed_width(-b, b): ~(-b) = b - 1 never needs more bits than b",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_bread",
+        'm.d.comb += value.eq(Mux(valid_k & word.bit_select(bj, 1), ir["init"], 0))',
+        'm.d.comb += value.eq(Mux(valid_k & word.bit_select(bj, 2), ir["init"], 0))',
+    ): "valid_k is one bit wide, so the & keeps only bit 0 of the 2-bit slice, the selected bit",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_lin",
+        'fib = _delay(m, je[:5] == 0, 3, "fib")  # first input of a block',
+        'fib = _delay(m, je[:5] == 0, 3, "FIB")  # first input of a block',
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_lin",
+        'sc5 = Signal(unsigned(p.scale_bits), name=f"sc{k}")',
+        "sc5 = Signal(unsigned(p.scale_bits), )",
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_lin",
+        'bias6 = _delay(m, bias5, 1, f"bias{k}")[-1]',
+        'bias6 = _delay(m, bias5, 1, f"bias{k}")[+1]',
+    ): "_delay(..., 1, ...) returns [sig, delayed]: index 1 is index -1",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_lin",
+        "m.d.sync += [a.eq(acc) for a, acc in zip(abuf, accs, strict=True)]",
+        "m.d.sync += [a.eq(acc) for a, acc in zip(abuf, accs, strict=None)]",
+    ): "abuf and accs both have one entry per lane, so zip's strict check never fires",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_lin",
+        "m.d.sync += [a.eq(b) for a, b in zip(abuf, abuf[1:], strict=False)]",
+        "m.d.sync += [a.eq(b) for a, b in zip(abuf, abuf[1:], strict=None)]",
+    ): "strict=None and no strict argument both mean strict=False",
+    (
+        "engine",
+        "xǁFoldedEngineǁ_lin",
+        "m.d.sync += [a.eq(b) for a, b in zip(abuf, abuf[1:], strict=False)]",
+        "m.d.sync += [a.eq(b) for a, b in zip(abuf, abuf[1:], )]",
+    ): "strict=None and no strict argument both mean strict=False",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        "e3, p3 = Signal(signed(2 * w)), Signal(signed(2 * w))",
+        "e3, p3 = Signal(signed(3 * w)), Signal(signed(2 * w))",
+    ): (
+        "e3 holds a sum, difference or max of two w-bit words (w + 1 bits): 2w never "
+        "wraps, so 3w holds the same values"
+    ),
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        "t_step.eq(_param([t.step for t in tabs], t_step.shape(), arg)),",
+        "t_step.eq(_param([t.step for t in tabs], None, arg)),",
+    ): (
+        "_param's constants then take their own unsigned shape, and t_step.eq() fits "
+        "them to t_step as before"
+    ),
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        "t_pass.eq(_param([int(t.pass_above) for t in tabs], unsigned(1), arg)),",
+        "t_pass.eq(_param([int(t.pass_above) for t in tabs], unsigned(2), arg)),",
+    ): "t_pass holds 0 or 1; a 2-bit constant of the same value assigns the same bit",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        'ir = {f.name: Signal(lay.shape(f.name), name=f"ir_{f.name}") for f in lay.fields}',
+        "ir = {f.name: Signal(lay.shape(f.name), name=None) for f in lay.fields}",
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        'rv = _delay(m, rv0, 3, "rv")',
+        'rv = _delay(m, rv0, 3, "RV")',
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        'rl_dot = _delay(m, rv0 & is_dot & (cnt == ir["last"]), 4, "rl_dot")',
+        'rl_dot = _delay(m, rv0 & is_dot & (cnt == ir["last"]), 4, None)',
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        'a7 = _delay(m, a5, 2, "a")[-1]',
+        "a7 = _delay(m, a5, 2, None)[-1]",
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        "lsg = Signal(signed(lw + 2))",
+        "lsg = Signal(signed(lw + 3))",
+    ): "lsg holds L6, which signed(lw + 2) already holds: a wider signal gives the same values",
+    (
+        "engine",
+        "xǁFoldedEngineǁelaborate",
+        'af = _delay(m, issuing & is_am & (cnt == 0), 2, "amf")',
+        'af = _delay(m, issuing & is_am & (cnt == 0), 2, "XXamfXX")',
+    ): "only a signal's name changes: names appear in the netlist, never in its behaviour",
 }
 
 
