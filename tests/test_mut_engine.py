@@ -19,6 +19,8 @@ from hwgen.folded.engine import (
 )
 from hwgen.folded.isa import FoldedLinear, FoldedProgram, Instr, Op, Table
 from hwgen.ir import Q4Linear
+from tests.test_folded_engine import check_program
+from tests.test_folded_leworld_ops import check
 
 DRAIN = {Op.ADD: 9, Op.SUB: 9, Op.MUL: 9, Op.MAX: 9, Op.LUT: 9, Op.DOT: 7, Op.RSQRT: 13}
 
@@ -85,3 +87,30 @@ def test_verilog_carries_no_source_locations():
     text = engine_verilog(_program(), 2, "eng")
     assert "module eng" in text
     assert "src =" not in text
+
+
+def test_bread_ignores_the_stride_fields_in_the_rtl():
+    # BREAD reads one base and one length and writes 32 * n consecutive words whatever the
+    # instruction's strides say; the engine must encode them as the machine reads them.
+    prog = FoldedProgram(
+        "bread", 12, 4, 80, [Instr(Op.BREAD, 8, 4, 5, n=2, sa=3, sb=2, sd=2, imm=16)],
+        [], [], np.zeros(0, dtype=np.int64), {"x": (0, 4), "len": (5, 1)}, {"y": (8, 64)},
+        bit_depth=3,
+    )  # fmt: skip
+    inputs = {"x": np.array([[0, 0, 0, 0], [0, 0, 0, 1]]), "len": np.array([[2], [1]])}
+    check(prog, 2, inputs, np.array([[0b101, 0x80000003, 7], [0b101, 0x80000003, 7]]))
+
+
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_negative_biases_stay_in_their_lane(lanes):
+    # With shift 0 every bias bit reaches the output: a sign bit spilling into the next
+    # lane's bias field would change that row by one.
+    out = 4
+    codes = np.zeros((out, 32), dtype=np.int8)
+    codes[:, 0] = [1, -2, 3, 1]
+    lin = Q4Linear(codes, np.ones((out, 1), np.int64), 0, np.array([-3, -4, 6, -1]), 1)
+    prog = FoldedProgram(
+        "bias", 12, 4, 16, [Instr(Op.LIN, 8, 0, n=1)], [], [FoldedLinear(lin, 0)],
+        np.zeros(0, dtype=np.int64), {"x": (0, 1)}, {"y": (8, out)},
+    )  # fmt: skip
+    check_program(prog, lanes, {"x": np.array([[5], [-7], [0]])})
