@@ -73,6 +73,11 @@ def cmd_rtl(a: argparse.Namespace) -> int:
         folded = build_folded_rtl(ckpt, a.out, name, opts, _gate_options(a))
         print(format_folded(folded))
         return 0 if folded.gate is None or folded.gate.passed else 1
+    if a.min_cosine is not None or a.max_error is not None:
+        raise InputError(
+            "--min-cosine/--max-error: `rtl` measures no accuracy on this checkpoint; "
+            "use them with `compare` or `flow`"
+        )
     print(format_rtl(build_rtl(ckpt, a.out, name, _rtl_options(a))))
     return 0
 

@@ -116,6 +116,15 @@ def test_bad_override_is_refused(mlp, capsys, bad):
     assert err.startswith("hwgen: error: --min-cosine must be in [-1, 1]")
 
 
+def test_gate_options_on_an_mlp_rtl_are_refused_not_ignored(mlp, capsys):
+    ckpt, out = mlp
+    argv = ["--out", str(out), "rtl", str(ckpt), *FAST, "--min-cosine", "0.99"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hwgen: error: --min-cosine/--max-error")
+    assert not out.exists() or not any(out.iterdir())
+
+
 @pytest.mark.parametrize(
     "golden", [{"cosine_mean": "NaN", "max_abs_error": 0.4}, {"cosine_mean": 0.9}]
 )
