@@ -189,9 +189,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     from sim.runner import load_manifest, load_vectors
 
     from .host import HostLink, SerialTransport, format_board_run, run_on_board
+    from .integrity import verify_design
     from .ir import load_program
 
     design = _design_dir(a.design, a.out)
+    # The board is judged against the golden model of program.npz: it must be the one
+    # the bitstream was built from, so it (and the default vectors) must be hwgen's.
+    verify_design(design, ["program.npz"] + ([] if a.vectors else ["vectors.npz"]))
     program = load_program(design / "program.npz")
     vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
     inputs, _ = load_vectors(vectors, load_manifest(design))

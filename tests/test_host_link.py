@@ -211,6 +211,22 @@ def test_cli_run_without_port_and_unknown_board(tmp_path, capsys):
         assert err.startswith("hwgen: error: run: argument --timeout: ") and err.count("\n") == 1
 
 
+def test_cli_run_refuses_a_changed_program(tmp_path, capsys):
+    """The board is judged against program.npz: an edited one is refused before any I/O."""
+    from tests.checkpoints import write_mlp
+
+    ckpt = write_mlp(tmp_path / "ck", [3, 2])
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "rtl", str(ckpt), "--random-vectors", "8", "--real-vectors", "0"]
+    assert main(argv) == 0
+    program = out / "ck" / "program.npz"
+    program.write_bytes(program.read_bytes() + b"\0")
+    capsys.readouterr()
+    assert main(["--out", str(out), "run", "ck", "--port", "/dev/hwgen_no_such_port"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "program.npz: changed since hwgen wrote it" in err[0]
+
+
 # --------------------------------------------------------------------------- hardware
 
 
