@@ -197,3 +197,110 @@ def test_both_sum_orders_are_built_and_differ():
     built = solve.build_starts(layer, groups, [(0, 0)], (False, True), 1, True)
     assert [b[2].graph.same_sign_first for b in built] == [False, True]
     assert built[0][2].graph.nodes != built[1][2].graph.nodes
+
+
+class _Stop(Exception):
+    """Raised by a spy to end solve_layer once the call under test was seen."""
+
+
+def _spy_builds(monkeypatch) -> list[tuple]:
+    """Record (starts, sum_orders, cse, max_level) of each build_starts call, then build."""
+    calls: list[tuple] = []
+    real = solve.build_starts
+
+    def spy(layer, groups, starts, sum_orders, register_every, cse, max_level=0):
+        calls.append((list(starts), tuple(sum_orders), cse, max_level))
+        return real(layer, groups, starts, sum_orders, register_every, cse, max_level)
+
+    monkeypatch.setattr(solve, "build_starts", spy)
+    return calls
+
+
+def test_solve_layer_searches_the_space_of_its_weight_count(monkeypatch):
+    # 8 x 1024 = 8192 weights: 2**15 // 8192 = 4 queue orders per tie rule
+    layer = _layer(np.ones((8, 1024), np.int64), np.ones((8, 32), np.int64))
+    seen = []
+
+    def stop(layer, groups, starts, sum_orders, *rest):
+        seen.append((list(starts), tuple(sum_orders)))
+        raise _Stop
+
+    monkeypatch.setattr(solve, "build_starts", stop)
+    with pytest.raises(_Stop):
+        solve.solve_layer(layer)
+    assert seen == [([(t, o) for t in DEFAULT_TIES for o in range(4)], (False, True))]
+
+
+def test_build_starts_passes_each_start_to_the_cse(monkeypatch):
+    rng = np.random.default_rng(5)
+    layer = _layer(rng.integers(-8, 8, size=(4, 16)), rng.integers(1, 9, size=(4, 1)))
+    groups = solve.scale_groups(layer.linear.scales, layer.linear.in_features)
+    seen = []
+    real = solve.rewrite_groups
+
+    def spy(pool, codes, groups, cse, tie, order, max_level=0):
+        seen.append((cse, tie, order, max_level))
+        return real(pool, codes, groups, cse, tie, order, max_level)
+
+    monkeypatch.setattr(solve, "rewrite_groups", spy)
+    solve.build_starts(layer, groups, [(2, 1), (0, 3)], (False,), 1, True, 3)
+    assert seen == [(True, 2, 1, 3), (True, 0, 3, 3)]
+
+
+def test_a_bound_every_build_meets_builds_nothing_more(monkeypatch):
+    layer = _layer(*_seeded_8x32(0))
+    free = solve.solve_layer(layer)
+    calls = _spy_builds(monkeypatch)
+    # seed 0: the shallowest of the first builds has 8 levels; a bound of 8 needs no fallback
+    bounded = solve.solve_layer(layer, max_depth=8)
+    assert len(calls) == 1
+    assert (bounded.graph.lut_estimate(), bounded.graph.depth()) == (
+        free.graph.lut_estimate(),
+        free.graph.depth(),
+    )
+
+
+def test_depth_fallback_stops_at_the_first_cap_that_fits(monkeypatch):
+    layer = _layer(*_seeded_8x32(0))
+    calls = _spy_builds(monkeypatch)
+    # seed 0: CSE unbounded and capped at 4 or 3 levels give depth 8, capped at 2 gives 7
+    lg = solve.solve_layer(layer, max_depth=7)
+    first = calls[0][0][:1]
+    assert calls[1:] == [(first, (False, True), True, cap) for cap in (4, 3, 2)]
+    assert lg.graph.depth() == 7
+    _check_exact(lg, np.random.default_rng(1).integers(-128, 128, size=(3, 32)))
+
+
+def test_depth_fallback_ends_with_plain_digit_sums(monkeypatch):
+    rng = np.random.default_rng(4)
+    layer = _layer(rng.integers(-8, 8, size=(8, 32)), rng.integers(1, 9, size=(8, 1)))
+    calls = _spy_builds(monkeypatch)
+    with pytest.raises(InputError):
+        solve.solve_layer(layer, max_depth=2)
+    first = calls[0][0][:1]
+    want = [(first, (False, True), True, cap) for cap in (4, 3, 2, 1)]
+    assert calls[1:] == [*want, (first, (False, True), False, 0)]
+    calls.clear()
+    with pytest.raises(InputError):
+        solve.solve_layer(layer, cse=False, max_depth=2)
+    assert len(calls) == 1  # without CSE there is nothing shallower to fall back to
+
+
+def test_among_the_shallowest_near_builds_the_cheapest_wins():
+    layer = _layer(*_seeded_8x32(0))
+    lin = layer.linear
+    groups = solve.scale_groups(lin.scales, lin.in_features)
+    starts, orders = solve.search_space(lin.out_features * lin.in_features, True)
+    built = solve.build_starts(layer, groups, starts, orders, 1, True)
+    cheapest = min(b[0] for b in built)
+    near = [b for b in built if b[0] <= cheapest * 1.005]
+    depth = min(b[1] for b in near)
+    shallow = [b[0] for b in near if b[1] == depth]
+    assert shallow[0] != min(shallow)  # seed 0: the first shallow build is not the cheapest
+    lg = solve.solve_layer(layer)
+    assert (lg.graph.lut_estimate(), lg.graph.depth()) == (min(shallow), depth)
+
+
+def _seeded_8x32(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-8, 8, size=(8, 32)), rng.integers(1, 9, size=(8, 1))
