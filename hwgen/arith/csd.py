@@ -5,8 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 
-@lru_cache(maxsize=4096)
-def csd_digits(value: int) -> tuple[tuple[int, int], ...]:
+def _recode(value: int) -> tuple[tuple[int, int], ...]:
     """Return the CSD digits of `value` as (sign, shift) pairs, lowest shift first.
 
     `value == sum(sign << shift)`, signs are +1 or -1 and no two shifts are adjacent,
@@ -26,3 +25,8 @@ def csd_digits(value: int) -> tuple[tuple[int, int], ...]:
         v >>= 1
         shift += 1
     return tuple(digits)
+
+
+# Cached under the public name; the recoding itself stays an undecorated function because
+# mutmut (scripts/mutation.py) leaves decorated functions unmutated.
+csd_digits = lru_cache(maxsize=4096)(_recode)
