@@ -93,3 +93,18 @@ def test_a_balanced_tree_of_shared_pairs_fits_the_pattern_capacity():
     assert adder_cost(d, patterns) == 7
     values = [3, -5, 7, 11, -13, 17, 19, -23]
     assert _row_values(d, values, patterns) == [sum(values)] * 2
+
+
+@pytest.mark.parametrize("order", range(8))
+def test_every_queue_order_finds_a_lone_shared_sum_or_difference(order):
+    # Each order's stride must be coprime to the pattern table so its walk visits every
+    # entry: a walk of part of the table misses a pattern stored where it does not step.
+    for sign in (1, -1):
+        for shift in (0, 2):
+            d = np.zeros((2, 3, 3), dtype=np.int8)
+            d[:, 1, 0] = 1
+            d[:, 2, shift] = sign  # x1 + sign * x2 << shift in both rows
+            d2, patterns = eliminate(d, ties=(0,), orders=(order,))
+            assert len(patterns) == 1, (sign, shift)
+            values = [0, 9, -4]
+            assert _row_values(d2, values, patterns) == [9 + sign * (-4 << shift)] * 2
