@@ -160,3 +160,33 @@ def test_rsqrt_of_32_bit_words_is_exact_on_python_integers():
         acc = sum(a * b for a, b in zip(r[:4], r[4:], strict=True)) + 7
         expected.append(min(max(_rsqrt_ref(values, acc, -3), lo), hi))
     assert got.tolist() == expected
+
+
+@pytest.mark.parametrize("shift", [-80, -1, 1, 3])
+def test_rsqrt_rounds_and_shifts_even_table_values_too(shift):
+    # 7k^2 + 3k + 1 above is always odd, where (t + 1) >> 1 == (t + 2) >> 1; these are not.
+    # shift -80 asks for t << 80: far past the word, so it must saturate, never wrap.
+    values = [(5 * k * k + 2 * k) % 1500 - 300 for k in range(64)]
+    table = Table(np.array(values, dtype=np.int64))
+    accs = [1, 3, 16, 17, 20, 40, 63, 64, 100, 255, 256, 1000, 4096, 30000]
+    prog = _prog([Instr(Op.RSQRT, 10, 2, 3, n=1, imm=0, shift=shift)], 2, 1, 10, [table])
+    x = np.array([[a, 1] for a in accs], dtype=np.int64)
+    got = machine.outputs(prog, machine.execute(prog, {"x": x}))["y"][:, 0]
+    expected = [min(max(_rsqrt_ref(values, a, shift), LO), HI) for a in accs]
+    assert got.tolist() == expected
+
+
+def test_an_empty_batch_and_an_empty_bit_memory_run():
+    prog = _prog([Instr(Op.ADD, 10, 2, 3, n=1)], 2, 1, 10)
+    run = machine.execute(prog, {"x": np.zeros((0, 2), dtype=np.int64)})
+    assert machine.outputs(prog, run)["y"].shape == (0, 1)
+    x = np.array([[3, 4]], dtype=np.int64)
+    run = machine.execute(prog, {"x": x}, np.zeros(0, dtype=np.int64))  # bit_depth 0
+    assert machine.outputs(prog, run)["y"].tolist() == [[7]]
+
+
+def test_bitmem_errors_say_what_a_word_must_be():
+    prog = _prog([Instr(Op.BREAD, 10, 2, 3, n=1, imm=1)], 2, 32, 10, bit_depth=1)
+    x = np.zeros((1, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"^bitmem words must be unsigned 32-bit values$"):
+        machine.execute(prog, {"x": x}, np.array([1 << 32]))
