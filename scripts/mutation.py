@@ -143,6 +143,7 @@ _M = "m = np.where(e >= 0, acc >> (2 * np.maximum(e, 0)), acc << (2 * np.maximum
 _R = "right = (t + (np.int64(1) << np.maximum(s - 1, 0))) >> np.maximum(s, 0)"
 _BITMEM_RANGE = "if x.min(initial=0) < 0 or x.max(initial=0) >= 1 << BIT_WORD:"
 _INPUT_RANGE = "if x.min(initial=0) < lo or x.max(initial=0) > hi:"
+_LIN_RQ = "Requant(fl.shift, False, FixedFormat(32, prog.frac_bits)),"
 _ARGMAX = "return np.argmax(a, axis=1)[:, None].astype(np.int64), np.array([ins.dst])"
 EQUIVALENT: dict[tuple[str, str, str, str], str] = {
     ("q4", "x_quantize_q4", _Q4_CODES, _Q4_CODES.replace("CODE_MIN,", "None,")): (
@@ -246,6 +247,21 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
             (_BITMEM_RANGE, "max(initial=0)", "max(initial=1)"),
             (_INPUT_RANGE, "min(initial=0)", "min(initial=1)"),
             (_INPUT_RANGE, "max(initial=0)", "max(initial=1)"),
+        )
+    },
+    **{
+        ("machine", "x__compute", removed, added): (
+            "run_layer reads only the layer's linear, requant shift, relu (None is falsy like "
+            "False) and output width: never the input format or a fraction-bit count"
+        )
+        for removed, added in (
+            ("FixedFormat(prog.word_bits, prog.frac_bits),", "None,"),
+            (
+                "FixedFormat(prog.word_bits, prog.frac_bits),",
+                "FixedFormat(prog.word_bits, None),",
+            ),
+            (_LIN_RQ, _LIN_RQ.replace("False,", "None,")),
+            (_LIN_RQ, _LIN_RQ.replace("prog.frac_bits", "None")),
         )
     },
     (
