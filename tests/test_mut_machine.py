@@ -190,3 +190,16 @@ def test_bitmem_errors_say_what_a_word_must_be():
     x = np.zeros((1, 2), dtype=np.int64)
     with pytest.raises(ValueError, match=r"^bitmem words must be unsigned 32-bit values$"):
         machine.execute(prog, {"x": x}, np.array([1 << 32]))
+
+
+def test_rsqrt_far_left_shift_of_a_large_entry_saturates_instead_of_wrapping():
+    # 2**24 << 40 leaves int64: the golden model must saturate to the word's maximum,
+    # as the engine's round unit does, not wrap to 0.
+    w = 32
+    table = Table(np.full(256, 1 << 24, dtype=np.int64))
+    prog = FoldedProgram(
+        "t", w, 16, 32, [Instr(Op.RSQRT, 20, 2, 3, n=1, imm=0, shift=-60)], [table], [],
+        np.zeros(2, np.int64), {"x": (2, 2)}, {"y": (20, 1)},
+    )  # fmt: skip
+    got = machine.outputs(prog, machine.execute(prog, {"x": np.array([[1, 1], [5, 3]])}))["y"]
+    assert got[:, 0].tolist() == [(1 << (w - 1)) - 1] * 2

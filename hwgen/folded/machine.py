@@ -47,8 +47,11 @@ def rsqrt(table: Table, acc: np.ndarray, shift: int) -> np.ndarray:
     t = table.values[m.astype(np.int64)]
     s = e + shift
     right = (t + (np.int64(1) << np.maximum(s - 1, 0))) >> np.maximum(s, 0)
-    # any left shift of 40 or more saturates a nonzero entry: clamp it, as the RTL does
-    left = t << np.clip(-s, 0, 40)
+    # any left shift of 40 or more saturates a nonzero entry: clamp it, as the RTL does.
+    # Entries (>= 0) are capped below 2**62 >> k first, so t << k cannot wrap int64; a
+    # capped result is still far above any word's maximum and saturates the same way.
+    k = np.clip(-s, 0, 40)
+    left = np.minimum(t, np.int64(1 << 62) >> k) << k
     return np.where(s > 0, right, left)
 
 
