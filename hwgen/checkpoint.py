@@ -16,7 +16,6 @@ read_tensors(the shapes of the model built on torch's meta device, which allocat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import struct
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .integrity import file_sha256
 
 MAX_FEATURES = 1 << 16
 SUPPORTED_ACTIVATIONS = ("relu",)
@@ -313,14 +313,6 @@ def _tensor(path: Path, f, name: str, entry: dict, shape: tuple, kind: str) -> n
             f"{MAX_ABS_VALUE:.0e} limit"
         )
     return t
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 MLP_FIELDS = {"activation": Field(str, choices=SUPPORTED_ACTIVATIONS)}

@@ -54,10 +54,10 @@ from hwgen.checkpoint import (
     checkpoint_files,
     need,
     read_config,
-    read_tensors,
     require_architecture,
 )
 from models.sigreg import sigreg
+from models.torch_state import load_validated
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -655,18 +655,7 @@ def load_checkpoint(ckpt_dir: str | Path) -> tuple[LeWM, dict]:
     require_architecture(meta, "lewm", cfg_path)
     cfg = LeWMConfig.from_json_dict(meta, str(cfg_path))
     _check_records(meta, cfg, str(cfg_path))
-    with torch.device("meta"):  # the tensor shapes the config implies, nothing allocated
-        expected = {
-            k: (tuple(v.shape), "f" if v.is_floating_point() else "i")
-            for k, v in LeWM(cfg).state_dict().items()
-        }
-    state = read_tensors(st_path, expected)
-    model = LeWM(cfg)
-    want = model.state_dict()
-    model.load_state_dict(
-        {k: torch.from_numpy(v).to(want[k].dtype) for k, v in state.items()}, strict=True
-    )
-    return model.eval(), meta
+    return load_validated(lambda: LeWM(cfg), st_path), meta
 
 
 # ---- parameter table -----------------------------------------------------------------------

@@ -58,9 +58,9 @@ from hwgen.checkpoint import (
     checkpoint_files,
     need,
     read_config,
-    read_tensors,
     require_architecture,
 )
+from models.torch_state import load_validated
 
 READ_MODES = ("hard", "soft", "st")
 
@@ -696,18 +696,7 @@ def load_checkpoint(ckpt_dir: str | Path) -> tuple[LeWorld, dict]:
     meta = read_config(cfg_path)
     require_architecture(meta, "leworld", cfg_path)
     cfg = LeWorldConfig.from_json_dict(meta, str(cfg_path))
-    with torch.device("meta"):  # the tensor shapes the config implies, nothing allocated
-        expected = {
-            k: (tuple(v.shape), "f" if v.is_floating_point() else "i")
-            for k, v in LeWorld(cfg).state_dict().items()
-        }
-    state = read_tensors(st_path, expected)
-    model = LeWorld(cfg)
-    want = model.state_dict()
-    model.load_state_dict(
-        {k: torch.from_numpy(v).to(want[k].dtype) for k, v in state.items()}, strict=True
-    )
-    return model.eval(), meta
+    return load_validated(lambda: LeWorld(cfg), st_path), meta
 
 
 # ---- parameter table -----------------------------------------------------------------------
