@@ -1,6 +1,6 @@
 """LeWorld: three address-proposing SLMs, a routing BLM and a memory of real bits.
 
-Facts from the public description (design/MODELS.md section 2); the code is written for hwgen.
+Facts from the public description (its public description); the code is written for hwgen.
 
 One *system step* (``LeWorld.system_step``) takes the previous and current state, the episode's
 characteristics vector and the previous step's info request, and runs five stages, each a
@@ -64,7 +64,7 @@ from models.torch_state import load_validated
 
 READ_MODES = ("hard", "soft", "st")
 
-# figures reported for the original system (design/MODELS.md section 2)
+# figures reported for the original system (its public description)
 REPORTED_PARAMS = {"memory": 21_000, "slm": 745_000, "blm": 11_200_000, "total": 13_500_000}
 
 

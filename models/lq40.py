@@ -1,4 +1,4 @@
-"""LQ40: the single-file LeWM checkpoint with Q4 matrices (layout in FORMATS_AND_TOOLS.md).
+"""LQ40: the single-file LeWM checkpoint with Q4 matrices (layout in docs/FORMATS.md).
 
     "LQ40" | u32 LE json_length | JSON config (LeWMConfig keys + `mode`) | tensors...
 

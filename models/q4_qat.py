@@ -1,6 +1,6 @@
 """Quantization-aware training for Q4 block weights (the format hwgen hardwires).
 
-Q4 as FORMATS_AND_TOOLS.md defines it: blocks of 32 inputs per output row, scale =
+Q4 as docs/FORMATS.md defines it: blocks of 32 inputs per output row, scale =
 max|w| / 7, codes round(w / scale) clamped to [-8, 7]. The forward pass sees the
 quantized weight; the gradient passes straight through to the float weight (STE).
 Models never import the compiler, so this is written here in torch.

@@ -1,7 +1,7 @@
 """SIGReg: Sketched Isotropic Gaussian Regularizer (LeWM's anti-collapse term).
 
 Project the latents on random unit directions and test each 1-D projection against N(0, 1)
-with the Epps-Pulley statistic (design/MODELS.md section 1):
+with the Epps-Pulley statistic (as the LeWM paper defines it):
 
     EP(h_1..h_N) = N * integral_{-T}^{T} |phi_N(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt,
     phi_N(t) = mean_n exp(i t h_n)   (the empirical characteristic function)

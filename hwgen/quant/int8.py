@@ -1,4 +1,4 @@
-"""INT8 weights, one symmetric scale per output channel (see FORMATS_AND_TOOLS.md).
+"""INT8 weights, one symmetric scale per output channel (see docs/FORMATS.md).
 
 Row r has scale s_r = max|W_r| / 127 (float32) and codes q = round(W / s_r) clamped to
 [-128, 127]; -128 never occurs because |W| <= max|W_r|. An all-zero row has scale 0.

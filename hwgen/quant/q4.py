@@ -1,4 +1,4 @@
-"""Q4 block quantization as the LQ40 format defines it (see FORMATS_AND_TOOLS.md).
+"""Q4 block quantization as the LQ40 format defines it (see docs/FORMATS.md).
 
 Each output row is cut into blocks of 32 input elements (zero-padded); a block has one
 float32 scale = max|w| / 7 and 4-bit codes q = round(w / scale) clamped to [-8, 7].
