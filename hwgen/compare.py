@@ -36,6 +36,7 @@ class CompareReport:
     design: str
     samples: int
     rows: dict[str, Distance | None]
+    inputs: str = "real samples"  # or what was used instead, said in every table
     rtl_mismatches: int | None = None
     rtl_vectors: int | None = None
     simulator: str | None = None
@@ -71,7 +72,8 @@ def compare(
     gate: GateOptions = DEFAULT_GATE,
     tool_timeout: float | None = None,
 ) -> CompareReport:
-    """Evaluate every variant on `samples` real inputs; simulate the RTL unless simulator=None;
+    """Evaluate every variant on `samples` real inputs (standard-normal ones, said so, when the
+    config names no known dataset); simulate the RTL unless simulator=None;
     then check the golden and RTL rows against the accuracy gate."""
     check_count(samples, "--samples", 1, MAX_REAL_SAMPLES)
     ckpt = load_mlp_checkpoint(checkpoint)
@@ -81,7 +83,9 @@ def compare(
         raise InputError(f"{design_dir}: design does not match checkpoint {checkpoint}")
     pair = real_transitions(ckpt.config, samples, seed)
     notes = []
+    inputs = "real samples"
     if pair is None:
+        inputs = "standard-normal inputs"
         x, truth = np.random.default_rng(seed).standard_normal((samples, program.n_inputs)), None
         notes.append("no known dataset in config.json: standard normal inputs used")
     else:
@@ -96,6 +100,7 @@ def compare(
     report = CompareReport(
         design=program.name,
         samples=len(x),
+        inputs=inputs,
         rows={
             "float (PyTorch)": distance(ref, ref),
             "Q4 fake-quant (PyTorch)": distance(fq, ref),
@@ -186,7 +191,7 @@ def format_compare(r: CompareReport) -> str:
     """One table: each variant's distance to the float model, and task error if known."""
     task = "task mse  " if r.task_mse else ""
     lines = [
-        f"compare: {r.design} on {r.samples} real samples (distance to the float model)",
+        f"compare: {r.design} on {r.samples} {r.inputs} (distance to the float model)",
         f"{'variant':26s} {'cos mean':>9s} {'cos min':>9s} {'max |err|':>10s} "
         f"{'rms err':>9s}  {task}bit-exact vs golden",
     ]

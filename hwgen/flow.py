@@ -129,7 +129,7 @@ def format_summary(f: FlowResult) -> str:
         f"sim       {'PASS' if sim.passed else 'FAIL'}: {sim.compared}/{sim.vectors} vectors "
         f"bit-exact vs golden, {sim.mismatches} mismatches ({sim.simulator}, "
         f"backpressure + gaps + {sim.resets} mid-stream reset)",
-        f"accuracy  vs float on {f.compare.samples} real samples: Q4 fake-quant cos "
+        f"accuracy  vs float on {f.compare.samples} {f.compare.inputs}: Q4 fake-quant cos "
         f"{fq.cosine_mean:.5f} max|err| {fq.max_abs_error:.4f}",
         "          "
         + "; ".join(_figure(f.compare, name) for name in ("golden (integer IR)", "RTL")),

@@ -61,6 +61,8 @@ def test_compare_table_has_every_variant(design, capsys):
     for row in ("float (PyTorch)", "Q4 fake-quant", "golden (integer IR)", "RTL"):
         assert row in text
     assert "0 mismatches / 200 vectors" in text
+    # this checkpoint names no dataset: the table must not call its inputs real samples
+    assert "200 standard-normal inputs" in text and "real samples" not in text
     report = json.loads((out / "tiny" / "compare.json").read_text())
     assert report["rows"]["golden (integer IR)"]["cosine_mean"] > 0.9
 
