@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwgen import integrity, tools
+from hwgen.boards import get_any_board
 from hwgen.errors import InputError, ToolError
 from hwgen.ir import load_program
 from hwgen.limits import check_count
 from hwgen.progress import step
 from hwgen.synth import design_verilog
 
-from .top import BoardTop, get_setup
+from .top import BoardTop, make_platform
 
 OPEN_TOOLS = {
     "ecp5": {
@@ -178,7 +179,7 @@ def build_bitstream(
     what `hwgen rtl` wrote, by the manifest's hashes. `tool_timeout` bounds each build
     script (seconds); by default it scales with the size of the design's Verilog.
     """
-    setup = get_setup(board)
+    setup = get_any_board(board)
     design_dir = Path(design_dir)
     verilog, _ = design_verilog(design_dir)
     integrity.verify_design(design_dir, [*verilog, "program.npz"])
@@ -196,7 +197,9 @@ def build_bitstream(
     start = time.monotonic()
 
     if setup.family in OPEN_TOOLS:
-        platform = setup.make_platform()
+        platform = make_platform(
+            setup,
+        )
         result = BitstreamResult(board, program.name, out, platform.default_clk_frequency / 1e6)
         env, missing = _tool_env(OPEN_TOOLS[setup.family])
         if missing:
@@ -218,7 +221,7 @@ def build_bitstream(
         return result
 
     # Artix-7: the Vivado plan always; Vivado or openXC7 when present.
-    platform = setup.make_platform(toolchain="Vivado")
+    platform = make_platform(setup, toolchain="Vivado")
     result = BitstreamResult(board, program.name, out, platform.default_clk_frequency / 1e6)
     with step(f"elaborate {name} for {board} (Vivado plan)"):
         plan = platform.build(BoardTop(program, **kwargs), name=name, do_build=False)
@@ -240,7 +243,7 @@ def build_bitstream(
             "prjxray database in $DB_DIR and the nextpnr-xilinx chipdb in $CHIPDB_DIR)"
         )
     else:
-        xplatform = setup.make_platform(toolchain="Xray")
+        xplatform = make_platform(setup, toolchain="Xray")
         with step(f"elaborate {name} for {board} (openXC7 plan)"):
             xplan = xplatform.build(BoardTop(program, **kwargs), name=name, do_build=False)
             xdir = xplan.extract(out / "openxc7")
@@ -278,7 +281,7 @@ def format_bitstream(r: BitstreamResult) -> str:
 
 def check_board_name(board: str) -> None:
     """InputError listing the boards when `board` is unknown (before any work is done)."""
-    get_setup(board)
+    get_any_board(board)
 
 
 __all__ = ["BitstreamResult", "build_bitstream", "format_bitstream", "InputError"]

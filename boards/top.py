@@ -10,13 +10,12 @@ stays in Amaranth and is bit-identical to the design that `hwgen rtl` wrote and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from hwgen.boards import Board, get_any_board
 from hwgen.errors import InputError
 from hwgen.host import DEFAULT_BAUD, DeviceInfo, program_info
 from hwgen.ir import Program
@@ -127,71 +126,15 @@ class BoardCore(wiring.Component):
         return m
 
 
-@dataclass(frozen=True)
-class BoardSetup:
-    """How a board's resources map onto the top: platform, LEDs, reset button."""
+def make_platform(board: Board, **kwargs):
+    """The board's amaranth-boards platform, with its optional resources added."""
+    import importlib
 
-    name: str
-    platform: str  # amaranth_boards module:class
-    leds: tuple[tuple[str, int], ...]  # heartbeat, busy, error
-    button: tuple[str, int]
-    family: str  # xc7, ecp5, ice40
-    extra_resources: str | None = None  # platform attribute holding optional resources
-    notes: list[str] = field(default_factory=list)
-
-    def make_platform(self, **kwargs):
-        import importlib
-
-        module, cls = self.platform.split(":")
-        platform = getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)(**kwargs)
-        if self.extra_resources:
-            platform.add_resources(getattr(platform, self.extra_resources))
-        return platform
-
-
-BOARD_SETUPS: dict[str, BoardSetup] = {
-    s.name: s
-    for s in (
-        BoardSetup(
-            "arty-a7-35",
-            "arty_a7:ArtyA7_35Platform",
-            (("led", 0), ("led", 1), ("led", 2)),
-            ("button", 0),
-            "xc7",
-        ),
-        BoardSetup(
-            "arty-a7-100",
-            "arty_a7:ArtyA7_100Platform",
-            (("led", 0), ("led", 1), ("led", 2)),
-            ("button", 0),
-            "xc7",
-        ),
-        BoardSetup(
-            "ulx3s-85f",
-            "ulx3s:ULX3S_85F_Platform",
-            (("led", 0), ("led", 1), ("led", 2)),
-            ("button", 0),
-            "ecp5",
-        ),
-        BoardSetup(
-            "icebreaker",
-            "icebreaker:ICEBreakerPlatform",
-            (("led_g", 0), ("led_g", 1), ("led_r", 0)),
-            ("button", 0),
-            "ice40",
-            extra_resources="break_off_pmod",
-        ),
-    )
-}
-
-
-def get_setup(board: str) -> BoardSetup:
-    """The board's setup; InputError listing the known boards otherwise."""
-    try:
-        return BOARD_SETUPS[board]
-    except KeyError:
-        known = ", ".join(BOARD_SETUPS)
-        raise InputError(f"unknown board '{board}'; known boards: {known}") from None
+    module, cls = board.platform.split(":")
+    platform = getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)(**kwargs)
+    if board.extra_resources:
+        platform.add_resources(getattr(platform, board.extra_resources))
+    return platform
 
 
 class BoardTop(Elaboratable):
@@ -210,7 +153,7 @@ class BoardTop(Elaboratable):
     baud : int
         Serial rate (default 1 Mbaud).
     board : str
-        A key of BOARD_SETUPS: which LEDs and button to request.
+        A board of hwgen.boards.BOARDS: which LEDs and button to request.
     """
 
     def __init__(
@@ -231,7 +174,7 @@ class BoardTop(Elaboratable):
         self.backend = backend
         self.clk_hz = clk_hz
         self.baud = baud
-        self.setup = get_setup(board)
+        self.setup = get_any_board(board)
         self.register_every = register_every
         self.core: BoardCore | None = None
 
@@ -256,7 +199,7 @@ class BoardTop(Elaboratable):
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.submodules.button_buf = button = io.Buffer(
-            "i", platform.request(*self.setup.button, dir="-")
+            "i", platform.request(*self.setup.reset_button, dir="-")
         )
         reset = Signal()
         m.submodules.button_sync = FFSynchronizer(button.i, reset)

@@ -30,6 +30,22 @@ def test_unknown_board_lists_known_boards():
     assert "arty-a7-100" in str(err.value) and "arty-a7-35" in str(err.value)
 
 
+def test_one_board_registry_for_every_job():
+    """synth and bitstream read one list: every name bitstream takes, synth knows too, and
+    refuses a non-Xilinx board by naming the job that builds it."""
+    from boards.bitstream import check_board_name
+    from hwgen.boards import BOARDS, get_any_board
+
+    for name in BOARDS:
+        check_board_name(name)  # bitstream takes every board
+        assert get_any_board(name).name == name
+    with pytest.raises(InputError, match="ECP5 board: synth judges Xilinx boards") as err:
+        get_board("ulx3s-85f")
+    assert "hwgen bitstream DESIGN --board ulx3s-85f" in str(err.value)
+    with pytest.raises(InputError, match="unknown board 'zedboard'"):
+        check_board_name("zedboard")
+
+
 def test_board_facts():
     big = get_board("arty-a7-100")
     assert (ARTY35.part, ARTY35.luts, ARTY35.carry4, ARTY35.ramb18) == (
