@@ -44,6 +44,12 @@ class PushSimConfig:
     block_yield: float = 0.7  # share of the penetration the block takes; the agent takes the rest
     p_random: float = 0.3  # policy: probability of a uniformly random action
     aim_noise: float = 0.6  # policy: std (rad) of the heading noise when aiming at the block
+    # A patch of the table with its own block yield (mud or ice): while the block's centre is
+    # at x >= patch_from * table_size, the block takes `patch_yield` of the penetration. The
+    # default 1.0 puts the patch beyond the walls, so the default world has none (the
+    # embedded model's data is unchanged); models/locas uses it as a changed physics regime.
+    patch_from: float = 1.0
+    patch_yield: float = 0.7
 
 
 FIELDS = {  # config.json dataset.sim: type and range (hwgen.checkpoint.Field)
@@ -55,6 +61,8 @@ FIELDS = {  # config.json dataset.sim: type and range (hwgen.checkpoint.Field)
     "block_yield": Field(float, 0.0, 1.0),
     "p_random": Field(float, 0.0, 1.0),
     "aim_noise": Field(float, 0.0, 100.0),
+    "patch_from": Field(float, 0.0, 1.0),
+    "patch_yield": Field(float, 0.0, 1.0),
 }
 
 
@@ -96,12 +104,21 @@ def _overlap(agent: np.ndarray, block: np.ndarray, cfg: PushSimConfig):
     return pen, diff / np.maximum(dist, 1e-6)
 
 
+def _block_yield(block: np.ndarray, cfg: PushSimConfig) -> float | np.ndarray:
+    """The block's share of a penetration: [n, 1] where a patch is on the table, else a scalar."""
+    if cfg.patch_from >= 1.0:
+        return cfg.block_yield
+    on_patch = block[:, :1] >= cfg.patch_from * cfg.table_size
+    return np.where(on_patch, cfg.patch_yield, cfg.block_yield)
+
+
 def _resolve(agent: np.ndarray, block: np.ndarray, cfg: PushSimConfig):
     """Separate overlapping agent/block pairs; return (agent, block, in_contact[n])."""
     pen, normal = _overlap(agent, block, cfg)
     contact = pen[:, 0] > 0.0
-    block = _clamp(block + cfg.block_yield * pen * normal, cfg.block_radius, cfg)
-    agent = _clamp(agent - (1.0 - cfg.block_yield) * pen * normal, cfg.agent_radius, cfg)
+    share = _block_yield(block, cfg)
+    block = _clamp(block + share * pen * normal, cfg.block_radius, cfg)
+    agent = _clamp(agent - (1.0 - share) * pen * normal, cfg.agent_radius, cfg)
     # Walls can stop either body; alternate full separations until what a wall blocked for one
     # body has been taken by the other (four rounds leave < 0.01 px of overlap near corners).
     for _ in range(4):

@@ -1,0 +1,172 @@
+"""Locas memory (models/locas.py): exact start, exact fusion, golden bit-identity, training."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from hwgen import golden
+from hwgen.checkpoint import load_mlp_checkpoint
+from hwgen.design import calibration_inputs, float_layers
+from hwgen.lower import lower
+from models.dynamics_mlp import load_checkpoint, sample_inputs
+from models.locas import (
+    INITS,
+    FFNMemory,
+    LocasMLP,
+    MemoryConfig,
+    TrainMemoryConfig,
+    memorize,
+    rank_neurons,
+    to_dense,
+    train_params,
+)
+from models.memorize import save_fused
+
+CKPT = Path(models.__file__).parent / "checkpoints" / "dynamics_mlp"
+
+
+@pytest.fixture(scope="module")
+def base_and_meta():
+    return load_checkpoint(CKPT)
+
+
+def dense_forward(fused, x):
+    for i, (w, b) in enumerate(fused):
+        x = x @ w.T + b
+        if i < len(fused) - 1:
+            x = torch.relu(x)
+    return x
+
+
+def perturbed(model: LocasMLP, seed: int) -> LocasMLP:
+    """A copy whose memory is far from its start (as if trained), so fusion is tested."""
+    out = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in out.memory_parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return out
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_zero_values_start_equals_the_base_model(base_and_meta, init):
+    base, _ = base_and_meta
+    x = torch.randn(500, 6, generator=torch.Generator().manual_seed(1))
+    old = torch.randn(500, 6, generator=torch.Generator().manual_seed(2)) + 1.0
+    model = memorize(base, x, MemoryConfig(width=8, init=init), old_x=old)
+    torch.testing.assert_close(model(x), base(x), rtol=0, atol=0)
+    assert all(torch.count_nonzero(m.values) == 0 for m in model.memories.values())
+    assert all(torch.count_nonzero(m.keys) > 0 for m in model.memories.values())
+
+
+@pytest.mark.parametrize("hidden", [(0,), (1,), None])
+def test_to_dense_is_exact_before_quantization(base_and_meta, hidden):
+    base, _ = base_and_meta
+    x = torch.randn(2000, 6, generator=torch.Generator().manual_seed(3))
+    model = perturbed(memorize(base, x, MemoryConfig(width=5, hidden=hidden, init="activation")), 4)
+    fused = to_dense(model)
+    widths = [w.shape[0] for w, _ in fused]
+    added = [5 if hidden is None or i in hidden else 0 for i in range(2)]
+    assert widths == [32 + added[0], 32 + added[1], 4]
+    ref = model(x)
+    assert (ref - base(x)).abs().max() > 1e-2  # the memory does change the model
+    assert (dense_forward(fused, x) - ref).abs().max() < 1e-5  # float32 rounding only
+    model64 = copy.deepcopy(model).double()
+    x64 = x.double()
+    assert (dense_forward(to_dense(model64), x64) - model64(x64)).abs().max() < 1e-6
+
+
+def test_ranking_picks_new_data_neurons_and_relative_discounts_generic_ones():
+    gen = torch.Generator().manual_seed(0)
+    # neuron 0 is busy everywhere; neuron 1 only on the new data; neuron 3 never fires
+    new = torch.tensor([[5.0, 3.0, 1.0, 0.0]]).repeat(10, 1)
+    old = torch.tensor([[5.0, 0.0, 1.0, 0.0]]).repeat(10, 1)
+    assert rank_neurons(new, old, "activation", 2, gen).tolist() == [0, 1]
+    assert rank_neurons(new, old, "relative", 1, gen).tolist() == [1]
+    assert rank_neurons(new, old, "lowest", 1, gen).tolist() == [3]
+    assert sorted(rank_neurons(new, old, "random_index", 4, gen).tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="exceeds"):
+        rank_neurons(new, old, "activation", 5, gen)
+    with pytest.raises(ValueError, match="old data"):
+        rank_neurons(new, None, "relative", 1, gen)
+
+
+def test_gated_memory_trains_but_does_not_fuse(base_and_meta):
+    base, _ = base_and_meta
+    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(5))
+    model = memorize(base, x, MemoryConfig(width=4, init="activation", gated=True))
+    torch.testing.assert_close(model(x), base(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="ReLU memory"):
+        to_dense(model)
+
+
+def test_training_moves_only_the_memory_and_lowers_the_new_loss(base_and_meta):
+    base, _ = base_and_meta
+    frozen = copy.deepcopy(base.state_dict())
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(1024, 6, generator=gen)
+    y = base(x).detach() + 0.5  # a new "fact": every output shifted
+    model = memorize(base, x, MemoryConfig(width=8, init="activation"))
+    cfg = TrainMemoryConfig(steps=150, lr=1e-2, eval_every=150)
+
+    def new_mse() -> dict[str, float]:
+        with torch.no_grad():
+            return {"new": torch.mean((model(x) - y) ** 2).item()}
+
+    history = train_params(model, list(model.memory_parameters()), x, y, cfg, evaluate=new_mse)
+    assert history[-1][1]["new"] < 0.5 * history[0][1]["new"]
+    for k, v in base.state_dict().items():
+        torch.testing.assert_close(v, frozen[k], rtol=0, atol=0)
+
+
+def lowered(ckpt_dir: Path):
+    ckpt = load_mlp_checkpoint(ckpt_dir)
+    calib, _ = calibration_inputs(ckpt, 2048, 0)
+    return lower("d", float_layers(ckpt), calib)
+
+
+def test_zero_value_fusion_is_bit_identical_in_the_golden_model(base_and_meta, tmp_path):
+    """Cloned keys keep every activation range and block scale, and zero values add exact
+    zeros: the integer program of the fused model computes the base program's outputs."""
+    base, meta = base_and_meta
+    new_x = torch.from_numpy(sample_inputs(meta, 2000, 11))
+    model = memorize(base, new_x, MemoryConfig(width=8, init="activation"))
+    save_fused(model, meta, tmp_path / "fused", {"test": True})
+    base_prog, fused_prog = lowered(CKPT), lowered(tmp_path / "fused")
+    assert [layer.linear.out_features for layer in fused_prog.layers] == [40, 40, 4]
+    rng = np.random.default_rng(0)
+    lo, hi = base_prog.input_format.range
+    x = rng.integers(lo, hi + 1, size=(10_000, 6))
+    np.testing.assert_array_equal(golden.run(fused_prog, x), golden.run(base_prog, x))
+
+
+def test_a_memory_on_the_last_hidden_layer_keeps_the_first_layer(base_and_meta, tmp_path):
+    """What an incremental compile may reuse: with memory on hidden layer 1 only, layer 0's
+    integer constants and formats are those of the base program, trained memory or not."""
+    base, meta = base_and_meta
+    new_x = torch.from_numpy(sample_inputs(meta, 2000, 12))
+    model = perturbed(
+        memorize(base, new_x, MemoryConfig(width=8, hidden=(1,), init="activation")), 7
+    )
+    save_fused(model, meta, tmp_path / "fused", {"test": True})
+    kept, changed = lowered(CKPT).layers[0], lowered(tmp_path / "fused").layers[0]
+    assert kept.in_format == changed.in_format
+    assert kept.requant == changed.requant
+    np.testing.assert_array_equal(kept.linear.codes, changed.linear.codes)
+    np.testing.assert_array_equal(kept.linear.scales, changed.linear.scales)
+    np.testing.assert_array_equal(kept.linear.bias, changed.linear.bias)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="width"):
+        MemoryConfig(width=0)
+    with pytest.raises(ValueError, match="unknown init"):
+        MemoryConfig(init="best")
+    base = torch.nn.Module()
+    base.layers = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)])
+    with pytest.raises(ValueError, match="out of range"):
+        LocasMLP(base, {1: FFNMemory(4, 2, 2)})
