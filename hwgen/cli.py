@@ -175,6 +175,14 @@ def cmd_flow(a: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(_design_dir(a.design, a.out))
+    print(f"report: {path}")
+    return 0
+
+
 def cmd_bitstream(a: argparse.Namespace) -> int:
     from boards.bitstream import build_bitstream, check_board_name, format_bitstream
 
@@ -443,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rtl_options(f)
     _add_gate_options(f)
     f.set_defaults(func=cmd_flow)
+
+    h = sub.add_parser("report", help="write DESIGN/report.html from what the jobs left there")
+    h.add_argument("design", help="design name under OUT, or a design folder")
+    h.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bitstream", help="board top: bitstream (ECP5, iCE40) or Vivado plan")
     b.add_argument("design", help="design name under OUT, or a design folder")

@@ -43,6 +43,8 @@ class CompareReport:
     notes: list[str] = field(default_factory=list)
     task_mse: dict[str, float] = field(default_factory=dict)  # vs the data's true targets
     gate: list[GateCheck] = field(default_factory=list)
+    # per-sample outputs in real units ("float", "fake_quant", "golden", "rtl"), for the report
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def accuracy_ok(self) -> bool:
@@ -53,6 +55,7 @@ class CompareReport:
         return {
             "design": self.design,
             "samples": self.samples,
+            "inputs": self.inputs,
             "rows": {k: (v.to_dict() if v else None) for k, v in self.rows.items()},
             "rtl_mismatches": self.rtl_mismatches,
             "rtl_vectors": self.rtl_vectors,
@@ -108,6 +111,7 @@ def compare(
             "RTL": None,
         },
         notes=notes,
+        outputs={"float": ref, "fake_quant": fq, "golden": golden},
     )
     require_finite(report.rows["golden (integer IR)"].to_dict(), f"{checkpoint}: golden model")
     if truth is not None:
@@ -136,6 +140,7 @@ def compare(
         if delivered == len(x):
             rtl = rtl_int / 2.0**out_fmt.frac_bits
             report.rows["RTL"] = distance(rtl, ref)
+            report.outputs["rtl"] = rtl
             if truth is not None:
                 report.task_mse["RTL"] = _mse(rtl, truth)
         else:
@@ -232,5 +237,10 @@ def _rtl_state(r: CompareReport) -> str:
 
 
 def write_compare(r: CompareReport, design_dir: Path) -> None:
+    """compare.txt and .json, and the per-sample outputs the report plots."""
+    from .report import OUTPUTS_NAME
+
     (design_dir / "compare.txt").write_text(format_compare(r) + "\n")
     (design_dir / "compare.json").write_text(json.dumps(r.to_dict(), indent=2) + "\n")
+    outputs = {k: np.asarray(v, dtype=np.float32) for k, v in r.outputs.items()}
+    np.savez_compressed(design_dir / OUTPUTS_NAME, **outputs)

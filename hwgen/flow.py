@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .compare import CompareReport, compare, format_compare, write_compare
 from .design import RtlOptions, RtlResult, build_rtl
 from .gate import DEFAULT_GATE, GateOptions
+from .report import write_report
 
 if TYPE_CHECKING:
     from sim.runner import SimResult
@@ -90,6 +91,7 @@ def run_flow(
     result = FlowResult(rtl, sim, cmp, report)
     summary = format_summary(result)
     (rtl.design_dir / "flow_summary.txt").write_text(summary + "\n")
+    write_report(rtl.design_dir)
     return result
 
 
@@ -150,7 +152,7 @@ def format_summary(f: FlowResult) -> str:
     else:
         lines.append("synth     skipped")
     lines += [
-        f"outputs   {f.rtl.design_dir}/ (Verilog, manifest.json, vectors, reports)",
+        f"outputs   {f.rtl.design_dir}/ (Verilog, manifest.json, vectors, report.html)",
         f"result    {'OK' if f.ok else 'FAILED'}",
         bar,
     ]
