@@ -20,7 +20,7 @@ from amaranth.back import verilog
 from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
 from .ir import Program
 from .limits import check_count
-from .lower import FloatLayer, LoweringOptions, lower
+from .lower import EXACT_ARITHMETIC, FloatLayer, LoweringOptions, lower
 from .model_data import MAX_REAL_SAMPLES, real_inputs
 from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
@@ -182,6 +182,7 @@ def manifest(
             "cse": options.cse,
             "max_adder_depth": options.max_depth,
             "calibration": calibration,
+            "rules": list(EXACT_ARITHMETIC),
         },
         "layers": layers,
         "weights": ckpt.n_weights,

@@ -18,6 +18,24 @@ from .arith.fixed import frac_bits_for
 from .ir import FixedFormat, Layer, Program, Q4Linear, Requant
 from .quant.q4 import Q4Matrix
 
+# The exact arithmetic of a hardwired design, in the words the manifest and
+# docs/HARDWIRED.md give it; tests/references.py restates each rule in plain integers.
+EXACT_ARITHMETIC = (
+    "inputs are normalized with the config's input_mean/input_std, then quantized: "
+    "round half to even, saturate to the input format",
+    "Q4: blocks of 32 inputs per row; scale = max|w| / 7 computed in float32; "
+    "code = round half to even of w / scale, clamped to [-8, 7]",
+    "block scales become integers at scale_frac_bits = scale_bits - 1 - floor(log2(largest "
+    "scale)), round half to even; the largest can round up to 2^scale_bits (one bit more)",
+    "bias: an integer at the accumulator's fraction, in_frac + scale_frac_bits, round half to even",
+    "accumulate exactly: acc = sum over blocks of S_b * sum_j q_j * x_j + bias",
+    "requantize: y = saturate(relu(floor((acc + 2^(s-1)) / 2^s))) with s = acc_frac - "
+    "out_frac (round half up); s <= 0 is an exact left shift",
+    "ReLU after every layer but the last",
+    "activation formats: signed act_bits; per layer the most fractional bits that hold the "
+    "largest calibration activation; fractional bits can be negative",
+)
+
 
 @dataclass(frozen=True)
 class LoweringOptions:

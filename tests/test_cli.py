@@ -5,6 +5,7 @@ import json
 import pytest
 
 from hwgen.cli import main
+from hwgen.lower import EXACT_ARITHMETIC
 from tests.checkpoints import write_mlp
 
 SMALL = ["--random-vectors", "300", "--real-vectors", "0"]
@@ -38,6 +39,7 @@ def test_rtl_writes_a_complete_design(design, capsys):
     assert len(m["constants_sha256"]) == 64 and m["weights"] == 5 * 12 + 12 * 3
     assert "module tiny_top" in (d / "tiny_top.v").read_text()
     assert m["arithmetic"]["max_adder_depth"] is None
+    assert m["arithmetic"]["rules"] == list(EXACT_ARITHMETIC)  # the exact rules, written down
     assert "*" not in "".join(
         line
         for line in (d / "tiny_top.v").read_text().splitlines()

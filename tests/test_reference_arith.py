@@ -248,6 +248,21 @@ def test_integer_scale_and_bias_round_not_truncate():
     assert lin.bias.tolist() == [-3]
 
 
+def test_largest_scale_can_round_up_one_bit():
+    """The rule the manifest states: the largest block scale, just under 2^-2, is placed at
+    scale_frac_bits = 10 - 1 - (-3) = 12 and rounds up to 2^10, one bit more than 10."""
+    scales = np.array([[1023.6 / 4096, 0.01]], dtype=np.float32)
+    q = quantize_q4(np.ones((1, 64), dtype=np.float32))
+    q = type(q)(q.codes, scales, 64)
+    lin, _ = integer_linear(q, np.zeros(1), 0, 10)
+    assert lin.scale_frac_bits == 12
+    assert lin.scales.max() == 2**10
+    assert ref.integer_scales(scales.astype(np.float64).tolist(), 10) == (
+        lin.scales.tolist(),
+        12,
+    )
+
+
 def test_activation_formats_come_from_the_largest_magnitude():
     """Calibration activations reaching -10 but only +1: the format must hold -10."""
     rng = np.random.default_rng(0)
