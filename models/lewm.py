@@ -197,19 +197,41 @@ class LeWMConfig:
         )
 
     @classmethod
+    def small(cls) -> LeWMConfig:
+        """The CPU planning preset: tiny's 64x64 pixels and patch 8 with a 64-d latent (room for
+        the block angle's cos and sin), a 3-layer encoder and a 2-layer predictor."""
+        return dataclasses.replace(
+            cls.tiny(),
+            encoder_hidden=64,
+            encoder_layers=3,
+            encoder_heads=4,
+            encoder_inter=256,
+            predictor_hidden=64,
+            predictor_inner_dim=128,
+            predictor_heads=8,
+            predictor_inter=256,
+            latent_dim=64,
+            projector_hidden=256,
+            action_hidden=256,
+            name="small",
+        )
+
+    @classmethod
     def from_preset(cls, name: str) -> LeWMConfig:
-        """official | tiny | baseline_192d_6e_6p | slim_<latent>d_<enc>e_<pred>p."""
+        """official | tiny | small | baseline_192d_6e_6p | slim_<latent>d_<enc>e_<pred>p."""
         if name == "official":
             return cls.official()
         if name == "tiny":
             return cls.tiny()
+        if name == "small":
+            return cls.small()
         if name == "baseline_192d_6e_6p":
             return cls.baseline_192d_6e_6p()
         m = re.fullmatch(r"slim_(\d+)d_(\d+)e_(\d+)p", name)
         if m:
             return cls.slim(*(int(g) for g in m.groups()))
         raise ValueError(
-            f"unknown LeWM preset {name!r} (official, tiny, baseline_192d_6e_6p, "
+            f"unknown LeWM preset {name!r} (official, tiny, small, baseline_192d_6e_6p, "
             "slim_<latent>d_<enc>e_<pred>p)"
         )
 
@@ -262,7 +284,7 @@ FIELDS = {  # config.json fields: type and range (hwgen.checkpoint.Field)
 
 
 PRESETS = ("official", "baseline_192d_6e_6p", "slim_192d_4e_4p", "slim_96d_4e_4p",
-           "slim_48d_2e_2p", "tiny")  # fmt: skip
+           "slim_48d_2e_2p", "small", "tiny")  # fmt: skip
 
 
 # ---- encoder: ViT with HF-ViT tensor names -------------------------------------------------

@@ -1,25 +1,20 @@
-"""CEM planning in LeWM's latent space on PushT (model-predictive control in gym-pusht).
+"""CEM planning in LeWM's latent space on PushT, under a named protocol (official by default).
 
-    python -m models.plan_cem models/checkpoints/lewm_tiny --episodes 50
+    python -m models.plan_cem CKPT                       # the official protocol, 50 episodes
+    python -m models.plan_cem CKPT --protocol project    # the project's earlier variant
+    python -m models.plan_cem CKPT --predictor golden    # the folded engine's integer golden
+    python -m models.plan_cem CKPT --write               # append the run to config.json
 
-Task: each episode takes a held-out trajectory (the checkpoint's validation episodes), starts
-the env at its state at step t0 and asks for its state `--goal-offset` model steps later (the
-goal image is rendered from that state, agent included). Only non-trivial goals are used: the
-block must be more than the success tolerance away from its goal pose at the start. The
-planner has `--budget` model steps (5 env steps each).
+Protocols are defined in models/pusht_protocol.py (official: success on agent AND block,
+checked every env step, 50 env steps, CEM 300 x 30 top 30 in z-scored action space, horizon 5,
+receding horizon 5, 1 observed frame). Tasks come from the checkpoint's held-out episodes (the
+last `val_episodes` of its data set); for an expert data set these are expert trajectories.
 
-Planner (the paper's PushT settings by default): CEM over `--horizon` model steps of 10-value
-actions (5 env steps x 2) in [-1, 1], `--samples` candidates, `--iters` iterations, refit to
-the `--top` best; cost = squared latent distance between the predicted latent after the last
-step and the goal latent. The first planned step is executed (receding horizon), and the
-predictor keeps up to `history` observed frames with the actions actually taken.
-
-`--hold` searches one 2-D action per model step, repeated for its 5 env steps (10 dimensions
-over a horizon of 5 instead of 50); the model still sees the 10-value action.
-
-Success (the paper's): block position error < 20 px and angle error < pi/9 with respect to
-the goal pose, checked after every model step (the episode ends at success).
-Baselines on the same episodes: zero action (the agent stays put) and random actions.
+The predictor is pluggable: a `PredictFn` maps a batch of windows (B, n, D) latents and
+(B, n, A) z-scored actions to the predicted next latents (B, D), so the integer golden model of
+the hardware (`--predictor golden`, hwgen/folded) can stand in for the float model.
+Baselines on the same tasks (`--baselines`): the scripted expert given the true goal state
+(models/pusht_expert.py) and uniformly random actions in [-1, 1].
 """
 
 from __future__ import annotations
@@ -27,197 +22,339 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.lewm import LeWM, load_checkpoint, normalize_actions, preprocess_pixels
-from models.pusht_data import (
-    PushTDataConfig,
-    load_or_generate,
-    make_env,
-    render,
-    reset_to,
-    step_relative,
-)
-from models.pusht_data import get_state as env_state
+from models.lewm import LeWM, load_checkpoint, preprocess_pixels
+from models.pusht_data import PushTDataConfig, get_state, load_or_generate, make_env, render
+from models.pusht_data import reset_to as reset_env
+from models.pusht_protocol import PROTOCOLS, SUCCESS, Protocol, draw_tasks, wilson_interval
 
-POS_TOL = 20.0
-ANG_TOL = np.pi / 9
+PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass
-class CEMConfig:
-    horizon: int = 5
-    samples: int = 300
-    iters: int = 30
-    top: int = 30
-    init_std: float = 1.0
-    min_std: float = 0.05
-    hold: bool = False  # search one 2-D action per model step, held for the 5 env steps
+def float_predictor(model: LeWM) -> PredictFn:
+    """The float model's next latent for each window."""
+
+    @torch.no_grad()
+    def predict(z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return model.predict(z, model.encode_actions(actions))[:, -1]
+
+    return predict
 
 
-def pose_error(state: np.ndarray, goal: np.ndarray) -> tuple[float, float]:
-    """Block position error (px) and angle error (rad, wrapped) between two 5-value states."""
-    pos = float(np.hypot(*(state[2:4] - goal[2:4])))
-    ang = float(abs((state[4] - goal[4] + np.pi) % (2 * np.pi) - np.pi))
-    return pos, ang
+def rollout(predict: PredictFn, z_hist: torch.Tensor, actions: torch.Tensor, history: int):
+    """Autoregressive rollout as LeWM.rollout, through `predict`: z_hist (B, n, D), actions
+    (B, n-1+K, A) z-scored; returns the latent after the last action (B, D)."""
+    zs, n = list(z_hist.unbind(1)), z_hist.shape[1]
+    for k in range(actions.shape[1] - (n - 1)):
+        last = n + k
+        lo = max(0, last - history)
+        zs.append(predict(torch.stack(zs[lo:last], 1), actions[:, lo:last]))
+    return zs[-1]
 
 
-def is_success(state: np.ndarray, goal: np.ndarray) -> bool:
-    pos, ang = pose_error(state, goal)
-    return pos < POS_TOL and ang < ANG_TOL
+class LatentCEM:
+    """CEM over `horizon` model steps in z-scored action space (the official solver's update:
+    candidate 0 = the mean, mean and std refit to the elites)."""
 
-
-class LatentPlanner:
-    def __init__(self, model: LeWM, meta: dict, cem: CEMConfig, seed: int = 0):
-        self.model, self.cem = model, cem
+    def __init__(self, predict: PredictFn, meta: dict, cfg, proto: Protocol, seed: int = 0):
+        self.predict, self.proto, self.history = predict, proto, cfg.history
         norm = meta["normalization"]
-        self.a_mean, self.a_std = norm["action_mean"], norm["action_std"]
-        self.adim = model.config.action_dim
+        self.a_mean = torch.tensor(norm["action_mean"], dtype=torch.float32)
+        self.a_std = torch.tensor(norm["action_std"], dtype=torch.float32)
+        self.adim, self.fs = cfg.action_dim, cfg.frame_skip
         self.gen = torch.Generator().manual_seed(seed)
+
+    def to_raw(self, a: torch.Tensor) -> torch.Tensor:
+        return a * self.a_std + self.a_mean
+
+    def to_z(self, a: torch.Tensor) -> torch.Tensor:
+        return (a - self.a_mean) / self.a_std
+
+    def _sample(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """Candidates in the search space (z-scored, or raw for `raw_space`), candidate 0 =
+        the mean, clipped to raw [-1, 1] if the protocol clips."""
+        p = self.proto
+        cand = mean + std * torch.randn(p.samples, *mean.shape, generator=self.gen)
+        cand[0] = mean
+        if p.clip:
+            cand = cand.clamp(-1, 1) if p.raw_space else self.to_z(self.to_raw(cand).clamp(-1, 1))
+        return cand
+
+    def _model_actions(self, cand: torch.Tensor) -> torch.Tensor:
+        """Search-space candidates -> the model's z-scored 10-value actions."""
+        if self.proto.hold:  # one 2-D action per model step, repeated over the frame skip
+            cand = cand.repeat(*([1] * (cand.ndim - 1)), self.fs)
+        return self.to_z(cand) if self.proto.raw_space else cand
+
+    @torch.no_grad()
+    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor):
+        """z_hist (n, D) observed latents, a_hist (n-1, A) z-scored actions between them,
+        z_goal (D). Returns the planned raw actions (horizon, A)."""
+        p = self.proto
+        mean = torch.zeros(p.horizon, 2 if p.hold else self.adim)
+        std = torch.full_like(mean, p.init_std)
+        zh = z_hist[None].expand(p.samples, -1, -1)
+        ah = a_hist[None].expand(p.samples, -1, -1)
+        for _ in range(p.iters):
+            cand = self._sample(mean, std)
+            acts = torch.cat([ah, self._model_actions(cand)], 1)
+            z_end = rollout(self.predict, zh, acts, self.history)
+            cost = (z_end - z_goal).pow(2).sum(-1)
+            elite = cand[cost.topk(p.top, largest=False).indices]
+            mean, std = elite.mean(0), elite.std(0).clamp_min(p.min_std)
+        if p.clip:
+            mean = mean.clamp(-1, 1) if p.raw_space else self.to_z(self.to_raw(mean).clamp(-1, 1))
+        return self.to_raw(self._model_actions(mean))
+
+
+class Stepper:
+    """Env steps with relative actions: target = agent + 100 u, clipped or not."""
+
+    def __init__(self, env, clip: bool):
+        self.env, self.clip = env, clip
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        agent = np.array(self.env.agent.position)
+        u = np.asarray(u, dtype=np.float64)
+        target = agent + 100.0 * u
+        if self.clip:
+            target = np.clip(agent + 100.0 * np.clip(u, -1, 1), 0.0, 512.0)
+        self.env.step(target)
+        return ((target - agent) / 100.0).astype(np.float32)
+
+
+def run_episode(env, policy, proto: Protocol, start, goal, fs: int) -> dict:
+    """Play one episode. `policy(env, k)` returns the raw actions (m, fs, 2) to play next (m
+    model steps) after k env steps. Success is checked per env step or per model step."""
+    test = SUCCESS[proto.success]
+    step = Stepper(env, proto.clip)
+    reset_env(env, start)
+    k = 0
+    while k < proto.budget_env_steps:
+        for block in policy(env, k):
+            for u in block:
+                policy.taken(step(u))
+                k += 1
+                if proto.check_every_env_step and test(get_state(env), goal):
+                    return {"success": True, "env_steps": k}
+                if k >= proto.budget_env_steps:
+                    break
+            if not proto.check_every_env_step and test(get_state(env), goal):
+                return {"success": True, "env_steps": k}
+            if k >= proto.budget_env_steps:
+                break
+    return {"success": False, "env_steps": k}
+
+
+class CEMPolicy:
+    """The latent planner as an episode policy (observed frames and taken actions kept)."""
+
+    def __init__(self, model: LeWM, planner: LatentCEM, proto: Protocol, goal_frame):
+        self.model, self.planner, self.proto = model, planner, proto
+        self.z_goal = self.encode(goal_frame)
+        self.zs: list[torch.Tensor] = []
+        self.acts: list[np.ndarray] = []
+        self.plans, self.plan_seconds = 0, 0.0
 
     @torch.no_grad()
     def encode(self, frame: np.ndarray) -> torch.Tensor:
         return self.model.encode(preprocess_pixels(frame)[None, None])[0, 0]
 
-    @torch.no_grad()
-    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor) -> np.ndarray:
-        """z_hist (n, D) observed latents, a_hist (n-1, A) raw actions between them, goal (D).
-        Returns the planned raw actions (horizon, A) in [-1, 1]."""
-        c = self.cem
-        dim = 2 if c.hold else self.adim
-        mean = torch.zeros(c.horizon, dim)
-        std = torch.full((c.horizon, dim), c.init_std)
-        zh = z_hist[None].expand(c.samples, -1, -1)
-        ah = a_hist[None].expand(c.samples, -1, -1)
-        for _ in range(c.iters):
-            noise = torch.randn(c.samples, c.horizon, dim, generator=self.gen)
-            cand = (mean + std * noise).clamp(-1, 1)
-            cand[0] = mean.clamp(-1, 1)  # keep the current mean among the candidates
-            full = cand.repeat(1, 1, self.adim // 2) if c.hold else cand
-            acts = normalize_actions(torch.cat([ah, full], 1), self.a_mean, self.a_std)
-            z_end = self.model.rollout(zh, acts)[:, -1]
-            cost = (z_end - z_goal).pow(2).sum(-1)
-            elite = cand[cost.topk(c.top, largest=False).indices]
-            mean, std = elite.mean(0), elite.std(0).clamp_min(c.min_std)
-        mean = mean.repeat(1, self.adim // 2) if c.hold else mean
-        return mean.clamp(-1, 1).numpy()
+    def taken(self, u: np.ndarray) -> None:
+        self.acts.append(u)
+
+    def __call__(self, env, k: int) -> np.ndarray:
+        p, fs = self.proto, self.planner.fs
+        self.zs.append(self.encode(render(env)))
+        z_hist = torch.stack(self.zs[-p.observed_frames :])
+        n_prev = len(z_hist) - 1
+        flat = np.array(self.acts[len(self.acts) - fs * n_prev :], dtype=np.float32)
+        a_hist = self.planner.to_z(torch.as_tensor(flat).reshape(n_prev, self.planner.adim))
+        t0 = time.perf_counter()
+        plan = self.planner.plan(z_hist, a_hist, self.z_goal)
+        self.plan_seconds += time.perf_counter() - t0
+        self.plans += 1
+        raw = plan[: p.receding].numpy()
+        return raw.reshape(len(raw), fs, 2)
 
 
-def make_tasks(data: dict, val_eps: np.ndarray, n: int, goal_offset: int, seed: int):
-    """(episode, t0) pairs with a non-trivial goal, drawn deterministically."""
-    rng = np.random.default_rng(seed)
-    t = data["states"].shape[1] - 1
-    cands = [
-        (e, t0)
-        for e in val_eps
-        for t0 in range(0, t - goal_offset + 1)
-        if not is_success(data["states"][e, t0], data["states"][e, t0 + goal_offset])
-    ]
-    idx = rng.permutation(len(cands))[:n]
-    return [cands[i] for i in sorted(idx)], len(cands)
+class ExpertPolicy:
+    """The scripted expert, given the true goal state, replanning every env step."""
+
+    def __init__(self, goal: np.ndarray, fs: int):
+        from models.pusht_expert import PushTExpert
+
+        self.expert, self.goal, self.fs = PushTExpert(), goal, fs
+
+    def taken(self, u: np.ndarray) -> None:
+        pass
+
+    def __call__(self, env, k: int) -> np.ndarray:
+        return self.expert.act(get_state(env), self.goal)[None, None]
 
 
-def run_episode(
-    env, policy: str, planner: LatentPlanner | None, start, goal, budget: int, rng
-) -> tuple[bool, int, tuple[float, float]]:
-    """Play one episode; policy 'cem' | 'zero' | 'random'. Returns (success, steps, errors)."""
-    model = planner.model if planner else None
-    reset_to(env, goal)
-    goal_frame = render(env)
-    reset_to(env, start)
-    z_goal = planner.encode(goal_frame) if planner else None
-    zs, acts = [], []
-    for k in range(budget):
-        if policy == "cem":
-            zs.append(planner.encode(render(env)))
-            h = model.config.history
-            z_hist = torch.stack(zs[-h:])
-            n_prev = len(z_hist) - 1
-            a_hist = torch.as_tensor(np.array(acts[len(acts) - n_prev :]), dtype=torch.float32)
-            a_hist = a_hist.reshape(n_prev, model.config.action_dim)
-            a = planner.plan(z_hist, a_hist, z_goal)[0]
-        elif policy == "zero":
-            a = np.zeros(10, dtype=np.float32)
+class RandomPolicy:
+    """Uniform raw actions in [-1, 1], one per env step."""
+
+    def __init__(self, rng: np.random.Generator, fs: int):
+        self.rng, self.fs = rng, fs
+
+    def taken(self, u: np.ndarray) -> None:
+        pass
+
+    def __call__(self, env, k: int) -> np.ndarray:
+        return self.rng.uniform(-1, 1, size=(1, self.fs, 2))
+
+
+def golden_predictor(model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray) -> PredictFn:
+    """The folded engine's integer golden model (hwgen/folded), one program per window length
+    (1..history frames), all in the word format chosen on the calibration windows."""
+    from hwgen.folded.lewm_lower import (
+        choose_frac_bits,
+        compile_predictor,
+        predictor_weights,
+        run_golden,
+    )
+
+    pw = predictor_weights(model)
+    frac, _ = choose_frac_bits(pw, calib_z, calib_a)
+    progs = {t: compile_predictor(replace(pw, history=t), frac) for t in range(1, pw.history + 1)}
+
+    def predict(z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        out = run_golden(progs[z.shape[1]], z.numpy(), actions.numpy())
+        return torch.as_tensor(out, dtype=torch.float32)
+
+    predict.frac_bits = frac  # type: ignore[attr-defined]
+    return predict
+
+
+def evaluate(
+    ckpt: str,
+    proto: Protocol,
+    policy_name: str = "cem",
+    predictor: str = "float",
+    progress: bool = True,
+) -> dict:
+    """Run `proto` on the checkpoint's held-out episodes with one policy; returns the record."""
+    model, meta = load_checkpoint(ckpt)
+    ds = meta["dataset"]
+    fields = PushTDataConfig.__dataclass_fields__
+    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields if k in ds}))
+    n_ep = len(data["states"])
+    val_eps = np.arange(n_ep - ds["val_episodes"], n_ep)
+    tasks = draw_tasks(data["states"], val_eps, proto)
+    cfg = model.config
+    predict = float_predictor(model)
+    extra: dict = {}
+    if policy_name == "cem" and predictor == "golden":
+        from models.eval_lewm import encode_episodes
+        from models.lewm import normalize_actions
+
+        tr = np.arange(min(20, n_ep - len(val_eps)))
+        z = encode_episodes(model, data["frames"][tr]).numpy()
+        e, t = data["actions"][tr].shape[:2]
+        a = normalize_actions(data["actions"][tr].reshape(e, t, -1), **_norm(meta)).numpy()
+        h = cfg.history
+        cz = np.concatenate([z[:, s : s + h] for s in range(t + 1 - h)])
+        ca = np.concatenate([a[:, s : s + h] for s in range(t + 1 - h)])
+        predict = golden_predictor(model, cz, ca)
+        extra["frac_bits"] = predict.frac_bits
+    planner = LatentCEM(predict, meta, cfg, proto, seed=proto.seed)
+    env = make_env(cfg.image_size)
+    rng = np.random.default_rng(proto.seed)
+    wins, plans, plan_s = 0, 0, 0.0
+    t_start = time.time()
+    it = tasks
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(tasks, desc=f"{proto.name} {policy_name}/{predictor}", mininterval=5)
+    for e, s in it:
+        start = data["states"][e, s].astype(np.float64)
+        goal = data["states"][e, s + proto.goal_offset_model_steps].astype(np.float64)
+        if policy_name == "cem":
+            reset_env(env, goal)
+            pol = CEMPolicy(model, planner, proto, render(env))
+        elif policy_name == "expert":
+            pol = ExpertPolicy(goal, cfg.frame_skip)
         else:
-            a = rng.uniform(-1, 1, size=10).astype(np.float32)
-        taken = np.concatenate([step_relative(env, u) for u in a.reshape(5, 2)])
-        acts.append(taken)
-        if is_success(env_state(env), goal):
-            return True, k + 1, pose_error(env_state(env), goal)
-    return False, budget, pose_error(env_state(env), goal)
+            pol = RandomPolicy(rng, cfg.frame_skip)
+        res = run_episode(env, pol, proto, start, goal, cfg.frame_skip)
+        wins += res["success"]
+        if policy_name == "cem":
+            plans, plan_s = plans + pol.plans, plan_s + pol.plan_seconds
+    lo, hi = wilson_interval(wins, len(tasks))
+    record = {
+        "protocol": proto.name,
+        "policy": policy_name,
+        "predictor": predictor if policy_name == "cem" else None,
+        "success_rate": wins / len(tasks),
+        "successes": wins,
+        "episodes": len(tasks),
+        "wilson95": [round(lo, 4), round(hi, 4)],
+        "seconds": round(time.time() - t_start, 1),
+        "machine": "2-core CPU, shared, torch 1 thread",
+        **extra,
+    }
+    if plans:
+        record.update(plans=plans, seconds_per_plan=round(plan_s / plans, 3))
+    record["settings"] = proto.to_json()
+    return record
+
+
+def _norm(meta: dict) -> dict:
+    n = meta["normalization"]
+    return {"mean": n["action_mean"], "std": n["action_std"]}
+
+
+def append_planning(ckpt: str, record: dict) -> None:
+    """Append a run to config.json's `planning` list (created if absent)."""
+    path = Path(ckpt) / "config.json"
+    cfg = json.loads(path.read_text())
+    runs = cfg.get("planning", [])
+    if not isinstance(runs, list):
+        raise ValueError(f"{path}: 'planning' is not a list of runs; not overwriting it")
+    runs.append(record)
+    cfg["planning"] = runs
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    c = CEMConfig()
     ap = argparse.ArgumentParser(
         prog="python -m models.plan_cem", description=__doc__.split("\n")[0]
     )
     ap.add_argument("ckpt")
-    ap.add_argument("--episodes", type=int, default=50)
-    ap.add_argument("--goal-offset", type=int, default=5, help="model steps to the goal")
-    ap.add_argument("--budget", type=int, default=10, help="model steps allowed")
-    ap.add_argument("--horizon", type=int, default=c.horizon)
-    ap.add_argument("--samples", type=int, default=c.samples)
-    ap.add_argument("--iters", type=int, default=c.iters)
-    ap.add_argument("--top", type=int, default=c.top)
-    ap.add_argument("--hold", action="store_true", help="plan 2-D actions held for 5 env steps")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-baselines", action="store_true")
-    ap.add_argument("--write", action="store_true", help="store figures in config.json")
+    ap.add_argument("--protocol", default="official", choices=sorted(PROTOCOLS))
+    ap.add_argument("--episodes", type=int, default=None, help="override the protocol's count")
+    ap.add_argument("--predictor", default="float", choices=("float", "golden"))
+    ap.add_argument("--policy", default="cem", choices=("cem", "expert", "random"))
+    ap.add_argument("--baselines", action="store_true", help="also run expert and random")
+    ap.add_argument("--write", action="store_true", help="append the runs to config.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    model, meta = load_checkpoint(args.ckpt)
-    ds = meta["dataset"]
-    fields = PushTDataConfig.__dataclass_fields__
-    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields}))
-    n_ep = len(data["states"])
-    val_eps = np.arange(n_ep - ds["val_episodes"], n_ep)
-    tasks, n_cands = make_tasks(data, val_eps, args.episodes, args.goal_offset, args.seed)
-    cem = CEMConfig(args.horizon, args.samples, args.iters, args.top, hold=args.hold)
-    planner = LatentPlanner(model, meta, cem, args.seed)
-    env = make_env(model.config.image_size)
-    policies = ["cem"] + ([] if args.no_baselines else ["zero", "random"])
-    results = {}
-    for policy in policies:
-        rng = np.random.default_rng(args.seed)
-        t0 = time.time()
-        wins, steps = 0, []
-        for e, s in tasks:
-            states = data["states"][e].astype(np.float64)
-            ok, k, _ = run_episode(
-                env, policy, planner, states[s], states[s + args.goal_offset], args.budget, rng
-            )
-            wins += ok
-            steps.append(k)
-        dt = time.time() - t0
-        results[policy] = {
-            "success": wins / len(tasks),
-            "successes": wins,
-            "episodes": len(tasks),
-            "seconds": round(dt, 1),
-        }
+    proto = PROTOCOLS[args.protocol]
+    if args.episodes is not None:
+        proto = replace(proto, episodes=args.episodes)
+    policies = [args.policy] + (["expert", "random"] if args.baselines else [])
+    for pol in policies:
+        rec = evaluate(args.ckpt, proto, pol, args.predictor)
+        lo, hi = rec["wilson95"]
         print(
-            f"{policy:>6}: success {wins}/{len(tasks)} = {wins / len(tasks):.0%} "
-            f"({dt:.0f} s, {dt / max(1, sum(steps)):.2f} s per model step)",
+            f"[protocol {rec['protocol']}] {pol}"
+            + (f"/{rec['predictor']}" if rec["predictor"] else "")
+            + f": success {rec['successes']}/{rec['episodes']} = {rec['success_rate']:.0%} "
+            f"(95 % Wilson {lo:.0%}-{hi:.0%})"
+            + (f", {rec['seconds_per_plan']:.2f} s per plan" if "plans" in rec else ""),
             flush=True,
         )
-    summary = {
-        "goal_offset": args.goal_offset,
-        "budget": args.budget,
-        "cem": vars(cem),
-        "non_trivial_candidates": n_cands,
-        "results": results,
-    }
-    print(json.dumps(summary))
-    if args.write:
-        path = Path(args.ckpt) / "config.json"
-        cfg = json.loads(path.read_text())
-        cfg.setdefault("planning", {})["hold" if args.hold else "full"] = summary
-        path.write_text(json.dumps(cfg, indent=2) + "\n")
+        if args.write:
+            append_planning(args.ckpt, rec)
     return 0
 
 

@@ -55,6 +55,8 @@ class PushTDataConfig:
     seed: int = 0
     random_prob: float = 0.3
     aim_noise_px: float = 40.0
+    policy: str = "weak"  # weak | expert (models/pusht_expert.py, random goal poses)
+    expert_noise: float = 0.1  # action noise std of the expert (relative units)
 
 
 FIELDS = {  # config.json dataset fields: type and range (hwgen.checkpoint.Field)
@@ -65,6 +67,8 @@ FIELDS = {  # config.json dataset fields: type and range (hwgen.checkpoint.Field
     "seed": Field(int, 0, (1 << 63) - 1),
     "random_prob": Field(float, 0.0, 1.0),
     "aim_noise_px": Field(float, 0.0, TABLE),
+    "policy": Field(str, choices=("weak", "expert")),
+    "expert_noise": Field(float, 0.0, 1.0),
 }
 
 
@@ -127,8 +131,30 @@ def weak_policy_step(env, rng: np.random.Generator, cfg: PushTDataConfig) -> np.
     return out
 
 
+def expert_episode_step(env, expert, goal: np.ndarray, rng, cfg: PushTDataConfig) -> np.ndarray:
+    """One model step of the scripted expert towards `goal` (updated in place: a new random
+    block pose once the block is there); returns actions (frame_skip, 2)."""
+    from models.pusht_expert import wrap
+
+    out = np.empty((cfg.frame_skip, 2), dtype=np.float32)
+    for k in range(cfg.frame_skip):
+        state = get_state(env)
+        if np.hypot(*(state[2:4] - goal[2:4])) < 15 and abs(wrap(state[4] - goal[4])) < 0.2:
+            goal[:] = random_goal(rng)
+            expert.reset()
+        out[k] = step_relative(env, expert.act(state, goal))
+    return out
+
+
+def random_goal(rng: np.random.Generator) -> np.ndarray:
+    """A random block goal pose [0, 0, x, y, angle] in the middle of the table."""
+    return np.array([0.0, 0.0, *rng.uniform(140, 372, size=2), rng.uniform(-np.pi, np.pi)])
+
+
 def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarray]:
     """Play cfg.episodes episodes; returns frames, actions, states (see module docstring)."""
+    from models.pusht_expert import ExpertConfig, PushTExpert
+
     env = make_env(cfg.render_size)
     e, t, s = cfg.episodes, cfg.steps, cfg.render_size
     frames = np.empty((e, t + 1, s, s, 3), dtype=np.uint8)
@@ -138,8 +164,13 @@ def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarra
         rng = np.random.default_rng([cfg.seed, i])
         env.reset(seed=int(rng.integers(2**31)))
         frames[i, 0], states[i, 0] = render(env), get_state(env)
+        expert = PushTExpert(ExpertConfig(noise=cfg.expert_noise), rng)
+        goal = random_goal(rng)
         for k in range(t):
-            actions[i, k] = weak_policy_step(env, rng, cfg)
+            if cfg.policy == "expert":
+                actions[i, k] = expert_episode_step(env, expert, goal, rng, cfg)
+            else:
+                actions[i, k] = weak_policy_step(env, rng, cfg)
             frames[i, k + 1], states[i, k + 1] = render(env), get_state(env)
     env.close()
     return {"frames": frames, "actions": actions, "states": states}
@@ -167,9 +198,8 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], PushTDataConfig]:
 
 
 def load_or_generate(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> dict:
-    """The dataset for cfg, cached as build/pusht_<size>px_<episodes>x<steps>_seed<seed>.npz."""
-    name = f"pusht_{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}.npz"
-    path = Path(cache_dir) / name
+    """The dataset for cfg, cached under `cache_path(cfg)`."""
+    path = cache_path(cfg, cache_dir)
     if path.exists():
         data, stored = load(path)
         if stored == cfg:
@@ -177,6 +207,13 @@ def load_or_generate(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> d
     data = generate(cfg)
     save(data, cfg, path)
     return data
+
+
+def cache_path(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> Path:
+    """build/pusht[_expert]_<size>px_<episodes>x<steps>_seed<seed>.npz (gitignored)."""
+    tag = "" if cfg.policy == "weak" else f"_{cfg.policy}"
+    size = f"{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}"
+    return Path(cache_dir) / f"pusht{tag}_{size}.npz"
 
 
 def action_stats(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,16 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=d.steps)
     ap.add_argument("--size", type=int, default=d.render_size)
     ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--policy", default=d.policy, choices=("weak", "expert"))
     ap.add_argument("--out", default=None, help="npz path (default build/pusht_<...>.npz)")
     args = ap.parse_args(argv)
     cfg = PushTDataConfig(
-        episodes=args.episodes, steps=args.steps, render_size=args.size, seed=args.seed
+        episodes=args.episodes,
+        steps=args.steps,
+        render_size=args.size,
+        seed=args.seed,
+        policy=args.policy,
     )
     t0 = time.time()
     data = generate(cfg)
-    out = args.out or (
-        f"build/pusht_{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}.npz"
-    )
+    out = args.out or str(cache_path(cfg))
     save(data, cfg, out)
     moved = block_moved(data["states"])
     print(

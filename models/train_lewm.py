@@ -287,7 +287,7 @@ def train(
             "action_std": act_std.tolist(),
         },
         "dataset": {
-            "name": "pusht_gym_weak_policy",
+            "name": f"pusht_gym_{dcfg.policy}_policy",
             **dataclasses.asdict(dcfg),
             "train_episodes": int(len(train_ep)),
             "val_episodes": int(len(val_ep)),
@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=d.episodes)
     ap.add_argument("--steps", type=int, default=d.steps)
     ap.add_argument("--data-seed", type=int, default=d.seed)
+    ap.add_argument("--policy", default=d.policy, choices=("weak", "expert"), help="data policy")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
@@ -348,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         render_size=cfg.image_size,
         frame_skip=cfg.frame_skip,
         seed=args.data_seed,
+        policy=args.policy,
     )
     out = Path(args.out or f"build/lewm_{args.preset}")
     plot = Path(args.plot or f"build/lewm_{args.preset}_loss.png")
