@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.q4_qat import q4_fake_quant
+
 INITS = ("activation", "relative", "lowest", "random", "random_index")
 
 
@@ -40,12 +42,17 @@ class MemoryConfig:
     "relative" by that activation relative to the old data (TF-IDF-like, picks less
     generic neurons); "lowest" takes the least active (a control); "random_index" clones
     random neurons; "random" draws fresh keys like nn.Linear's init. gated: the gated form.
+    q4: train against the Q4 block values hwgen hardwires (fake-quant, straight-through);
+    `to_dense` then writes those values. Keys and values are quantized per row in blocks
+    of 32 as hwgen's fused layers are, exactly so when the base hidden widths are multiples
+    of 32 (the value columns then start a fresh block).
     """
 
     width: int = 8
     hidden: tuple[int, ...] | None = None
     init: str = "relative"
     gated: bool = False
+    q4: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -58,8 +65,9 @@ class MemoryConfig:
 class FFNMemory(nn.Module):
     """One memory: keys [M, in] + key bias, values [out, M], optional gates; see module doc."""
 
-    def __init__(self, n_in: int, n_out: int, width: int, gated: bool = False):
+    def __init__(self, n_in: int, n_out: int, width: int, gated: bool = False, q4: bool = False):
         super().__init__()
+        self.q4 = q4
         self.keys = nn.Parameter(torch.zeros(width, n_in))
         self.key_bias = nn.Parameter(torch.zeros(width))
         self.values = nn.Parameter(torch.zeros(n_out, width))
@@ -70,15 +78,21 @@ class FFNMemory(nn.Module):
     def width(self) -> int:
         return self.keys.shape[0]
 
+    def key_weight(self) -> torch.Tensor:
+        return q4_fake_quant(self.keys) if self.q4 else self.keys
+
+    def value_weight(self) -> torch.Tensor:
+        return q4_fake_quant(self.values) if self.q4 else self.values
+
     def neurons(self, u: torch.Tensor) -> torch.Tensor:
         """The memory neurons' activations m [.., M]."""
-        key = u @ self.keys.T + self.key_bias
+        key = u @ self.key_weight().T + self.key_bias
         if self.gates is None:
             return torch.relu(key)
         return torch.relu(u @ self.gates.T + self.gate_bias) * key
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.neurons(u) @ self.values.T
+        return self.neurons(u) @ self.value_weight().T
 
 
 class LocasMLP(nn.Module):
@@ -176,7 +190,7 @@ def memorize(
         if not 0 <= i < n_hidden:
             raise ValueError(f"hidden layer {i} out of range: the MLP has {n_hidden}")
         src, dst = base.layers[i], base.layers[i + 1]
-        mem = FFNMemory(src.in_features, dst.out_features, config.width, config.gated)
+        mem = FFNMemory(src.in_features, dst.out_features, config.width, config.gated, config.q4)
         with torch.no_grad():
             if config.init == "random":
                 bound = 1.0 / src.in_features**0.5  # nn.Linear's default init range
@@ -262,10 +276,10 @@ def to_dense(model: LocasMLP) -> list[tuple[torch.Tensor, torch.Tensor]]:
         mem = model.memory_at(j)
         w, b = layer.weight, layer.bias
         if prev is not None:
-            w = torch.cat([w, prev.values], dim=1)
+            w = torch.cat([w, prev.value_weight()], dim=1)
         if mem is not None:
             pad = w.shape[1] - mem.keys.shape[1]
-            keys = torch.cat([mem.keys, mem.keys.new_zeros(mem.width, pad)], dim=1)
+            keys = torch.cat([mem.key_weight(), mem.keys.new_zeros(mem.width, pad)], dim=1)
             w = torch.cat([w, keys], dim=0)
             b = torch.cat([b, mem.key_bias])
         fused.append((w.detach().clone(), b.detach().clone()))

@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=TrainMemoryConfig.steps)
     p.add_argument("--lr", type=float, default=TrainMemoryConfig.lr)
     p.add_argument("--distill", type=float, default=0.0, help="weight of old-data distillation")
+    p.add_argument("--q4", action="store_true", help="train against hwgen's Q4 values")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -158,19 +159,21 @@ def run(args: argparse.Namespace) -> dict:
     """Memorize and write; returns the figures recorded in the fused config."""
     torch.manual_seed(args.seed)
     base, meta = load_checkpoint(args.checkpoint)
-    old_x, _ = sample_transitions(meta, 20_000, args.seed + 1)
     if args.sim:
         overrides = parse_sim(args.sim, meta)
+        # old knowledge to rank against and distil: what the change leaves as it was
+        old_x, _ = unchanged_old_transitions(meta, overrides, 20_000, args.seed + 1)
         x, y, changed = regime_transitions(meta, overrides, args.episodes, args.seed)
         x, y = x[changed], y[changed]
         if not len(x):
             raise ValueError(f"--sim {args.sim}: the change alters no simulated transition")
     else:
         overrides = {}
+        old_x, _ = sample_transitions(meta, 20_000, args.seed + 1)
         x, y = file_transitions(args.data, meta)
     new_x, new_y, old_x = (torch.from_numpy(v) for v in (x, y, old_x))
     hidden = None if args.hidden is None else tuple(args.hidden)
-    config = MemoryConfig(width=args.memory, hidden=hidden, init=args.init, seed=args.seed)
+    config = MemoryConfig(args.memory, hidden, args.init, q4=args.q4, seed=args.seed)
     model = memorize(base, new_x, config, old_x=old_x)
     before = torch.mean((model(new_x) - new_y) ** 2).item()
     train_cfg = TrainMemoryConfig(

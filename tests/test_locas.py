@@ -170,3 +170,22 @@ def test_bad_arguments_are_named():
     base.layers = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)])
     with pytest.raises(ValueError, match="out of range"):
         LocasMLP(base, {1: FFNMemory(4, 2, 2)})
+
+
+def test_q4_aware_memory_fuses_into_weights_q4_leaves_unchanged(base_and_meta):
+    """Trained against Q4 values, the fused layers are fixed points of hwgen's quantizer,
+    so the hardware computes the model that was trained (the base weights are Q4 already)."""
+    from hwgen.quant.q4 import quantize_q4
+
+    base, meta = base_and_meta
+    new_x = torch.from_numpy(sample_inputs(meta, 1000, 13))
+    model = perturbed(memorize(base, new_x, MemoryConfig(width=8, init="activation", q4=True)), 8)
+    for w, _ in to_dense(model):
+        w = w.numpy()
+        np.testing.assert_allclose(quantize_q4(w).dequantize(), w, rtol=1e-6, atol=1e-7)
+    plain = copy.deepcopy(model)
+    for mem in plain.memories.values():
+        mem.q4 = False
+    assert not all(
+        np.allclose(quantize_q4(w.numpy()).dequantize(), w.numpy()) for w, _ in to_dense(plain)
+    )
