@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     model, meta = load_checkpoint(args.ckpt)
     ds = meta["dataset"]
     fields = PushTDataConfig.__dataclass_fields__
-    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields}))
+    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields if k in ds}))
     ev = evaluate(model, meta, data, args.horizon)
     print(f"eval {args.ckpt} on {ev['val_episodes']} held-out episodes ({time.time() - t0:.1f} s)")
     print(format_report(ev))

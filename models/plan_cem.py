@@ -155,7 +155,7 @@ def run_episode(env, policy, proto: Protocol, start, goal, fs: int) -> dict:
 class CEMPolicy:
     """The latent planner as an episode policy (observed frames and taken actions kept)."""
 
-    def __init__(self, model: LeWM, planner: LatentCEM, proto: Protocol, goal_frame):
+    def __init__(self, model: LeWM, planner: LatentCEM | None, proto: Protocol, goal_frame):
         self.model, self.planner, self.proto = model, planner, proto
         self.z_goal = self.encode(goal_frame)
         self.zs: list[torch.Tensor] = []
@@ -234,6 +234,74 @@ def golden_predictor(model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray) -> P
     return predict
 
 
+def calibrated_golden(model: LeWM, meta: dict, data: dict, n_val: int) -> PredictFn:
+    """The golden predictor, its word format calibrated on every window of (up to) 20
+    training episodes."""
+    from models.eval_lewm import encode_episodes
+    from models.lewm import normalize_actions
+
+    tr = np.arange(min(20, len(data["states"]) - n_val))
+    z = encode_episodes(model, data["frames"][tr]).numpy()
+    e, t = data["actions"][tr].shape[:2]
+    a = normalize_actions(data["actions"][tr].reshape(e, t, -1), **_norm(meta)).numpy()
+    h = model.config.history
+    cz = np.concatenate([z[:, s : s + h] for s in range(t + 1 - h)])
+    ca = np.concatenate([a[:, s : s + h] for s in range(t + 1 - h)])
+    return golden_predictor(model, cz, ca)
+
+
+@torch.no_grad()
+def cost_agreement(ckpt: str, proto: Protocol, tasks_n: int) -> dict:
+    """Do float and golden rank CEM candidates alike? For each of the first `tasks_n` tasks,
+    the 300 candidates of the first CEM iteration (N(0, 1) in z-scored space) are rolled out
+    by both predictors from the start frame; reported: Spearman correlation of the costs,
+    overlap of the top-`top` elites, and whether the best candidate is the same."""
+    model, meta = load_checkpoint(ckpt)
+    data, val_eps = _data(meta)
+    tasks = draw_tasks(data["states"], val_eps, replace(proto, episodes=tasks_n))
+    golden = calibrated_golden(model, meta, data, len(val_eps))
+    fl = float_predictor(model)
+    env = make_env(model.config.image_size)
+    gen = torch.Generator().manual_seed(proto.seed)
+    rows = []
+    for e, s in tasks:
+        reset_env(env, data["states"][e, s + proto.goal_offset_model_steps].astype(np.float64))
+        pol = CEMPolicy(model, None, proto, render(env))
+        reset_env(env, data["states"][e, s].astype(np.float64))
+        z0 = pol.encode(render(env))[None, None].expand(proto.samples, 1, -1)
+        cand = torch.randn(proto.samples, proto.horizon, model.config.action_dim, generator=gen)
+        costs = [
+            (rollout(p, z0, cand, model.config.history) - pol.z_goal).pow(2).sum(-1).numpy()
+            for p in (fl, golden)
+        ]
+        ranks = [np.argsort(np.argsort(c)) for c in costs]
+        top = [set(np.argsort(c)[: proto.top]) for c in costs]
+        rows.append(
+            {
+                "spearman": float(np.corrcoef(*ranks)[0, 1]),
+                "top_overlap": len(top[0] & top[1]) / proto.top,
+                "same_best": bool(np.argmin(costs[0]) == np.argmin(costs[1])),
+            }
+        )
+    return {
+        "tasks": len(rows),
+        "candidates": proto.samples,
+        "spearman_mean": float(np.mean([r["spearman"] for r in rows])),
+        "top_overlap_mean": float(np.mean([r["top_overlap"] for r in rows])),
+        "same_best": int(sum(r["same_best"] for r in rows)),
+        "frac_bits": golden.frac_bits,
+    }
+
+
+def _data(meta: dict) -> tuple[dict, np.ndarray]:
+    """The checkpoint's data set (cached) and its held-out episode indices."""
+    ds = meta["dataset"]
+    fields = PushTDataConfig.__dataclass_fields__
+    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields if k in ds}))
+    n_ep = len(data["states"])
+    return data, np.arange(n_ep - ds["val_episodes"], n_ep)
+
+
 def evaluate(
     ckpt: str,
     proto: Protocol,
@@ -243,32 +311,18 @@ def evaluate(
 ) -> dict:
     """Run `proto` on the checkpoint's held-out episodes with one policy; returns the record."""
     model, meta = load_checkpoint(ckpt)
-    ds = meta["dataset"]
-    fields = PushTDataConfig.__dataclass_fields__
-    data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields if k in ds}))
-    n_ep = len(data["states"])
-    val_eps = np.arange(n_ep - ds["val_episodes"], n_ep)
+    data, val_eps = _data(meta)
     tasks = draw_tasks(data["states"], val_eps, proto)
     cfg = model.config
     predict = float_predictor(model)
     extra: dict = {}
     if policy_name == "cem" and predictor == "golden":
-        from models.eval_lewm import encode_episodes
-        from models.lewm import normalize_actions
-
-        tr = np.arange(min(20, n_ep - len(val_eps)))
-        z = encode_episodes(model, data["frames"][tr]).numpy()
-        e, t = data["actions"][tr].shape[:2]
-        a = normalize_actions(data["actions"][tr].reshape(e, t, -1), **_norm(meta)).numpy()
-        h = cfg.history
-        cz = np.concatenate([z[:, s : s + h] for s in range(t + 1 - h)])
-        ca = np.concatenate([a[:, s : s + h] for s in range(t + 1 - h)])
-        predict = golden_predictor(model, cz, ca)
+        predict = calibrated_golden(model, meta, data, len(val_eps))
         extra["frac_bits"] = predict.frac_bits
     planner = LatentCEM(predict, meta, cfg, proto, seed=proto.seed)
     env = make_env(cfg.image_size)
     rng = np.random.default_rng(proto.seed)
-    wins, plans, plan_s = 0, 0, 0.0
+    wins, plans, plan_s, outcomes = 0, 0, 0.0, []
     t_start = time.time()
     it = tasks
     if progress:
@@ -287,6 +341,7 @@ def evaluate(
             pol = RandomPolicy(rng, cfg.frame_skip)
         res = run_episode(env, pol, proto, start, goal, cfg.frame_skip)
         wins += res["success"]
+        outcomes.append(int(res["success"]))
         if policy_name == "cem":
             plans, plan_s = plans + pol.plans, plan_s + pol.plan_seconds
     lo, hi = wilson_interval(wins, len(tasks))
@@ -301,6 +356,7 @@ def evaluate(
         "seconds": round(time.time() - t_start, 1),
         "machine": "2-core CPU, shared, torch 1 thread",
         **extra,
+        "per_episode": outcomes,
     }
     if plans:
         record.update(plans=plans, seconds_per_plan=round(plan_s / plans, 3))
@@ -336,11 +392,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default="cem", choices=("cem", "expert", "random"))
     ap.add_argument("--baselines", action="store_true", help="also run expert and random")
     ap.add_argument("--write", action="store_true", help="append the runs to config.json")
+    ap.add_argument(
+        "--agreement",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only compare float and golden candidate costs on N tasks (cheap hardware check)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     proto = PROTOCOLS[args.protocol]
     if args.episodes is not None:
         proto = replace(proto, episodes=args.episodes)
+    if args.agreement:
+        rec = {"protocol": proto.name, **cost_agreement(args.ckpt, proto, args.agreement)}
+        print(json.dumps(rec))
+        if args.write:
+            path = Path(args.ckpt) / "config.json"
+            cfg = json.loads(path.read_text())
+            cfg["golden_cost_agreement"] = rec
+            path.write_text(json.dumps(cfg, indent=2) + "\n")
+        return 0
     policies = [args.policy] + (["expert", "random"] if args.baselines else [])
     for pol in policies:
         rec = evaluate(args.ckpt, proto, pol, args.predictor)

@@ -150,3 +150,22 @@ def test_unclipped_stepper_passes_large_actions():
     assert Stepper(env, clip=False)(np.array([1.5, 0.0]))[0] == pytest.approx(1.5)
     reset_to(env, np.array([256.0, 256.0, 100.0, 100.0, 0.0]))
     assert Stepper(env, clip=True)(np.array([1.5, 0.0]))[0] == pytest.approx(1.0)
+
+
+def test_golden_predictor_follows_the_float_model_for_every_window_length():
+    """The folded engine's integer golden model as a planner predictor: one program per
+    window length (1..history frames), close to the float model on random windows."""
+    from models.lewm import LeWM, LeWMConfig
+    from models.plan_cem import float_predictor, golden_predictor
+
+    torch.manual_seed(0)
+    model = LeWM(dataclasses.replace(LeWMConfig.tiny(), image_size=32, name="t32")).eval()
+    for block in model.predictor.transformer.layers:  # leave adaLN-zero's identity start
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.05)
+    rng = np.random.default_rng(0)
+    gold = golden_predictor(model, rng.normal(0, 1, (64, 3, 32)), rng.normal(0, 1, (64, 3, 10)))
+    flt = float_predictor(model)
+    for n in (1, 2, 3):
+        z, a = torch.randn(16, n, 32), torch.randn(16, n, 10)
+        cos = torch.nn.functional.cosine_similarity(gold(z, a), flt(z, a), dim=-1)
+        assert cos.min() > 0.98, n
