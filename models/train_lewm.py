@@ -53,6 +53,7 @@ class TrainConfig:
     val_frac: float = 0.1
     eval_every: int = 100
     ckpt_every: int = 250
+    device: str = "cpu"  # cpu | cuda | auto (cuda when available)
 
 
 class ClipSampler:
@@ -131,9 +132,10 @@ def recalibrate_batchnorm(model: LeWM, sampler: ClipSampler, batches: int = 20, 
     was = model.training
     model.train()
     rng = np.random.default_rng(seed)
+    dev = next(model.parameters()).device
     for _ in range(batches):
         pixels, actions = sampler.sample(rng, 64)
-        model(pixels, actions)
+        model(pixels.to(dev), actions.to(dev))
     for bn, m in zip(bns, saved, strict=True):
         bn.momentum = m
     model.train(was)
@@ -144,8 +146,10 @@ def evaluate_loss(model: LeWM, batches) -> dict[str, float]:
     was = model.training
     model.eval()
     out = {"loss": 0.0, "pred_loss": 0.0, "sigreg": 0.0}
-    g = torch.Generator().manual_seed(0)  # same SIGReg directions every evaluation
+    dev = next(model.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(0)  # same SIGReg directions every evaluation
     for pixels, actions in batches:
+        pixels, actions = pixels.to(dev), actions.to(dev)
         z = model.encode(pixels)
         pred = model.predict(z[:, :-1], model.encode_actions(actions))
         cfg = model.config
@@ -205,6 +209,13 @@ def plot_log(log: list, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def pick_device(name: str) -> torch.device:
+    """cpu, cuda, or auto (cuda when torch sees a GPU, else cpu)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def train(
     tcfg: TrainConfig,
     dcfg: PushTDataConfig,
@@ -233,7 +244,8 @@ def train(
     train_s = ClipSampler(data, train_ep, cfg.history, act_mean, act_std)
     val_batches = ClipSampler(data, val_ep, cfg.history, act_mean, act_std).fixed(512)
 
-    model = LeWM(cfg)
+    dev = pick_device(tcfg.device)
+    model = LeWM(cfg).to(dev)
     opt = make_optimizer(model, tcfg)
     state_dir = Path("build") / f"{cfg.name}_train_state"
     step, log = 0, []
@@ -251,7 +263,8 @@ def train(
         pbar = tqdm(total=tcfg.iters, initial=step, desc="train lewm", mininterval=5)
     while step < tcfg.iters:
         lr = lr_at(step, tcfg.iters, tcfg.lr, tcfg.warmup_frac)
-        res, gnorm = train_step(model, opt, *train_s.sample(rng, tcfg.batch), lr, tcfg.clip)
+        pixels, actions = train_s.sample(rng, tcfg.batch)
+        res, gnorm = train_step(model, opt, pixels.to(dev), actions.to(dev), lr, tcfg.clip)
         step += 1
         if step % 10 == 0 or step == 1:
             log.append(
@@ -303,6 +316,7 @@ def train(
             "data_seconds": round(t_data, 1),
             "train_seconds": round(t_train, 1),
             "torch_threads": torch.get_num_threads(),
+            "device": str(dev),
         },
     }
     if out is not None:
@@ -330,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-seed", type=int, default=d.seed)
     ap.add_argument("--policy", default=d.policy, choices=("weak", "expert"), help="data policy")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=t.device, choices=("cpu", "cuda", "auto"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
@@ -342,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         seed=args.seed,
+        device=args.device,
     )
     dcfg = PushTDataConfig(
         episodes=args.episodes,
