@@ -69,7 +69,13 @@ def cmd_rtl(a: argparse.Namespace) -> int:
     if _is_lewm(ckpt):
         from .folded.design import FoldedOptions, build_folded_rtl, format_folded
 
-        opts = FoldedOptions(lanes=a.lanes, test_episodes=a.test_episodes)
+        opts = FoldedOptions(
+            lanes=a.lanes,
+            slots=a.slots,
+            board=a.board,
+            margin=a.margin,
+            test_episodes=a.test_episodes,
+        )
         folded = build_folded_rtl(ckpt, a.out, name, opts, _gate_options(a))
         print(format_folded(folded))
         return 0 if folded.gate is None or folded.gate.passed else 1
@@ -343,7 +349,20 @@ def _add_folded_options(p: argparse.ArgumentParser) -> None:
     d = FoldedOptions()
     g = p.add_argument_group("folded engine options (LeWM checkpoints)")
     g.add_argument(
-        "--lanes", type=_COUNT, default=d.lanes, help=f"MAC lanes of the engine (default {d.lanes})"
+        "--lanes", type=_COUNT, default=d.lanes, help="MAC lanes per sample slot (default: planned)"
+    )
+    g.add_argument(
+        "--slots", type=_COUNT, default=d.slots, help="sample slots of the batched engine "
+        "(default: the most that fit the board)",
+    )  # fmt: skip
+    g.add_argument(
+        "--board", default=d.board, help=f"board the plan fits: {d.board} (default) or arty-a7-100"
+    )
+    g.add_argument(
+        "--margin",
+        type=_fraction,
+        default=d.margin,
+        help=f"plan within this fraction of each resource (default {d.margin})",
     )
     g.add_argument(
         "--test-episodes",

@@ -65,6 +65,9 @@ def run_folded_simulation(
     verilog: Sequence[Path] | None = None,
     top: str = TOP,
     tool_timeout: float | None = None,
+    slots: int = 1,
+    stall: float = 0.0,
+    seed: int = 1,
 ) -> dict[str, Any]:
     """Simulate the engine for `prog` on every input set; compare outputs with `expected`.
 
@@ -75,6 +78,9 @@ def run_folded_simulation(
     None: the engine for `prog` and `lanes` is generated into build_dir.
     tool_timeout: seconds allowed to the build and to the run (default: scaled to the
     engine's size and cycles, see hwgen.tools.tool_timeout).
+    slots: sample slots of the batched engine (the input sets stream in batches of this
+    many); stall: probability of a host idle cycle before each word (backpressure), with
+    `seed`.
     Returns the results dict: vectors, mismatches, first_mismatches, cycles (per run),
     expected_cycles, error, sim_seconds, build_seconds, run_seconds, results_path.
     Raises InputError on bad arguments and ToolError when the simulator fails or times out.
@@ -90,7 +96,7 @@ def run_folded_simulation(
     build_dir.mkdir(parents=True, exist_ok=True)
     if verilog is None:
         generated = build_dir / f"{top}.v"
-        generated.write_text(engine_verilog(prog, lanes, top))
+        generated.write_text(engine_verilog(prog, lanes, top, slots=slots))
         verilog = [generated]
     sources = [Path(f).resolve() for f in verilog]
     bm_list = None
@@ -111,6 +117,9 @@ def run_folded_simulation(
         "inputs": in_regions,
         "outputs": out_regions,
         "bitmem": bm_list,
+        "slots": slots,
+        "stall": stall,
+        "seed": seed,
     }
     config_path.write_text(json.dumps(config))
     results_path = build_dir / "folded_results.json"
@@ -118,7 +127,7 @@ def run_folded_simulation(
     sim_log = build_dir / "sim.log"
     size = sum(f.stat().st_size for f in sources)
     words = sum(n for _, n in prog.inputs.values()) + sum(n for _, n in prog.outputs.values())
-    bench_cycles = runs * (words + prog.bit_depth + 10)
+    bench_cycles = runs * (words + prog.bit_depth + 10) * (1 + 4 * stall)
 
     build_seconds = build_sources(
         simulator,
@@ -148,7 +157,9 @@ def run_folded_simulation(
         },
         label=f"{RUN_TOOL[simulator]} (simulating the folded engine, {runs} runs)",
         timeout_s=tools.tool_timeout(
-            run_estimate_s(simulator, size, runs * cycles, bench_cycles, "folded"),
+            run_estimate_s(
+                simulator, size, -(-runs // slots) * cycles, int(bench_cycles), "folded"
+            ),
             tool_timeout,
         ),
         log=sim_log,
@@ -163,6 +174,7 @@ def run_folded_simulation(
     results |= {
         "simulator": simulator,
         "lanes": lanes,
+        "slots": slots,
         "build_seconds": round(build_seconds, 3),
         "run_seconds": round(run_seconds, 3),
         "results_path": str(results_path),

@@ -7,19 +7,27 @@ HWGEN_FOLDED_CONFIG  JSON with the word size, the input and output regions (name
 HWGEN_RESULTS        where to write the results JSON
 HWGEN_CLOCK_NS       clock period in ns (default 10)
 
-Reset is held for RESET_CYCLES with start high, which the engine must ignore. For every
-input set: write the bit memory through its host port (programs with BREAD:
-config key "bitmem", one list of 32-bit words per run), write the inputs through the host
-port, pulse `start`, count the cycles until `done`, read every output word back and
-compare it with the golden vector bit for bit. Signals are driven on the falling edge and
-sampled there too (registers change on the rising edge), so a cycle count is the number
-of rising edges from the one that samples `start` to the one that raises `done`.
+Reset is held for RESET_CYCLES with start high, which the engine must ignore. The input
+sets stream through in batches of `slots` (config key, default 1: the batched engine
+runs one window per slot; `host_slot` picks the slot). For every batch: write the bit
+memory through its host port (programs with BREAD: config key "bitmem", one list of
+32-bit words per run), write each slot's inputs through the host port, pulse `start`,
+count the cycles until `done`, read every slot's output words back and compare them with
+the golden vectors bit for bit. The engine takes a batch only while idle (busy low: its
+ready), and with config key "stall" (a probability) the host inserts random idle cycles
+between words on both sides, as a stalling source and a slow sink do; "seed" seeds them.
+Every batch's cycles from its first input word to its last output word are reported with
+the idle cycles inserted, so stream throughput is measured, not assumed. Signals are
+driven on the falling edge and sampled there too (registers change on the rising edge),
+so a cycle count is the number of rising edges from the one that samples `start` to the
+one that raises `done`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import time
 import traceback
 from pathlib import Path
@@ -49,6 +57,11 @@ class FoldedBench:
         self.max_cycles = 10 * int(cfg["expected_cycles"]) + 1000
         self.period_ns = float(os.environ.get("HWGEN_CLOCK_NS", "10"))
         self.cycles: list[int] = []
+        self.batch_cycles: list[int] = []  # first input word to last output word
+        self.stall_cycles: list[int] = []  # idle cycles the host inserted in that span
+        self.slots = int(cfg.get("slots", 1))
+        self.stall = float(cfg.get("stall", 0.0))
+        self.rng = random.Random(int(cfg.get("seed", 1)))
         self.mismatch_count = 0
         self.mismatches: list[dict[str, Any]] = []
 
@@ -61,6 +74,8 @@ class FoldedBench:
         d.host_we.value = 0
         d.host_addr.value = 0
         d.host_wdata.value = 0
+        if self.slots > 1:
+            d.host_slot.value = 0
         if self.cfg.get("bitmem") is not None:
             d.host_bm_we.value = 0
             d.host_bm_addr.value = 0
@@ -71,6 +86,14 @@ class FoldedBench:
         d.start.value = 0
         await FallingEdge(d.clk)
         assert int(d.busy.value) == 0, "start was taken during reset (busy high after reset)"
+
+    async def idle(self) -> int:
+        """With probability `stall`, one idle cycle (repeatedly); returns how many."""
+        n = 0
+        while self.stall and self.rng.random() < self.stall:
+            await FallingEdge(self.dut.clk)
+            n += 1
+        return n
 
     async def write(self, addr: int, value: int) -> None:
         d = self.dut
@@ -118,23 +141,35 @@ class FoldedBench:
         return out
 
     async def run(self) -> None:
-        cfg = self.cfg
-        for r in range(cfg["runs"]):
-            if cfg.get("bitmem") is not None:
-                await self.write_bitmem(cfg["bitmem"][r])
-            for region in cfg["inputs"]:
-                for k, v in enumerate(region["values"][r]):
-                    await self.write(region["addr"] + k, v)
+        cfg, d = self.cfg, self.dut
+        for first in range(0, cfg["runs"], self.slots):
+            batch = range(first, min(first + self.slots, cfg["runs"]))
+            t0, stalls = get_sim_time("ns"), 0
+            for s, r in enumerate(batch):
+                if self.slots > 1:
+                    d.host_slot.value = s
+                if cfg.get("bitmem") is not None:
+                    await self.write_bitmem(cfg["bitmem"][r])
+                for region in cfg["inputs"]:
+                    for k, v in enumerate(region["values"][r]):
+                        stalls += await self.idle()
+                        await self.write(region["addr"] + k, v)
             self.cycles.append(await self.run_once())
-            for region in cfg["outputs"]:
-                want = region["values"][r]
-                got = await self.read(region["addr"], len(want))
-                if got != want:
-                    self.mismatch_count += 1
-                    if len(self.mismatches) < 5:
-                        self.mismatches.append(
-                            {"run": r, "output": region["name"], "expected": want, "got": got}
-                        )
+            for s, r in enumerate(batch):
+                if self.slots > 1:
+                    d.host_slot.value = s
+                for region in cfg["outputs"]:
+                    stalls += await self.idle()
+                    want = region["values"][r]
+                    got = await self.read(region["addr"], len(want))
+                    if got != want:
+                        self.mismatch_count += 1
+                        if len(self.mismatches) < 5:
+                            self.mismatches.append(
+                                {"run": r, "output": region["name"], "expected": want, "got": got}
+                            )
+            self.batch_cycles.append(round((get_sim_time("ns") - t0) / self.period_ns))
+            self.stall_cycles.append(stalls)
 
 
 @cocotb.test()
@@ -156,7 +191,10 @@ async def folded_bit_exact(dut: Any) -> None:
         error = f"{type(e).__name__}: {e} at {frames[-1] if frames else '?'}"
     finally:
         results = {
-            "vectors": len(bench.cycles),
+            "vectors": min(len(bench.cycles) * bench.slots, cfg["runs"]),
+            "slots": bench.slots,
+            "batch_cycles": bench.batch_cycles,
+            "stall_cycles": bench.stall_cycles,
             "mismatches": bench.mismatch_count,
             "first_mismatches": bench.mismatches,
             "cycles": bench.cycles,

@@ -339,7 +339,7 @@ class ProgramBuilder:
             np.array(self.const, dtype=np.int64),
             {k: (fix(a), n) for k, (a, n) in self.inputs.items()},
             {k: (fix(a), n) for k, (a, n) in self.outputs.items()},
-            {"scale_bits": self.scale_bits},
+            {"scale_bits": self.scale_bits, "scratch": list(self._scratch)},
             self.bit_depth,
         )
 

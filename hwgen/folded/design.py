@@ -25,6 +25,8 @@ from ..gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, toleran
 from ..limits import check_count
 from ..outdir import DesignClaim, claim_design
 from ..progress import step
+from ..stream.model import choose, format_plan
+from .compact import streamlined
 from .lewm_lower import (
     Windows,
     choose_frac_bits,
@@ -42,9 +44,15 @@ from .program_io import listing, save_program
 
 @dataclass(frozen=True)
 class FoldedOptions:
-    """Choices of the folded build; the defaults give thousands of real test windows."""
+    """Choices of the folded build; the defaults give thousands of real test windows.
 
-    lanes: int = 8
+    `lanes` / `slots` pin the batched engine's shape; left at None, the planner
+    (hwgen/stream/model.py) picks the fastest shape that fits `board` within `margin`."""
+
+    lanes: int | None = None
+    slots: int | None = None
+    board: str = "arty-a7-35"
+    margin: float = 0.8
     calib_episodes: int = 16
     test_episodes: int = 60
     steps: int = 40
@@ -55,15 +63,17 @@ class FoldedOptions:
 
     def __post_init__(self) -> None:
         """Bounds before any work: a typo must not become a day of Verilog or 100 GiB."""
-        check_count(
-            self.lanes,
-            "--lanes",
-            1,
-            MAX_LANES,
-            bytes_each=VERILOG_BYTES_PER_LANE,
-            what="the engine's Verilog",
-            at_least=True,
-        )
+        for value, option in ((self.lanes, "--lanes"), (self.slots, "--slots")):
+            if value is not None:
+                check_count(
+                    value,
+                    option,
+                    1,
+                    MAX_LANES,
+                    bytes_each=VERILOG_BYTES_PER_LANE,
+                    what="the engine's Verilog",
+                    at_least=True,
+                )
         check_count(self.steps, "PushT steps per episode", 1, 1000)
         frames = (self.steps + 1) * FRAME_BYTES_MIN  # one episode's float frames
         for value, option in (
@@ -122,6 +132,8 @@ class FoldedResult:
     accuracy: Accuracy
     seconds: float
     gate: GateCheck | None = None  # None: not gated (while the figure is being recorded)
+    slots: int = 1
+    plan: str = ""  # the batched engine's plan, as printed
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -286,7 +298,10 @@ def _build_folded_rtl(
         )
     with step("choose the fixed-point format and compile the predictor"):
         frac, tried = choose_frac_bits(pw, calib.z, calib.actions, headroom_bits=o.headroom_bits)
-        prog = compile_predictor(pw, frac, scale_bits=o.scale_bits)
+        # dead instructions out, scratch packed: the same output words (compact.py)
+        prog = streamlined(compile_predictor(pw, frac, scale_bits=o.scale_bits))
+    with step(f"plan the batched engine for {o.board}"):
+        plan = choose(prog, o.board, o.margin, lanes=o.lanes, slots=o.slots)
     with step(f"golden model on {len(test.z)} windows and {len(roll[0])} rollouts"):
         accuracy = measure_accuracy(model, prog, test, *roll)
         checked = (
@@ -294,16 +309,19 @@ def _build_folded_rtl(
         )
         inputs = quantize_inputs(prog, test.z, test.actions)
         expected = outputs(prog, execute(prog, inputs))
-    with step(f"generate the engine's Verilog ({o.lanes} lanes)"):
+    lanes, slots = plan.lanes, plan.slots
+    with step(f"generate the engine's Verilog ({slots} slots x {lanes} lanes)"):
         from .engine import engine_cycles, engine_verilog
 
-        text = engine_verilog(prog, o.lanes, "folded_engine")
-        cycles = engine_cycles(prog, o.lanes)
+        text = engine_verilog(prog, lanes, "folded_engine", slots=slots)
+        cycles = engine_cycles(prog, lanes)
+    plan_text = format_plan(plan)
     weights = sum(fl.linear.out_features * fl.linear.in_features for fl in prog.linears)
     with claim.staging() as tmp:
         (tmp / "folded_engine.v").write_text(text)
         save_program(prog, tmp / "program.npz")
         (tmp / "program.lst").write_text(listing(prog))
+        (tmp / "plan.txt").write_text(plan_text + "\n")
         np.savez(
             tmp / "vectors.npz",
             **{f"in_{k}": v for k, v in inputs.items()},
@@ -315,8 +333,12 @@ def _build_folded_rtl(
             "kind": "folded",
             "top": "folded_engine",
             "verilog": ["folded_engine.v"],
-            "lanes": o.lanes,
-            "cycles_per_prediction": cycles,
+            "lanes": lanes,
+            "slots": slots,
+            "board": plan.board,
+            "cycles_per_run": cycles,
+            "cycles_per_prediction": plan.batch_cycles / slots,
+            "predictions_per_second_100mhz": plan.predictions_per_second,
             "word_bits": prog.word_bits,
             "frac_bits": prog.frac_bits,
             "format_search": {str(k): v for k, v in tried.items()},
@@ -344,11 +366,13 @@ def _build_folded_rtl(
         frac,
         len(prog.instrs),
         weights,
-        o.lanes,
+        lanes,
         cycles,
         accuracy,
         time.monotonic() - start,
         checked,
+        slots,
+        plan_text,
     )
 
 
@@ -357,10 +381,10 @@ def format_folded(r: FoldedResult) -> str:
     head = [
         f"design      {r.design_dir}",
         f"predictor   {r.weights:,} Q4 weights, {r.instructions} instructions, words Q{w - f}.{f}",
-        f"engine      {r.lanes} MAC lanes, {r.cycles:,} cycles per prediction "
-        f"({100e6 / r.cycles:,.0f} predictions/s at 100 MHz)"
-        if r.cycles
-        else f"engine      {r.lanes} MAC lanes",
+        f"engine      {r.slots} sample slots x {r.lanes} MAC lanes, {r.cycles:,} cycles per "
+        "batch run",
     ]
+    if r.plan:
+        head.append(r.plan)
     gate = f"\n{r.gate.line()}" if r.gate else ""
     return "\n".join(head) + "\n" + format_accuracy(r.accuracy) + gate + f"\n({r.seconds:.0f} s)"

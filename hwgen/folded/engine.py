@@ -30,10 +30,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import product
+from types import SimpleNamespace as _Shared
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -401,6 +402,11 @@ class FoldedEngine(wiring.Component):
     lanes : int
         Rows a LIN computes in parallel (shift-add MAC lanes); a layer's reuse factor is
         ceil(out / lanes).
+    slots : int
+        Samples run at once (the batched engine): every slot has its own data memory,
+        element-wise, table, reduction and round unit and `lanes` MAC lanes; all slots
+        share the controller, the program ROM and the weight, scale and bias ROMs, so one
+        instruction and one weight read serve `slots` samples. Cycles do not depend on it.
 
     Attributes
     ----------
@@ -418,13 +424,21 @@ class FoldedEngine(wiring.Component):
         so no input word offered then is lost.
     host_rdata : Out(signed(word_bits))
         mem[host_addr] of the previous cycle (1-cycle read latency).
+    host_slot : In (only when slots > 1)
+        The slot whose memory host_addr / host_wdata / host_we and host_rdata address
+        (host_rdata: the slot of the previous cycle, like the address).
     """
 
-    def __init__(self, prog: FoldedProgram, lanes: int):
+    def __init__(self, prog: FoldedProgram, lanes: int, slots: int = 1):
         if not isinstance(prog, FoldedProgram):
             raise TypeError(f"prog must be a FoldedProgram, got {type(prog).__name__}")
+        if not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"slots must be a positive integer, got {slots!r}")
+        if slots > 1 and prog.bit_depth:
+            raise ValueError("a program with a bit memory (BREAD) runs on one slot only")
         self.prog = prog
         self.lanes = lanes
+        self.slots = slots
         self.plan = plan_engine(prog, lanes)
         w, aw = prog.word_bits, self.plan.addr_bits
         ports = {
@@ -436,6 +450,8 @@ class FoldedEngine(wiring.Component):
             "host_we": In(1),
             "host_rdata": Out(signed(w)),
         }
+        if slots > 1:  # which sample slot's memory the host port reads and writes
+            ports["host_slot"] = In(range(slots))
         if prog.bit_depth:  # the second host port: writes into the bit memory
             ports |= {
                 "host_bm_addr": In(_ubits(prog.bit_depth - 1)),
@@ -452,34 +468,29 @@ class FoldedEngine(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         prog, p = self.prog, self.plan
-        w = p.word_bits
         lay = p.layout
         ops = {ins.op for ins in prog.instrs}
-        has_table = bool(prog.tables) and bool(ops & {Op.LUT, Op.RSQRT})
-        has_rsqrt = Op.RSQRT in ops and bool(prog.tables)
-        has_red = bool(ops & set(REDUCTIONS))
-        has_lin = Op.LIN in ops
-        has_argmax = Op.ARGMAX in ops
-        has_bread = Op.BREAD in ops
+        c = _Shared()
+        c.has_table = bool(prog.tables) and bool(ops & {Op.LUT, Op.RSQRT})
+        c.has_rsqrt = Op.RSQRT in ops and bool(prog.tables)
+        c.has_red = bool(ops & set(REDUCTIONS))
+        c.has_lin = Op.LIN in ops
+        c.has_argmax = Op.ARGMAX in ops
+        c.has_bread = Op.BREAD in ops
 
-        # ---- memories
-        init = [int(v) for v in prog.const]
-        m.submodules.data = data = Memory(shape=signed(w), depth=prog.depth, init=init)
-        rd_a, rd_b, wr = data.read_port(), data.read_port(), data.write_port()
+        # ---- program ROM and control: one for all slots
         n_instr = len(prog.instrs)
         m.submodules.code = code = Memory(
             shape=unsigned(lay.width), depth=max(1, n_instr), init=p.words
         )
         rd_i = code.read_port()
-
-        # ---- control
-        ir = {f.name: Signal(lay.shape(f.name), name=f"ir_{f.name}") for f in lay.fields}
-        dec = lay.unpack(rd_i.data)
+        c.ir = ir = {f.name: Signal(lay.shape(f.name), name=f"ir_{f.name}") for f in lay.fields}
+        c.dec = dec = lay.unpack(rd_i.data)
         pc = Signal(range(max(2, n_instr)))
-        cnt = Signal(lay.shape("last"))
+        c.cnt = cnt = Signal(lay.shape("last"))
         drain = Signal(lay.shape("drain1"))
-        issuing = Signal()
-        decoding = Signal()
+        c.issuing = issuing = Signal()
+        c.decoding = decoding = Signal()
         m.d.comb += rd_i.addr.eq(pc)
 
         # busy and done are registers (set on the state transitions), so they are defined
@@ -517,29 +528,129 @@ class FoldedEngine(wiring.Component):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
 
-        op = ir["op"]
-        is_ew = Signal()
+        c.op = op = ir["op"]
+        c.is_ew = is_ew = Signal()
         m.d.comb += is_ew.eq(op <= int(Op.LUT))
-        is_dot, is_rsq, is_lin = op == int(Op.DOT), op == int(Op.RSQRT), op == int(Op.LIN)
+        c.is_rsq = op == int(Op.RSQRT)
+        is_dot, is_rsq, is_lin = op == int(Op.DOT), c.is_rsq, op == int(Op.LIN)
 
-        # ---- operand addresses
-        aw = p.addr_bits
-        pa, pb = Signal(aw), Signal(aw)
+        # ---- operand addresses (every slot reads the same addresses)
+        c.pa, c.pb = pa, pb = Signal(p.addr_bits), Signal(p.addr_bits)
         with m.If(decoding):
             m.d.sync += [pa.eq(dec["a"]), pb.eq(dec["b"])]
         with m.Elif(issuing & ~is_lin):
             m.d.sync += [pa.eq(pa + ir["sa"]), pb.eq(pb + ir["sb"])]
-        m.d.comb += [
-            rd_a.addr.eq(Mux(self.busy, pa, self.host_addr)),
-            rd_b.addr.eq(pb),
-            self.host_rdata.eq(rd_a.data),
-        ]
-        ra, rb = Signal(signed(w)), Signal(signed(w))
+
+        # ---- valid tokens of each unit: shared, the slots run in lockstep
+        c.ev = _delay(m, issuing & is_ew, 6, "ev")
+        sel = [c.ev[6]]  # round-unit sources in priority order
+        if c.has_red:
+            rv0 = issuing & (is_dot | is_rsq)
+            c.rv = _delay(m, rv0, 3, "rv")
+            c.rf = _delay(m, rv0 & (cnt == 0), 3, "rf")
+            # Tokens carry their op from issue: a DOT token must not reach the RSQRT tail
+            # after the next instruction (an RSQRT) has been decoded.
+            rl_dot = _delay(m, rv0 & is_dot & (cnt == ir["last"]), 4, "rl_dot")
+            rl_rsq = _delay(m, rv0 & is_rsq & (cnt == ir["last"]), 10, "rl_rsq")
+            sel.append(rl_dot[4])
+            if c.has_rsqrt:
+                sel.append(rl_rsq[10])
+        if c.has_argmax:
+            is_am = op == int(Op.ARGMAX)
+            c.av = _delay(m, issuing & is_am, 2, "amv")
+            c.af = _delay(m, issuing & is_am & (cnt == 0), 2, "amf")
+            c.ai = _delay(m, cnt, 2, "ami")
+            sel.append(_delay(m, issuing & is_am & (cnt == ir["last"]), 3, "aml")[3])
+        if c.has_table:
+            self._table_params(m, c)
+        if prog.bit_depth:
+            bd = prog.bit_depth
+            m.submodules.bitmem = c.bmem = bmem = Memory(
+                shape=unsigned(BIT_WORD), depth=bd, init=[]
+            )
+            wr_bm = bmem.write_port()
+            m.d.comb += [
+                wr_bm.addr.eq(self.host_bm_addr),
+                wr_bm.data.eq(self.host_bm_wdata),
+                wr_bm.en.eq(self.host_bm_we & ~self.busy),
+            ]
+            if c.has_bread:
+                sel.append(issuing & (op == int(Op.BREAD)) & (cnt >= BREAD_SETUP))
+        if c.has_lin:
+            c.lin = self._lin_control(m, p, c, issuing & is_lin)
+            sel.append(c.lin.out_valid)
+        c.sel = sel
+        c.wb_valid = Signal()
+        m.d.comb += c.wb_valid.eq(Cat(*sel).any())
+
+        # ---- write pointer and the round unit's valid tokens (3 stages)
+        c.v3 = _delay(m, c.wb_valid, 3, "v")[3]
+        c.wptr = wptr = Signal(p.addr_bits)
+        with m.If(decoding):
+            m.d.sync += wptr.eq(dec["dst"])
+        with m.Elif(c.v3):
+            m.d.sync += wptr.eq(wptr + ir["sd"])
+        m.d.comb += self.engine_we.eq(c.v3)
+
+        # ---- the sample slots
+        host_slot = self.host_slot if self.slots > 1 else Const(0, 1)
+        rdata = []
+        for s in range(self.slots):
+            if c.has_table and s % 2 == 0:  # a table ROM's two ports serve two slots
+                trom = Memory(shape=signed(p.word_bits), depth=len(p.table_rom), init=p.table_rom)
+                m.submodules["tables" + ("" if self.slots == 1 else str(s // 2))] = trom
+            rd_t = trom.read_port() if c.has_table else None
+            rdata.append(self._slot(m, s, c, host_slot == s, rd_t))
+        if self.slots == 1:
+            m.d.comb += self.host_rdata.eq(rdata[0])
+        else:
+            read_slot = Signal(range(self.slots))  # host_rdata follows the address by a cycle
+            m.d.sync += read_slot.eq(self.host_slot)
+            m.d.comb += self.host_rdata.eq(Array(rdata)[read_slot])
+        return m
+
+    def _table_params(self, m: Module, c: _Shared) -> None:
+        """Per-table constants, selected by `arg` at decode (shared by the slots)."""
+        p, tabs, arg = self.plan, self.prog.tables, c.dec["arg"]
+        c.lo_w = signed_width(min(t.lo for t in tabs + [tabs[0]]), max(t.lo for t in tabs))
+        thr = [t.lo + (len(t.values) << t.step) for t in tabs]
+        thr_w = signed_width(min(thr), max(thr))
+        c.ibits = ibits = max(t.index_bits for t in tabs)
+        c.t_base = Signal(p.table_addr_bits)
+        c.t_lo, c.t_thr = Signal(signed(c.lo_w)), Signal(signed(thr_w))
+        c.t_step = Signal(_ubits(max(t.step for t in tabs)))
+        c.t_mask = Signal(ibits)
+        c.t_pass = Signal()
+        c.t_bits = Signal(_ubits(ibits))
+        with m.If(c.decoding):
+            m.d.sync += [
+                c.t_base.eq(_param(p.table_base, unsigned(p.table_addr_bits), arg)),
+                c.t_lo.eq(_param([t.lo for t in tabs], signed(c.lo_w), arg)),
+                c.t_thr.eq(_param(thr, signed(thr_w), arg)),
+                c.t_step.eq(_param([t.step for t in tabs], c.t_step.shape(), arg)),
+                c.t_mask.eq(_param([len(t.values) - 1 for t in tabs], unsigned(ibits), arg)),
+                c.t_pass.eq(_param([int(t.pass_above) for t in tabs], unsigned(1), arg)),
+                c.t_bits.eq(_param([t.index_bits for t in tabs], c.t_bits.shape(), arg)),
+            ]
+
+    def _slot(self, m: Module, s: int, c: _Shared, host_sel: Value, rd_t) -> Value:
+        """One sample's memory and datapath (rd_t: its port of a table ROM); returns its
+        host read data."""
+        prog, p = self.prog, self.plan
+        w, ir, op = p.word_bits, c.ir, c.op
+        sfx = "" if self.slots == 1 else str(s)
+
+        # ---- data memory: constants at 0..n_const-1; the host port while idle
+        init = [int(v) for v in prog.const]
+        data = Memory(shape=signed(w), depth=prog.depth, init=init)
+        m.submodules["data" + sfx] = data
+        rd_a, rd_b, wr = data.read_port(), data.read_port(), data.write_port()
+        m.d.comb += [rd_a.addr.eq(Mux(self.busy, c.pa, self.host_addr)), rd_b.addr.eq(c.pb)]
+        ra, rb = Signal(signed(w), name=f"ra{sfx}"), Signal(signed(w), name=f"rb{sfx}")
         m.d.sync += [ra.eq(rd_a.data), rb.eq(rd_b.data)]  # t+2: registered BRAM outputs
 
         # ---- element-wise unit (results reach the round unit at t+6)
-        ev = _delay(m, issuing & is_ew, 6, "ev")
-        e3, p3 = Signal(signed(2 * w)), Signal(signed(2 * w))
+        e3, p3 = Signal(signed(2 * w), name=f"e3{sfx}"), Signal(signed(2 * w), name=f"p3{sfx}")
         m.d.sync += p3.eq(ra * rb)
         with m.Switch(op):
             with m.Case(int(Op.ADD)):
@@ -548,184 +659,117 @@ class FoldedEngine(wiring.Component):
                 m.d.sync += e3.eq(ra - rb)
             with m.Case(int(Op.MAX)):
                 m.d.sync += e3.eq(Mux(ra > rb, ra, rb))
-        e6 = _delay(m, Mux(op == int(Op.MUL), p3, e3), 3, "e")[-1]  # e4 at t+4 ... e6
+        e6 = _delay(m, Mux(op == int(Op.MUL), p3, e3), 3, f"e{sfx}")[-1]  # e4 .. e6
         ew_value = e6
 
         # ---- tables (LUT and RSQRT share the table ROM)
-        tv = None
-        m8 = None
-        if has_table:
-            tabs = prog.tables
-            arg = dec["arg"]
-            lo_w = signed_width(min(t.lo for t in tabs + [tabs[0]]), max(t.lo for t in tabs))
-            thr = [t.lo + (len(t.values) << t.step) for t in tabs]
-            thr_w = signed_width(min(thr), max(thr))
-            ibits = max(t.index_bits for t in tabs)
-            t_base = Signal(p.table_addr_bits)
-            t_lo, t_thr = Signal(signed(lo_w)), Signal(signed(thr_w))
-            t_step = Signal(_ubits(max(t.step for t in tabs)))
-            t_mask = Signal(ibits)
-            t_pass = Signal()
-            t_bits = Signal(_ubits(ibits))
-            with m.If(decoding):
-                m.d.sync += [
-                    t_base.eq(_param(p.table_base, unsigned(p.table_addr_bits), arg)),
-                    t_lo.eq(_param([t.lo for t in tabs], signed(lo_w), arg)),
-                    t_thr.eq(_param(thr, signed(thr_w), arg)),
-                    t_step.eq(_param([t.step for t in tabs], t_step.shape(), arg)),
-                    t_mask.eq(_param([len(t.values) - 1 for t in tabs], unsigned(ibits), arg)),
-                    t_pass.eq(_param([int(t.pass_above) for t in tabs], unsigned(1), arg)),
-                    t_bits.eq(_param([t.index_bits for t in tabs], t_bits.shape(), arg)),
-                ]
-            m.submodules.tables = trom = Memory(
-                shape=signed(w), depth=len(p.table_rom), init=p.table_rom
-            )
-            rd_t = trom.read_port()
-            d3 = Signal(signed(max(w, lo_w) + 1))
-            pass3 = Signal()
-            m.d.sync += [d3.eq(ra - t_lo), pass3.eq(t_pass & (ra >= t_thr))]
-            binned = Signal(signed(max(w, lo_w) + 1))
-            m.d.comb += binned.eq(d3 >> t_step)
-            idx4 = Signal(ibits)
+        tv = m8 = None
+        if c.has_table:
+            d3 = Signal(signed(max(w, c.lo_w) + 1), name=f"d3{sfx}")
+            pass3 = Signal(name=f"pass3{sfx}")
+            m.d.sync += [d3.eq(ra - c.t_lo), pass3.eq(c.t_pass & (ra >= c.t_thr))]
+            binned = Signal(signed(max(w, c.lo_w) + 1), name=f"binned{sfx}")
+            m.d.comb += binned.eq(d3 >> c.t_step)
+            idx4 = Signal(c.ibits, name=f"idx4{sfx}")
             with m.If(binned < 0):
                 m.d.sync += idx4.eq(0)
-            with m.Elif(binned > t_mask):
-                m.d.sync += idx4.eq(t_mask)
+            with m.Elif(binned > c.t_mask):
+                m.d.sync += idx4.eq(c.t_mask)
             with m.Else():
                 m.d.sync += idx4.eq(binned)
-            x6 = _delay(m, ra, 4, "x")[-1]
-            pass6 = _delay(m, pass3, 3, "pass")[-1]
-            tv = Signal(signed(w))
+            x6 = _delay(m, ra, 4, f"x{sfx}")[-1]
+            pass6 = _delay(m, pass3, 3, f"pass{sfx}")[-1]
+            tv = Signal(signed(w), name=f"tv{sfx}")
             m.d.sync += tv.eq(rd_t.data)  # registered table ROM output
-            if has_rsqrt:
-                m8 = Signal(ibits)
-                m.d.comb += rd_t.addr.eq(Mux(is_rsq, t_base | m8, t_base | idx4))
+            if c.has_rsqrt:
+                m8 = Signal(c.ibits, name=f"m8{sfx}")
+                m.d.comb += rd_t.addr.eq(Mux(c.is_rsq, c.t_base | m8, c.t_base | idx4))
             else:
-                m.d.comb += rd_t.addr.eq(t_base | idx4)
+                m.d.comb += rd_t.addr.eq(c.t_base | idx4)
             ew_value = Mux(op == int(Op.LUT), Mux(pass6, x6, tv), e6)
 
-        # ---- round unit inputs
-        wb_valid = Signal()
-        wb_v = Signal(signed(p.wb_bits))
-        wb_rsh = Signal(p.rsh_bits)
-        wb_lsh = Signal(p.lsh_bits)
+        # ---- round unit sources, in the order of c.sel: (value, (rsh, lsh) or None)
+        sources = [(ew_value, None)]
+        if c.has_red:
+            acc = Signal(signed(p.red_acc_bits), name=f"racc{sfx}")
+            with m.If(c.rv[3]):
+                m.d.sync += acc.eq(Mux(c.rf[3], ir["init"], acc) + p3)
+            sources.append((acc, None))
+            if c.has_rsqrt:
+                sources.append((tv, self._rsqrt(m, c, acc, m8, sfx)))
+        if c.has_argmax:
+            best = Signal(signed(w), name=f"best{sfx}")
+            bidx = Signal(c.cnt.shape(), name=f"bidx{sfx}")
+            with m.If(c.av[2] & (c.af[2] | (ra > best))):
+                m.d.sync += [best.eq(ra), bidx.eq(c.ai[2])]
+            sources.append((bidx, None))
+        if self.prog.bit_depth and c.has_bread:
+            br_issue = c.issuing & (op == int(Op.BREAD))
+            sources.append(self._bread(m, ir, c.cnt, br_issue, ra, rb, c.bmem)[1:])
+        if c.has_lin:
+            sources.append((self._lin_slot(m, p, c.lin, rd_a, sfx), None))
+
+        wb_v = Signal(signed(p.wb_bits), name=f"wb_v{sfx}")
+        wb_rsh = Signal(p.rsh_bits, name=f"wb_rsh{sfx}")
+        wb_lsh = Signal(p.lsh_bits, name=f"wb_lsh{sfx}")
         m.d.comb += [wb_rsh.eq(ir["rsh"]), wb_lsh.eq(ir["lsh"])]
-        sources = [(ev[6], ew_value, None)]
-
-        # ---- reduction unit: DOT and RSQRT
-        if has_red:
-            rv0 = issuing & (is_dot | is_rsq)
-            rv = _delay(m, rv0, 3, "rv")
-            rf = _delay(m, rv0 & (cnt == 0), 3, "rf")
-            # Tokens carry their op from issue: a DOT token must not reach the RSQRT tail
-            # after the next instruction (an RSQRT) has been decoded.
-            rl_dot = _delay(m, rv0 & is_dot & (cnt == ir["last"]), 4, "rl_dot")
-            rl_rsq = _delay(m, rv0 & is_rsq & (cnt == ir["last"]), 10, "rl_rsq")
-            acc = Signal(signed(p.red_acc_bits))
-            with m.If(rv[3]):
-                m.d.sync += acc.eq(Mux(rf[3], ir["init"], acc) + p3)
-            sources.append((rl_dot[4], acc, None))
-            if has_rsqrt:
-                ab = p.red_acc_bits
-                a5 = Signal(unsigned(ab - 1))
-                m.d.sync += a5.eq(Mux(acc > 0, acc, 1))
-                lw = _ubits(ab)
-                L6 = Signal(lw)
-                length = Signal(lw)
-                for b in range(ab - 1):
-                    with m.If(a5[b]):
-                        m.d.comb += length.eq(b + 1)
-                m.d.sync += L6.eq(length)
-                a7 = _delay(m, a5, 2, "a")[-1]
-                e7 = Signal(signed(lw + 2))
-                lsg = Signal(signed(lw + 2))
-                m.d.comb += lsg.eq(L6)
-                m.d.sync += e7.eq((lsg - t_bits + 1) >> 1)
-                sr = Signal(lw + 1)
-                sl = Signal(_ubits(ibits))
-                m.d.comb += [sr.eq(Mux(e7 >= 0, e7 * 2, 0)), sl.eq(Mux(e7 < 0, -e7 * 2, 0))]
-                m.d.sync += m8.eq((a7 >> sr) << sl)
-                s7 = Signal(signed(max(len(e7), len(ir["shift"])) + 2))
-                m.d.comb += s7.eq(e7 + ir["shift"])
-                rsh8, lsh8 = Signal(p.rsh_bits), Signal(p.lsh_bits)
-                with m.If(s7 >= 1):
-                    m.d.sync += [
-                        rsh8.eq(Mux(s7 - 1 > p.wb_bits - 1, p.wb_bits - 1, s7 - 1)),
-                        lsh8.eq(0),
-                    ]
-                with m.Else():
-                    m.d.sync += [rsh8.eq(0), lsh8.eq(Mux(1 - s7 > w + 1, w + 1, 1 - s7))]
-                rsh10 = _delay(m, rsh8, 2, "rsh")[-1]
-                lsh10 = _delay(m, lsh8, 2, "lsh")[-1]
-                sources.append((rl_rsq[10], tv, (rsh10, lsh10)))
-
-        # ---- ARGMAX: the running maximum and its index; strict > keeps the first maximum
-        if has_argmax:
-            is_am = op == int(Op.ARGMAX)
-            av = _delay(m, issuing & is_am, 2, "amv")
-            af = _delay(m, issuing & is_am & (cnt == 0), 2, "amf")
-            ai = _delay(m, cnt, 2, "ami")
-            al = _delay(m, issuing & is_am & (cnt == ir["last"]), 3, "aml")
-            best = Signal(signed(w))
-            bidx = Signal(cnt.shape())
-            with m.If(av[2] & (af[2] | (ra > best))):
-                m.d.sync += [best.eq(ra), bidx.eq(ai[2])]
-            sources.append((al[3], bidx, None))
-
-        # ---- BREAD: the bit memory, read one word per 32 cycles and written out bit by bit
-        if prog.bit_depth:
-            bd = prog.bit_depth
-            m.submodules.bitmem = bmem = Memory(shape=unsigned(BIT_WORD), depth=bd, init=[])
-            wr_bm = bmem.write_port()
-            m.d.comb += [
-                wr_bm.addr.eq(self.host_bm_addr),
-                wr_bm.data.eq(self.host_bm_wdata),
-                wr_bm.en.eq(self.host_bm_we & ~self.busy),
-            ]
-            if has_bread:
-                sources.append(
-                    self._bread(m, ir, cnt, issuing & (op == int(Op.BREAD)), ra, rb, bmem)
-                )
-
-        # ---- LIN unit
-        if has_lin:
-            sources.append(self._lin(m, p, ir, dec, decoding, issuing & is_lin, rd_a, pa))
-
-        first = True
-        for valid, value, shifts in sources:
-            ctx = m.If(valid) if first else m.Elif(valid)
-            first = False
-            with ctx:
-                m.d.comb += [wb_valid.eq(1), wb_v.eq(value)]
+        for k, (valid, (value, shifts)) in enumerate(zip(c.sel, sources, strict=True)):
+            with m.If(valid) if k == 0 else m.Elif(valid):
+                m.d.comb += wb_v.eq(value)
                 if shifts is not None:
                     m.d.comb += [wb_rsh.eq(shifts[0]), wb_lsh.eq(shifts[1])]
 
         # ---- round and saturate: q = (v >> rsh) << lsh, r = (q + 1) >> 1, y = sat(r)
         qw = p.wb_bits + w + 2
-        q1, r2 = Signal(signed(qw)), Signal(signed(qw))
-        y3 = Signal(signed(w))
-        v1, v2, v3 = Signal(), Signal(), Signal()
+        q1, r2 = Signal(signed(qw), name=f"q1{sfx}"), Signal(signed(qw), name=f"r2{sfx}")
+        y3 = Signal(signed(w), name=f"y3{sfx}")
         lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
         m.d.sync += [
             q1.eq((wb_v >> wb_rsh) << wb_lsh),
-            v1.eq(wb_valid),
             r2.eq((q1 + 1) >> 1),
-            v2.eq(v1),
             y3.eq(Mux(r2 > hi, hi, Mux(r2 < lo, lo, r2))),
-            v3.eq(v2),
         ]
-        wptr = Signal(aw)
-        with m.If(decoding):
-            m.d.sync += wptr.eq(dec["dst"])
-        with m.Elif(v3):
-            m.d.sync += wptr.eq(wptr + ir["sd"])
         m.d.comb += [
-            self.engine_we.eq(v3),
-            wr.en.eq(Mux(self.busy, v3, self.host_we)),
-            wr.addr.eq(Mux(self.busy, wptr, self.host_addr)),
+            wr.en.eq(Mux(self.busy, c.v3, self.host_we & host_sel)),
+            wr.addr.eq(Mux(self.busy, c.wptr, self.host_addr)),
             wr.data.eq(Mux(self.busy, y3, self.host_wdata)),
         ]
-        return m
+        return rd_a.data
+
+    def _rsqrt(self, m: Module, c: _Shared, acc: Value, m8: Value, sfx: str):
+        """RSQRT's normalisation of one slot's sum: drives the table index m8 and returns
+        the (rsh, lsh) of its result at t+10."""
+        p, w, ir = self.plan, self.plan.word_bits, c.ir
+        ab = p.red_acc_bits
+        a5 = Signal(unsigned(ab - 1), name=f"a5{sfx}")
+        m.d.sync += a5.eq(Mux(acc > 0, acc, 1))
+        lw = _ubits(ab)
+        L6 = Signal(lw, name=f"L6{sfx}")
+        length = Signal(lw, name=f"length{sfx}")
+        for b in range(ab - 1):
+            with m.If(a5[b]):
+                m.d.comb += length.eq(b + 1)
+        m.d.sync += L6.eq(length)
+        a7 = _delay(m, a5, 2, f"a{sfx}")[-1]
+        e7 = Signal(signed(lw + 2), name=f"e7{sfx}")
+        lsg = Signal(signed(lw + 2), name=f"lsg{sfx}")
+        m.d.comb += lsg.eq(L6)
+        m.d.sync += e7.eq((lsg - c.t_bits + 1) >> 1)
+        sr = Signal(lw + 1, name=f"sr{sfx}")
+        sl = Signal(_ubits(c.ibits), name=f"sl{sfx}")
+        m.d.comb += [sr.eq(Mux(e7 >= 0, e7 * 2, 0)), sl.eq(Mux(e7 < 0, -e7 * 2, 0))]
+        m.d.sync += m8.eq((a7 >> sr) << sl)
+        s7 = Signal(signed(max(len(e7), len(ir["shift"])) + 2), name=f"s7{sfx}")
+        m.d.comb += s7.eq(e7 + ir["shift"])
+        rsh8, lsh8 = Signal(p.rsh_bits, name=f"rsh8{sfx}"), Signal(p.lsh_bits, name=f"lsh8{sfx}")
+        with m.If(s7 >= 1):
+            m.d.sync += [
+                rsh8.eq(Mux(s7 - 1 > p.wb_bits - 1, p.wb_bits - 1, s7 - 1)),
+                lsh8.eq(0),
+            ]
+        with m.Else():
+            m.d.sync += [rsh8.eq(0), lsh8.eq(Mux(1 - s7 > w + 1, w + 1, 1 - s7))]
+        return _delay(m, rsh8, 2, f"rsh{sfx}")[-1], _delay(m, lsh8, 2, f"lsh{sfx}")[-1]
 
     def _bread(self, m: Module, ir, cnt, br_issue, ra, rb, bmem):
         """BREAD's unit; returns its (valid, value, None) round-unit source.
@@ -763,11 +807,15 @@ class FoldedEngine(wiring.Component):
         m.d.comb += value.eq(Mux(valid_k & word.bit_select(bj, 1), ir["init"], 0))
         return (emit, value, None)
 
-    def _lin(self, m: Module, p: EnginePlan, ir, dec, decoding, lin_issue, rd_a, pa):
-        """The Q4 matrix-vector unit; returns its (valid, value, None) round-unit source."""
+    def _lin_control(self, m: Module, p: EnginePlan, c: _Shared, lin_issue: Value) -> _Shared:
+        """The Q4 unit's shared part: parameters, weight / scale / bias ROMs and pointers,
+        the block and row-group tokens, and the row writer's count. Every slot's MAC lanes
+        use the same CSD word, scale and bias in the same cycle."""
         w, lanes = p.word_bits, p.lanes
         lp = p.lin
+        ir, dec, decoding, pa = c.ir, c.dec, c.decoding, c.pa
         arg = dec["arg"]
+        u = _Shared()
 
         def param(name: str, regname: str):
             vals = [getattr(x, name) for x in lp]
@@ -819,77 +867,95 @@ class FoldedEngine(wiring.Component):
         m.d.comb += rd_w.addr.eq(wptr)
 
         block_end = valid0 & ((je[:5] == BLOCK - 1) | (je == l_in - 1))
-        lv = _delay(m, valid0, 3, "lv")
-        fib = _delay(m, je[:5] == 0, 3, "fib")  # first input of a block
+        u.lv = _delay(m, valid0, 3, "lv")
+        u.fib = _delay(m, je[:5] == 0, 3, "fib")  # first input of a block
         be = _delay(m, block_end, 7, "be")
-        fb = _delay(m, je < BLOCK, 6, "fb")  # first block of the row group
+        u.be = be
+        u.fb = _delay(m, je < BLOCK, 6, "fb")  # first block of the row group
         lb = _delay(m, je >= l_lastb, 7, "lb")  # last block of the row group
 
-        # t+2: x and the CSD word registered; t+3: lane terms.
-        x2 = Signal(signed(w))
-        w2 = Signal(8 * lanes)
-        m.d.sync += [x2.eq(rd_a.data), w2.eq(rd_w.data)]
+        # t+2: the CSD word registered (x_j is registered per slot)
+        u.w2 = Signal(8 * lanes)
+        m.d.sync += u.w2.eq(rd_w.data)
 
-        def digit(nib: Value) -> Value:
-            mag = x2 << nib[2:4]
-            return Mux(nib[0], Mux(nib[1], -mag, mag), 0)
-
-        terms = []
-        for k in range(lanes):
-            t3 = Signal(signed(w + 6), name=f"term{k}")
-            m.d.sync += t3.eq(digit(w2[8 * k : 8 * k + 4]) + digit(w2[8 * k + 4 : 8 * k + 8]))
-            terms.append(t3)
-
-        # t+3: partial block sums; scale and bias ROM addresses.
+        # t+3: scale and bias ROM addresses; t+4: registered; t+5: bias delayed
         m.d.comb += [rd_s.addr.eq(sptr), rd_bias.addr.eq(bptr)]
         with m.If(be[3]):
             m.d.sync += sptr.eq(sptr + 1)
             with m.If(lb[3]):
                 m.d.sync += bptr.eq(bptr + 1)
-        accs = []
+        u.sc5, u.bias6 = [], []
+        sb, bb = p.scale_bits, p.bias_bits
         for k in range(lanes):
-            partial = Signal(signed(p.partial_bits + 1), name=f"partial{k}")
-            with m.If(lv[3]):
-                m.d.sync += partial.eq(Mux(fib[3], 0, partial) + terms[k])
-            # t+4: partial, scale, bias registered; t+5: product; t+6: accumulate.
-            pb5 = Signal(signed(p.partial_bits + 1), name=f"pb{k}")
-            sc5 = Signal(unsigned(p.scale_bits), name=f"sc{k}")
-            bias5 = Signal(signed(p.bias_bits), name=f"bias{k}")
-            sb, bb = p.scale_bits, p.bias_bits
+            sc5 = Signal(unsigned(sb), name=f"sc{k}")
+            bias5 = Signal(signed(bb), name=f"bias{k}")
             m.d.sync += [
-                pb5.eq(partial),
                 sc5.eq(rd_s.data[sb * k : sb * (k + 1)]),
                 bias5.eq(rd_bias.data[bb * k : bb * (k + 1)].as_signed()),
             ]
-            prod6 = Signal(signed(p.partial_bits + p.scale_bits + 2), name=f"prod{k}")
-            m.d.sync += prod6.eq(pb5 * sc5)
-            bias6 = _delay(m, bias5, 1, f"bias{k}")[-1]
-            acc = Signal(signed(p.lin_acc_bits), name=f"lacc{k}")
-            with m.If(be[6]):
-                m.d.sync += acc.eq(Mux(fb[6], bias6, acc) + prod6)
-            accs.append(acc)
+            u.sc5.append(sc5)
+            u.bias6.append(_delay(m, bias5, 1, f"bias{k}")[-1])
 
         # t+7: a finished row group is latched; its rows then go out one per cycle.
-        abuf = [Signal(signed(p.lin_acc_bits), name=f"abuf{k}") for k in range(lanes)]
         wcnt = Signal(range(lanes + 1))
         gl = Signal(range(max(x.groups for x in lp) + 1))
+        u.latch = Signal()
+        m.d.comb += u.latch.eq(be[7] & lb[7] & ~decoding)
         with m.If(decoding):
             m.d.sync += [wcnt.eq(0), gl.eq(0)]
-        with m.Elif(be[7] & lb[7]):
-            m.d.sync += [a.eq(acc) for a, acc in zip(abuf, accs, strict=True)]
+        with m.Elif(u.latch):
             m.d.sync += [
                 wcnt.eq(Mux(gl == l_groups - 1, l_rows_last, lanes)),
                 gl.eq(gl + 1),
             ]
         with m.Elif(wcnt != 0):
-            m.d.sync += [a.eq(b) for a, b in zip(abuf, abuf[1:], strict=False)]
             m.d.sync += wcnt.eq(wcnt - 1)
-        return (wcnt != 0, abuf[0], None)
+        u.out_valid = wcnt != 0
+        u.shift = Signal()
+        m.d.comb += u.shift.eq(~decoding & ~u.latch & (wcnt != 0))
+        u.w = w
+        return u
+
+    def _lin_slot(self, m: Module, p: EnginePlan, u: _Shared, rd_a, sfx: str) -> Value:
+        """One slot's MAC lanes and row buffer; returns the row at the writer's head."""
+        w, lanes = p.word_bits, p.lanes
+        x2 = Signal(signed(w), name=f"x2{sfx}")
+        m.d.sync += x2.eq(rd_a.data)
+
+        def digit(nib: Value) -> Value:
+            mag = x2 << nib[2:4]
+            return Mux(nib[0], Mux(nib[1], -mag, mag), 0)
+
+        abuf = []
+        for k in range(lanes):
+            # t+3: lane term from the CSD word
+            t3 = Signal(signed(w + 6), name=f"term{k}{sfx}")
+            m.d.sync += t3.eq(digit(u.w2[8 * k : 8 * k + 4]) + digit(u.w2[8 * k + 4 : 8 * k + 8]))
+            # t+3: partial block sum; t+4: registered; t+5: product; t+6: accumulate
+            partial = Signal(signed(p.partial_bits + 1), name=f"partial{k}{sfx}")
+            with m.If(u.lv[3]):
+                m.d.sync += partial.eq(Mux(u.fib[3], 0, partial) + t3)
+            pb5 = Signal(signed(p.partial_bits + 1), name=f"pb{k}{sfx}")
+            m.d.sync += pb5.eq(partial)
+            prod6 = Signal(signed(p.partial_bits + p.scale_bits + 2), name=f"prod{k}{sfx}")
+            m.d.sync += prod6.eq(pb5 * u.sc5[k])
+            acc = Signal(signed(p.lin_acc_bits), name=f"lacc{k}{sfx}")
+            with m.If(u.be[6]):
+                m.d.sync += acc.eq(Mux(u.fb[6], u.bias6[k], acc) + prod6)
+            buf = Signal(signed(p.lin_acc_bits), name=f"abuf{k}{sfx}")
+            with m.If(u.latch):
+                m.d.sync += buf.eq(acc)
+            abuf.append(buf)
+        with m.If(u.shift):
+            m.d.sync += [a.eq(b) for a, b in zip(abuf, abuf[1:], strict=False)]
+        return abuf[0]
 
 
-def engine_verilog(prog: FoldedProgram, lanes: int, name: str = "folded_engine") -> str:
+def engine_verilog(
+    prog: FoldedProgram, lanes: int, name: str = "folded_engine", slots: int = 1
+) -> str:
     """Verilog of the engine for `prog` (top module `name`, clk / rst and the ports)."""
-    top = FoldedEngine(prog, lanes)
+    top = FoldedEngine(prog, lanes, slots)
     return verilog.convert(top, name=name, emit_src=False)
 
 

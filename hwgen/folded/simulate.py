@@ -16,6 +16,8 @@ from .program_io import load_program
 # Far above any engine that fits an FPGA; a manifest asking for more is refused before
 # anything is sized from it.
 MAX_LANES = 4096
+MAX_SLOTS = 4096
+STALL = 0.05  # chance of a host idle cycle before each stream word (backpressure)
 
 
 def load_folded_vectors(path: Path, prog) -> tuple[dict, dict]:
@@ -41,6 +43,7 @@ def simulate_design(
     vectors: Path | None = None,
     *,
     tool_timeout: float | None = None,
+    stall: float = STALL,
 ) -> dict:
     """Simulate the design's own Verilog (manifest 'verilog') on its vectors.
 
@@ -60,6 +63,7 @@ def simulate_design(
     if not isinstance(top, str) or not top:
         raise InputError(f"{path}: manifest 'top' must be the engine's module name")
     lanes = bounded(manifest.get("lanes"), "lanes", 1, MAX_LANES, path)
+    slots = bounded(manifest.get("slots", 1), "slots", 1, MAX_SLOTS, path)
     vectors = Path(vectors or design / "vectors.npz")
     verify_sources(design, sources, vectors)
     prog = load_program(design / "program.npz")
@@ -70,7 +74,7 @@ def simulate_design(
         ins = {k: v[:count] for k, v in ins.items()}
         outs = {k: v[:count] for k, v in outs.items()}
     n = len(next(iter(ins.values())))
-    with step(f"simulate {n} predictions on the {lanes}-lane engine ({simulator})"):
+    with step(f"simulate {n} predictions on the {slots} x {lanes}-lane engine ({simulator})"):
         result = run_folded_simulation(
             prog,
             lanes,
@@ -81,8 +85,15 @@ def simulate_design(
             verilog=[design / f for f in sources],
             top=top,
             tool_timeout=tool_timeout,
+            slots=slots,
+            stall=stall,
         )
-    result.update(design=str(design), simulator=simulator, lanes=lanes)
+    from ..stream.model import batch_cycles
+
+    result.update(
+        design=str(design), simulator=simulator, lanes=lanes, slots=slots, stall=stall,
+        model_batch_cycles=batch_cycles(prog, lanes, slots),
+    )  # fmt: skip
     (design / f"sim_results_{simulator}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -90,12 +101,28 @@ def simulate_design(
 def format_folded_sim(r: dict) -> str:
     verdict = "PASS" if r["mismatches"] == 0 and not r.get("error") else "FAIL"
     cycles = sorted(set(r["cycles"]))
+    slots = r.get("slots", 1)
     lines = [
         f"{verdict}: {r['vectors'] - r['mismatches']}/{r['vectors']} predictions bit-exact "
-        f"against the golden model ({r['simulator']}, {r['lanes']} lanes)",
-        f"cycles per prediction {', '.join(f'{c:,}' for c in cycles)} (engine_cycles: "
+        f"against the golden model ({r['simulator']}, {slots} slots x {r['lanes']} lanes)",
+        f"cycles per batch run {', '.join(f'{c:,}' for c in cycles)} (engine_cycles: "
         f"{r['expected_cycles']:,}); simulation {r['sim_seconds']:.1f} s",
     ]
+    full = [
+        b - st
+        for k, (b, st) in enumerate(
+            zip(r.get("batch_cycles", []), r.get("stall_cycles", []), strict=False)
+        )
+        if (k + 1) * slots <= r["vectors"]
+    ]
+    if full:
+        steady = sorted(set(full))
+        lines.append(
+            f"stream: full batches of {slots} took {', '.join(f'{c:,}' for c in steady)} cycles "
+            f"without the host's {sum(r['stall_cycles']):,} stall cycles (model "
+            f"{r.get('model_batch_cycles', 0):,}): {slots * 100e6 / max(full):,.0f} "
+            "predictions/s at 100 MHz"
+        )
     if r.get("error"):
         lines.append(f"testbench error: {r['error']}")
     for m in r.get("first_mismatches", [])[:3]:
