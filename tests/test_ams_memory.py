@@ -15,7 +15,7 @@ from models.ams.facts import (
     parse_date,
     sample_questions,
 )
-from models.ams.hardware import CHECKPOINT, column_scales, fit_time_codec
+from models.ams.hardware import CHECKPOINT, ENCODER, column_scales, fit_time_codec
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,22 @@ def test_committed_decoder_checkpoint_is_the_codec(time_codec):
     out = z @ ckpt.weights[0].T + ckpt.biases[0]
     assert np.allclose(out, codec.decode(codes), atol=1e-5)
     assert np.abs(z).max() <= 3.5 + 1e-9  # within the standard-normal calibration range
+
+
+@pytest.mark.slow
+def test_committed_encoder_checkpoint_gives_alpha_scores_and_coefficients(time_codec):
+    codec, enc, _ = time_codec
+    ckpt = load_mlp_checkpoint(ENCODER)
+    x = enc.memories(make_facts(50, 10))["time"]
+    y = (x * ckpt.config["codec"]["input_scale"]) @ ckpt.weights[0].T + ckpt.biases[0]
+    c = (x - codec.mean) @ codec.basis.T
+    alpha = c @ codec.axis
+    k = codec.n_codewords
+    assert np.allclose(y[:, 0], alpha, atol=1e-4)
+    assert np.allclose(
+        y[:, 1 : 1 + k], (c - alpha[:, None] * codec.axis) @ codec.centres.T, atol=1e-4
+    )
+    assert np.allclose(y[:, 1 + k :], c, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -179,7 +179,7 @@ class KakeyaCodec:
         perp = coeffs - alpha[:, None] * self.axis
         self.centres = spherical_kmeans(perp, cfg.n_codewords)
         seg, gain, resid = self._split(perp)
-        kept = np.take_along_axis(resid, self._top(resid), axis=1)
+        kept = np.take_along_axis(resid, self.top_residual(resid), axis=1)
         self.grids = {
             "alpha": Grid.fit(alpha, cfg.scalar_bits),
             "gain": Grid.fit(gain, cfg.scalar_bits),
@@ -193,7 +193,7 @@ class KakeyaCodec:
         gain = np.einsum("nd,nd->n", perp, self.centres[seg])
         return seg, gain, perp - gain[:, None] * self.centres[seg]
 
-    def _top(self, resid: np.ndarray) -> np.ndarray:
+    def top_residual(self, resid: np.ndarray) -> np.ndarray:
         k = self.n_residual
         if k == 0:
             return np.zeros((len(resid), 0), dtype=np.int64)
@@ -207,7 +207,7 @@ class KakeyaCodec:
         seg, gain, _ = self._split(perp)
         gain_q = self.grids["gain"].quantize(gain)
         resid = perp - self.grids["gain"].value(gain_q)[:, None] * self.centres[seg]
-        idx = self._top(resid)
+        idx = self.top_residual(resid)
         values = self.grids["value"].quantize(np.take_along_axis(resid, idx, axis=1))
         return Codes(seg.astype(np.int64), alpha_q, gain_q, values, idx.astype(np.int64))
 

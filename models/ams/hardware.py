@@ -27,6 +27,7 @@ from .codec import CodecConfig, KakeyaCodec
 from .facts import make_facts
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "ams_decoder"
+ENCODER = CHECKPOINT.with_name("ams_encoder")
 BACKGROUND = (10_000, 1000)  # the benchmark's background session
 N_CODEWORDS = 8
 N_RESIDUAL = 5
@@ -98,9 +99,52 @@ def save_decoder(codec: KakeyaCodec, scales: np.ndarray, out: Path) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def encoder_matrix(codec: KakeyaCodec) -> np.ndarray:
+    """M [1 + K + d, D]: rows alpha, the K codeword scores of p = c - alpha t, then c."""
+    t = codec.axis
+    rows = [t[None, :], codec.centres @ (np.eye(codec.dim) - np.outer(t, t)), np.eye(codec.dim)]
+    return np.concatenate(rows) @ codec.basis
+
+
+def save_encoder(codec: KakeyaCodec, x: np.ndarray, out: Path) -> None:
+    """The encoder's linear part as a one-layer checkpoint: y = M (x - mu), x scaled in.
+
+    The host (or a small argmax and top-k block) reads alpha, picks the codeword with the
+    largest score and keeps the largest residual entries; those are not linear."""
+    out.mkdir(parents=True, exist_ok=True)
+    scale = INPUT_PEAK / float(np.abs(x).max())  # inputs arrive as x * scale
+    m = encoder_matrix(codec)
+    save_file(
+        {
+            "layers.0.weight": np.ascontiguousarray(m / scale, dtype=np.float32),
+            "layers.0.bias": np.ascontiguousarray(-m @ codec.mean, dtype=np.float32),
+        },
+        str(out / "model.safetensors"),
+    )
+    config = {
+        "architecture": "mlp",
+        "layer_sizes": [m.shape[1], m.shape[0]],
+        "activation": "relu",
+        "input_names": [f"time_fiber_{i}" for i in range(m.shape[1])],
+        "output_names": ["alpha"]
+        + [f"score_codeword_{k}" for k in range(codec.n_codewords)]
+        + [f"pca_{j}" for j in range(codec.dim)],
+        "dataset": {
+            "name": "ams_time_fibers",
+            "background_facts": BACKGROUND[0],
+            "seed": BACKGROUND[1],
+            "note": "time fibers times input_scale; hwgen knows no sampler for them",
+        },
+        "codec": {"input_scale": scale, "pca_dim": codec.dim, "n_codewords": codec.n_codewords},
+        "command": "python -m models.ams.hardware",
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=CHECKPOINT)
+    p.add_argument("--encoder-out", type=Path, default=ENCODER)
     p.add_argument("--measure", action="store_true", help="golden vs float and hit@1 only")
     args = p.parse_args(argv)
     codec, enc, background = fit_time_codec()
@@ -108,10 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.measure:
         from .hardware_eval import measure
 
-        measure(codec, scales, enc, args.out)
+        measure(codec, scales, enc, args.out, args.encoder_out)
         return
     save_decoder(codec, scales, args.out)
-    print(f"wrote {args.out}: {1 + codec.n_codewords + codec.dim} inputs -> 64 outputs")
+    save_encoder(codec, enc.memories(background)["time"], args.encoder_out)
+    print(f"wrote {args.out} and {args.encoder_out}: 64 <-> {1 + codec.n_codewords + codec.dim}")
 
 
 if __name__ == "__main__":
