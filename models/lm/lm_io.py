@@ -65,6 +65,8 @@ def save_lm(model: nn.Module, out: Path, arch: str, record: dict) -> None:
 
 def load_lm(path: Path) -> tuple[nn.Module, dict]:
     """The model (eval mode) and its config.json, every field and tensor checked."""
+    from . import registry  # noqa: F401  (registers every kind)
+
     weights, cfg_path = checkpoint_files(Path(path))
     meta = read_config(cfg_path)
     arch = meta.get("architecture")

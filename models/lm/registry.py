@@ -15,8 +15,12 @@ from torch import nn
 
 from .lm_io import register
 from .transformer import TinyTransformer, TransformerConfig
+from .v8 import V8, V8Config
+from .v8hw import V8HW, V8HWConfig
 
 register("lm_transformer", TransformerConfig, TinyTransformer)
+register("lm_v8", V8Config, V8)
+register("lm_v8hw", V8HWConfig, V8HW)
 
 SIZES: dict[str, dict[str, dict]] = {
     "lm_transformer": {
@@ -25,6 +29,10 @@ SIZES: dict[str, dict[str, dict]] = {
         # ~20K parameters at V = 256: the same budget as v8 (V = 256, r = 8, 4 hops)
         "small": dict(d_model=24, n_layers=2, n_heads=2, mlp_hidden=64),
     },
+    # V = vocab, r = 8, 4 hops: 20,501 parameters at V = 256
+    "lm_v8": {"default": dict(rank=8, hops=4)},
+    # ROM V x 8, EMAs with shifts (0, 2, 5), read-out 24 -> 24 -> V: 9,048 parameters at V = 256
+    "lm_v8hw": {"default": dict(rank=8, shifts_code=25, hidden=24)},
 }
 
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.q4_qat import enable_q4_qat, finish_q4_qat
 
 from .bpb import evaluate
 from .corpus import load_plays, split_plays
@@ -40,6 +42,9 @@ class TrainConfig:
     warmup: int = 50
     seed: int = 0
     threads: int = 1
+    # after training: this many Q4-aware steps (models/q4_qat.py) at lr / 10 on the Linear
+    # layers, so the stored weights are exactly their Q4 values (the hardware variant)
+    qat_steps: int = 0
 
 
 def streams(vocab: int) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], np.ndarray]:
@@ -115,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     model = registry.build(a.arch, a.vocab, a.context, a.size)
     train_ids, held, nbytes = streams(a.vocab)
     record = train(model, train_ids, cfg, a.context)
+    if cfg.qat_steps:
+        record["scores_before_qat"] = score_record(model, held, nbytes, a.context)
+        enable_q4_qat(model)
+        qat = replace(cfg, steps=cfg.qat_steps, lr=cfg.lr / 10, warmup=0)
+        record["qat"] = train(model, train_ids, qat, a.context)["training"]
+        finish_q4_qat(model)
     record["tokenizer"] = f"sp{a.vocab}"
     record["params"] = sum(p.numel() for p in model.parameters())
     record["scores"] = score_record(model, held, nbytes, a.context)
