@@ -65,9 +65,20 @@ class MemoryConfig:
 class FFNMemory(nn.Module):
     """One memory: keys [M, in] + key bias, values [out, M], optional gates; see module doc."""
 
-    def __init__(self, n_in: int, n_out: int, width: int, gated: bool = False, q4: bool = False):
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        width: int,
+        gated: bool = False,
+        q4: bool = False,
+        gate_act: str = "relu",
+    ):
         super().__init__()
+        if gate_act not in ("relu", "silu"):
+            raise ValueError(f"gate_act must be 'relu' or 'silu', got {gate_act!r}")
         self.q4 = q4
+        self.gate_act = gate_act
         self.keys = nn.Parameter(torch.zeros(width, n_in))
         self.key_bias = nn.Parameter(torch.zeros(width))
         self.values = nn.Parameter(torch.zeros(n_out, width))
@@ -89,7 +100,8 @@ class FFNMemory(nn.Module):
         key = u @ self.key_weight().T + self.key_bias
         if self.gates is None:
             return torch.relu(key)
-        return torch.relu(u @ self.gates.T + self.gate_bias) * key
+        gate = u @ self.gates.T + self.gate_bias
+        return (torch.relu(gate) if self.gate_act == "relu" else nn.functional.silu(gate)) * key
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.neurons(u) @ self.value_weight().T
@@ -284,3 +296,46 @@ def to_dense(model: LocasMLP) -> list[tuple[torch.Tensor, torch.Tensor]]:
             b = torch.cat([b, mem.key_bias])
         fused.append((w.detach().clone(), b.detach().clone()))
     return fused
+
+
+class FFNWithMemory(nn.Module):
+    """A frozen transformer FFN (modules `up`, `down`, optional `gate`, and `hidden(u)`, as
+    models/lm/transformer.MLP) with a memory of the same form beside it: outputs summed."""
+
+    def __init__(self, ffn: nn.Module, memory: FFNMemory):
+        super().__init__()
+        self.ffn, self.memory = ffn, memory
+        for p in ffn.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.ffn(u) + self.memory(u)
+
+
+def memorize_ffn(
+    ffn: nn.Module,
+    new_u: torch.Tensor,
+    config: MemoryConfig,
+    old_u: torch.Tensor | None = None,
+) -> FFNWithMemory:
+    """The memory for one transformer FFN from its inputs u [N, d] on new (and old) data:
+    rank the FFN's neurons by `ffn.hidden(u)`, clone their up (and gate) rows, values 0.
+    A SwiGLU FFN gets the gated memory with SiLU, as the seed; a ReLU FFN the ReLU form."""
+    gated = getattr(ffn, "gate", None) is not None
+    d_in, d_out = ffn.up.in_features, ffn.down.out_features
+    mem = FFNMemory(d_in, d_out, config.width, gated, config.q4, "silu" if gated else "relu")
+    gen = torch.Generator().manual_seed(config.seed)
+    with torch.no_grad():
+        if config.init == "random":
+            bound = 1.0 / d_in**0.5
+            for p in (mem.keys, *_gate_params(mem)[:1]):
+                p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=gen))
+        else:
+            old = ffn.hidden(old_u) if old_u is not None else None
+            idx = rank_neurons(ffn.hidden(new_u), old, config.init, config.width, gen)
+            mem.keys.copy_(ffn.up.weight[idx])
+            if gated:
+                mem.gates.copy_(ffn.gate.weight[idx])
+    for p in (mem.key_bias, *_gate_params(mem)[1:]):
+        p.requires_grad_(False)  # the FFN has no biases; neither has its memory
+    return FFNWithMemory(ffn, mem.to(new_u.dtype))

@@ -189,3 +189,41 @@ def test_q4_aware_memory_fuses_into_weights_q4_leaves_unchanged(base_and_meta):
     assert not all(
         np.allclose(quantize_q4(w.numpy()).dequantize(), w.numpy()) for w, _ in to_dense(plain)
     )
+
+
+def test_transformer_ffn_memory_starts_unchanged_and_trains_alone():
+    from models.lm.transformer import TinyTransformer, TransformerConfig
+    from models.locas import memorize_ffn
+
+    torch.manual_seed(0)
+    lm = TinyTransformer(TransformerConfig(d_model=24, n_layers=1, n_heads=2, mlp_hidden=64))
+    ids = torch.randint(0, 256, (2, 32))
+    before = lm(ids)
+    mlp = lm.blocks[0].mlp
+    u = torch.randn(64, 24)
+    lm.blocks[0].mlp = memorize_ffn(mlp, u, MemoryConfig(width=8, init="relative"), u + 1.0)
+    mem = lm.blocks[0].mlp.memory
+    assert mem.gates is not None and mem.gate_act == "silu"  # SwiGLU FFN: gated memory
+    torch.testing.assert_close(lm(ids), before, rtol=0, atol=0)
+    trainable = [p for p in lm.blocks[0].mlp.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} <= {id(p) for p in mem.parameters()}
+    assert sum(p.numel() for p in trainable) == 3 * 8 * 24
+
+
+def test_memorize_cli_writes_a_fused_checkpoint_and_refuses_bad_input(tmp_path, capsys):
+    from models.memorize import main
+
+    out = tmp_path / "fused"
+    argv = [str(CKPT), "--memory", "4", "--out", str(out), "--steps", "20", "--episodes", "40"]
+    assert main([*argv, "--sim", "patch_from=0.625", "--sim", "patch_yield=0.2"]) == 0
+    fused, meta = load_checkpoint(out)
+    assert meta["layer_sizes"] == [6, 36, 36, 4]
+    assert meta["dataset"]["sim"]["patch_yield"] == 0.2
+    assert meta["training"]["locas"]["memory_parameters"] == 4 * (7 + 32) + 4 * (33 + 4)
+    assert load_mlp_checkpoint(out).layer_sizes == [6, 36, 36, 4]
+    assert main([*argv, "--sim", "friction=3"]) == 2
+    assert "friction" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, states=np.zeros((3, 4)), actions=np.zeros((3, 3)), next_states=np.zeros((3, 4)))
+    assert main([*argv, "--data", str(bad)]) == 2
+    assert "'actions' must be a float array [N, 2]" in capsys.readouterr().err
