@@ -104,6 +104,7 @@ def test_gated_memory_trains_but_does_not_fuse(base_and_meta):
         to_dense(model)
 
 
+@pytest.mark.slow
 def test_training_moves_only_the_memory_and_lowers_the_new_loss(base_and_meta):
     base, _ = base_and_meta
     frozen = copy.deepcopy(base.state_dict())
