@@ -19,13 +19,17 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.machine import cpu_model
+from hwgen.ir import Program, load_program
 from models.lm import baselines as bl
 from models.lm.bpb import evaluate
+from models.lm.gen_vectors import PROMPT
 from models.lm.hw_export import export, feature_scale
 from models.lm.hw_golden import HwGolden
 from models.lm.lm_io import load_lm
-from models.lm.tokenizer import load_tokenizer
+from models.lm.tokenizer import encode_plays, load_tokenizer
 from models.lm.train import main as train_main
 from models.lm.train import streams
 
@@ -41,6 +45,8 @@ KINDS = {  # label: (arch, size, checkpoint prefix, extra training arguments)
 }
 BIGRAM_K = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 GEN_STEPS = 10_000
+RTL_OUT = Path(__file__).resolve().parents[1] / "rtl_out"
+ARGMAX_CYCLES = 4  # 8 compare levels over 256 logits, registered every 2 (as the adders)
 
 
 def checkpoint(prefix: str, seed: int) -> Path:
@@ -103,19 +109,74 @@ def hardware_rows(train_ids, held, nbytes) -> list[dict]:
     return out
 
 
-def generation(gold: HwGolden, held: dict) -> dict:
-    """GEN_STEPS greedy tokens of the integer golden from the first 16 tokens of a test play."""
+def generation(gold: HwGolden) -> dict:
+    """GEN_STEPS greedy tokens of the integer golden from the prompt gen_vectors uses."""
     sp = load_tokenizer(VOCAB)
-    prompt = [int(t) for t in next(iter(held["test"].values()))[:16]]
+    prompt = [int(t) for t in encode_plays(sp, {"p": PROMPT})["p"]]
     t0 = time.time()
     tokens = gold.generate(prompt, GEN_STEPS)
     return {
-        "prompt": sp.decode(prompt),
+        "prompt": PROMPT,
         "text": sp.decode(tokens[:120]),
         "distinct": len(set(tokens)),
         "seconds": time.time() - t0,
-        "tokens": tokens,
     }
+
+
+def same_program(a: Program, b: Program) -> bool:
+    """The read-out the golden runs is the one `hwgen rtl` compiled (every integer equal)."""
+    if len(a.layers) != len(b.layers):
+        return False
+    return all(
+        x.in_format == y.in_format
+        and x.requant == y.requant
+        and all(
+            np.array_equal(getattr(x.linear, f), getattr(y.linear, f))
+            for f in ("codes", "scales", "bias")
+        )
+        for x, y in zip(a.layers, b.layers, strict=True)
+    )
+
+
+def hardware_lines(gold: HwGolden) -> list[str]:
+    """What `hwgen rtl` and `hwgen synth` left in rtl_out/ for the seed-0 read-out, if run."""
+    design = RTL_OUT / "v8_hw_readout_s0"
+    if not (design / "manifest.json").is_file():
+        return ["`hwgen rtl models/checkpoints/v8_hw_readout_s0` has not been run here."]
+    man = json.loads((design / "manifest.json").read_text())
+    same = same_program(gold.program, load_program(design / "program.npz"))
+    lat = man["latency_cycles"]
+    out = [
+        f"`hwgen rtl`: {man['weights']:,} Q4 weights -> {man['adders']:,} adders, latency "
+        f"{lat} cycles, one input per cycle; its program.npz is "
+        + ("identical to" if same else "DIFFERENT from")
+        + " the golden's read-out.",
+        "",
+        "| board | LUT | FF | CARRY4 | fits | Yosys logic delay (ns) |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for board in ("arty-a7-35", "arty-a7-100"):
+        rep = design / f"synth_{board}" / "synth_report.json"
+        if not rep.is_file():
+            out.append(f"| {board} | - | - | - | not synthesized here | - |")
+            continue
+        r = json.loads(rep.read_text())
+        c = r["counts"]
+        out.append(
+            f"| {board} | {c['LUT']:,} ({r['percent']['LUT']:.0f} %) | {c['FF']:,} | "
+            f"{c['CARRY4']:,} | {'yes' if r['fits'] else 'no: ' + r['reason']} | "
+            f"{r['logic_delay_ns']} |"
+        )
+    loop = 1 + 1 + lat + ARGMAX_CYCLES
+    out += [
+        "",
+        f"Tokens/s at 100 MHz, estimated (the loop is not built in RTL): one token per ROM read "
+        f"(1 cycle) + EMA update (1) + read-out ({lat}) + a registered 256-way argmax tree "
+        f"({ARGMAX_CYCLES}) = {loop} cycles, {100e6 / loop / 1e6:.1f} M tokens/s; the "
+        "read-out alone accepts one input per cycle (100 M inputs/s) when fed independent "
+        "streams.",
+    ]
+    return out
 
 
 def row(label: str, params: int, seeds: str, val: list[float], test: list[float]) -> str:
@@ -170,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         word = "beats" if v8 < value else "loses to"
         verdict.append(f"v8 {word} {name} by {abs(v8 - value):.3f} bpb ({v8:.3f} vs {value:.3f})")
     gaps = [h["q4"]["test"] - h["float"]["test"] for h in hw]
-    gen = generation(hw[0]["gold"], held)
+    gen = generation(hw[0]["gold"])
     doc = [
         "# Vocabulary-space LM (v8) against baselines, held-out Shakespeare plays",
         "",
@@ -193,6 +254,10 @@ def main(argv: list[str] | None = None) -> None:
         "minus float (before the Q4-aware steps), test plays, per seed: "
         + ", ".join(f"{g:+.3f}" for g in gaps)
         + f" (target: within 0.05; {'met' if max(map(abs, gaps)) <= 0.05 else 'missed'}).",
+        "",
+        "## Hardware of the read-out (seed 0)",
+        "",
+        *hardware_lines(hw[0]["gold"]),
         "",
         "## Greedy generation by the integer golden (seed 0)",
         "",
