@@ -103,7 +103,7 @@ def cmd_sim(a: argparse.Namespace) -> int:
 
         result = simulate_design(
             design,
-            a.simulator,
+            a.simulator or "verilator",
             a.count,
             Path(a.vectors) if a.vectors else None,
             tool_timeout=a.tool_timeout,
@@ -112,7 +112,12 @@ def cmd_sim(a: argparse.Namespace) -> int:
         return 0 if result["mismatches"] == 0 and not result.get("error") else 1
     vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
     result = run_simulation(
-        design, vectors, a.simulator, seed=a.seed, waves=a.waves, tool_timeout=a.tool_timeout
+        design,
+        vectors,
+        a.simulator or "icarus",
+        seed=a.seed,
+        waves=a.waves,
+        tool_timeout=a.tool_timeout,
     )
     print(format_sim_result(result))
     return 0 if result.passed else 1
@@ -419,7 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="cocotb simulation, bit-exact against the golden model")
     s.add_argument("design", help="design name under OUT, or a design folder")
-    s.add_argument("--simulator", default="icarus", help="icarus (default) or verilator")
+    s.add_argument(
+        "--simulator",
+        default=None,
+        help="icarus or verilator (default: verilator for folded/LeWM designs, else icarus)",
+    )
     s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
     s.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
     s.add_argument("--waves", action="store_true", help="write a waveform (VCD/FST)")

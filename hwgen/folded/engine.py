@@ -252,7 +252,7 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
                 word = 0
                 for k, r in enumerate(rows):
                     if r < out:
-                        word |= CSD[int(codes[r, j])] << (8 * k)
+                        word |= (int(codes[r, j]) & 15) << (4 * k)
                 weight_rom.append(word)
             for b in range(nb):
                 word = 0
@@ -831,7 +831,7 @@ class FoldedEngine(wiring.Component):
         l_groups = param("groups", "l_groups")
         l_rows_last = param("rows_last", "l_rows_last")
 
-        wrom = Memory(shape=unsigned(8 * lanes), depth=len(p.weight_rom), init=p.weight_rom)
+        wrom = Memory(shape=unsigned(4 * lanes), depth=len(p.weight_rom), init=p.weight_rom)
         srom = Memory(
             shape=unsigned(p.scale_bits * lanes), depth=len(p.scale_rom), init=p.scale_rom
         )
@@ -875,8 +875,11 @@ class FoldedEngine(wiring.Component):
         lb = _delay(m, je >= l_lastb, 7, "lb")  # last block of the row group
 
         # t+2: the CSD word registered (x_j is registered per slot)
+        # The ROM holds the 4-bit Q4 codes (half the block RAM of CSD words); a 16-entry
+        # table per lane recodes each to its two CSD digits on the way into the register.
         u.w2 = Signal(8 * lanes)
-        m.d.sync += u.w2.eq(rd_w.data)
+        csd = Array([Const(CSD[v - 16 if v >= 8 else v], 8) for v in range(16)])
+        m.d.sync += u.w2.eq(Cat(*(csd[rd_w.data[4 * k : 4 * k + 4]] for k in range(lanes))))
 
         # t+3: scale and bias ROM addresses; t+4: registered; t+5: bias delayed
         m.d.comb += [rd_s.addr.eq(sptr), rd_bias.addr.eq(bptr)]

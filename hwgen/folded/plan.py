@@ -198,10 +198,18 @@ def fit_design(design: Path, board: str, margin: float, tool_timeout: float | No
     from .simulate import load_folded_vectors
 
     get_board(board)
-    verilog, _ = design_verilog(design)
+    verilog, top = design_verilog(design)
     integrity.verify_design(design, [*verilog, "program.npz"])
     prog = load_program(design / "program.npz")
     manifest = integrity.read_manifest(design)
+    if "slots" in manifest:  # the batched engine: `hwgen rtl` planned it; check the netlist
+        report = synthesize(
+            [design / f for f in verilog], top, board, design / f"synth_{board}",
+            hardwired=False, margin=margin, tool_timeout=tool_timeout,
+        )  # fmt: skip
+        text = (design / "plan.txt").read_text() + format_report(report)
+        (design / f"plan_{board}.txt").write_text(text + "\n")
+        return text
     plan = fit_lanes(prog, board, design / f"synth_{board}", margin, tool_timeout=tool_timeout)
     text = format_plan(plan, prog)
     ckpt = manifest.get("checkpoint")

@@ -125,7 +125,7 @@ def estimate_resources(
     bram = slots * 2 * ramb36_tiles(prog.depth, w)  # two read ports: two copies
     bram += math.ceil(slots / 2) * ramb36_tiles(len(plan.table_rom), w)  # 2 slots a ROM
     bram += ramb36_tiles(len(plan.words), plan.layout.width)
-    bram += ramb36_tiles(len(plan.weight_rom), 8 * lanes)
+    bram += ramb36_tiles(len(plan.weight_rom), 4 * lanes)  # 4-bit Q4 codes
     bram += ramb36_tiles(len(plan.scale_rom), plan.scale_bits * lanes)
     bram += ramb36_tiles(len(plan.bias_rom), plan.bias_bits * lanes)
     return {
@@ -194,7 +194,7 @@ def layer_rows(prog: FoldedProgram, lanes: int) -> tuple[list[LayerRow], int]:
             other += c
             continue
         lin, lp = prog.linears[ins.arg].linear, plan.lin[ins.arg]
-        bits = lp.groups * lanes * (8 * lin.in_features + plan.scale_bits * (
+        bits = lp.groups * lanes * (4 * lin.in_features + plan.scale_bits * (
             lin.codes.shape[1] // 32) + plan.bias_bits)  # fmt: skip
         row = rows.setdefault(
             ins.arg,
