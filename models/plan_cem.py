@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -367,6 +368,11 @@ def evaluate(
     return record
 
 
+def _command(argv: list[str] | None) -> str:
+    """The command line that reproduces a run, for the record."""
+    return " ".join(["python -m models.plan_cem", *(sys.argv[1:] if argv is None else argv)])
+
+
 def _norm(meta: dict) -> dict:
     n = meta["normalization"]
     return {"mean": n["action_mean"], "std": n["action_std"]}
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write:
             path = Path(args.ckpt) / "config.json"
             cfg = json.loads(path.read_text())
-            cfg["golden_cost_agreement"] = rec
+            cfg["golden_cost_agreement"] = {"command": _command(argv), **rec}
             path.write_text(json.dumps(cfg, indent=2) + "\n")
         return 0
     policies = [args.policy] + (["expert", "random"] if args.baselines else [])
@@ -429,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if args.write:
-            append_planning(args.ckpt, rec)
+            append_planning(args.ckpt, {"command": _command(argv), **rec})
     return 0
 
 
