@@ -10,7 +10,9 @@ then STEPS_PER_WINDOW Adam steps train the memory on windows k-1 and k. Rows:
 - Locas memory: WIDTH neurons beside each of the 4 FFNs (SwiGLU, so the gated form),
   initialised from the FFN's neurons most active on the window ("activation") or relative
   to the training text ("relative");
-- LoRA of (nearly) equal parameter count on every linear layer.
+- LoRA of (nearly) equal parameter count on every linear layer;
+- "+ distill [w]": each step adds w (default DISTILL) x KL(frozen model || model) on a
+  random window of the training plays (the old data), against forgetting.
 Forgetting: perplexity on the validation plays (first VAL_TOKENS tokens of each) before
 and after the whole play. Learning rates are chosen on the first 100 windows of a
 validation play (macbeth), never on the test play.
@@ -42,6 +44,7 @@ TABLE = HERE / "LOCAS_LM.md"
 WIDTH = 16
 LORA_RANK = 3
 STEPS_PER_WINDOW = 2
+DISTILL = 1.0  # weight of the KL to the frozen model on a training window ("+ distill")
 VAL_TOKENS = 16_384
 PLAY = "tempest"
 LRS = (1e-3, 3e-3, 1e-2)
@@ -65,9 +68,9 @@ def windows(ids: np.ndarray, context: int) -> list[np.ndarray]:
 
 def attach(model, method: str, first: np.ndarray, train_ids: np.ndarray) -> list:
     """Give `model` its memory or LoRA (in place); return the parameters to train."""
-    if method == "LoRA":
+    if method.startswith("LoRA"):
         return add_lora(model, LORA_RANK)
-    init = method.split()[-1]
+    init = method.split()[1]
     inputs: dict[int, torch.Tensor] = {}
     hooks = [
         blk.mlp.register_forward_hook(
@@ -98,6 +101,8 @@ def stream(base, method: str, wins: list[np.ndarray], train_ids: np.ndarray, lr:
     model = copy.deepcopy(base)
     params = attach(model, method, wins[0], train_ids) if method != "no memory" else []
     opt = torch.optim.Adam(params, lr=lr) if params else None
+    rng = np.random.default_rng(0)
+    weight = distill_weight(method)
     nats, tokens = 0.0, 0
     for k, win in enumerate(wins):
         model.eval()
@@ -110,11 +115,33 @@ def stream(base, method: str, wins: list[np.ndarray], train_ids: np.ndarray, lr:
         model.train()
         for _ in range(STEPS_PER_WINDOW):
             loss = F.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+            if weight:
+                loss = loss + weight * distill_loss(model, base, train_ids, len(win) - 1, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
     model.eval()
     return nats, tokens, model, sum(p.numel() for p in params)
+
+
+def distill_weight(method: str) -> float:
+    """0, or the weight named in the method ("+ distill 5"), DISTILL if none is named."""
+    if "distill" not in method:
+        return 0.0
+    last = method.split()[-1]
+    return float(last) if last[0].isdigit() else DISTILL
+
+
+def distill_loss(model, teacher, train_ids: np.ndarray, length: int, rng) -> torch.Tensor:
+    """KL(frozen model || model) on one random window of the training plays."""
+    start = int(rng.integers(0, len(train_ids) - length))
+    ids = torch.from_numpy(train_ids[start : start + length][None])
+    with torch.no_grad():
+        target = F.log_softmax(teacher(ids), dim=-1)
+    logp = F.log_softmax(model(ids), dim=-1)
+    return F.kl_div(
+        logp.flatten(0, 1), target.flatten(0, 1), log_target=True, reduction="batchmean"
+    )
 
 
 def sliding(base, ids: np.ndarray, context: int) -> tuple[float, int]:
@@ -152,7 +179,15 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("no memory (context 128)", 0, "-", nats, tokens, val_before, 0.0))
     nats, tokens = sliding(base, held["test"][args.play], context)
     rows.append(("sliding context (128, stride 64)", 0, "-", nats, tokens, val_before, 0.0))
-    for method in ("memory activation", "memory relative", "LoRA"):
+    for method in (
+        "memory activation",
+        "memory relative",
+        "memory relative + distill",
+        "memory relative + distill 5",
+        "LoRA",
+        "LoRA + distill",
+        "LoRA + distill 5",
+    ):
         t0 = time.monotonic()
         best = min(LRS, key=lambda lr: stream(base, method, tune, train_ids, lr)[0])
         nats, tokens, model, n_params = stream(base, method, wins, train_ids, best)
@@ -181,7 +216,8 @@ docstring); {platform.machine()}, 1 thread, shared 2-core CPU. Model: {meta["arc
 {meta["model"]}, {meta.get("training", {}).get("steps")} training steps. Play: {args.play}
 ({len(wins)} windows of {context} tokens, sp{meta["model"]["vocab"]}). Validation perplexity
 before: {val_before:.3f} (first {VAL_TOKENS} tokens of each validation play). Memory: {WIDTH}
-neurons per FFN; LoRA rank {LORA_RANK}; {STEPS_PER_WINDOW} Adam steps per window.
+neurons per FFN; LoRA rank {LORA_RANK}; {STEPS_PER_WINDOW} Adam steps per window;
+distillation weight {DISTILL}.
 
 {chr(10).join(lines)}
 """
