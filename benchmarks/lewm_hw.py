@@ -56,7 +56,7 @@ def _windows(cfg: LeWMConfig, n: int, seed: int = 0) -> tuple[torch.Tensor, torc
 
 
 @torch.inference_mode()
-def cpu_rate(model: LeWM, batch: int, min_seconds: float = 1.5) -> float:
+def cpu_rate(model: LeWM, batch: int, min_seconds: float = 2.5) -> float:
     """Predictions/s: the median over repeated calls of batch / call time."""
     z, a = _windows(model.config, batch)
     model.predict(z, model.encode_actions(a))  # warm-up
