@@ -40,7 +40,12 @@ SEEDS = (0, 1, 2)
 RECIPE = ["--steps", "600", "--batch", "16", "--lr", "1e-2", "--warmup", "30"]
 KINDS = {  # label: (arch, size, checkpoint prefix, extra training arguments)
     "v8 faithful (4 hops, r = 8)": ("lm_v8", "default", "v8_faithful", []),
-    "v8 hardware variant (Q4-aware)": ("lm_v8hw", "default", "v8_hw", ["--qat-steps", "300"]),
+    "v8 hardware variant, float after Q4-aware steps": (
+        "lm_v8hw",
+        "default",
+        "v8_hw",
+        ["--qat-steps", "300"],
+    ),
     "tiny transformer, equal params": ("lm_transformer", "small", "lm_transformer_small", []),
 }
 BIGRAM_K = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
@@ -167,6 +172,16 @@ def hardware_lines(gold: HwGolden) -> list[str]:
             f"{c['CARRY4']:,} | {'yes' if r['fits'] else 'no: ' + r['reason']} | "
             f"{r['logic_delay_ns']} |"
         )
+    sim = design / "sim_build_verilator" / "results_gen10k.json"
+    if sim.is_file():
+        r = json.loads(sim.read_text())
+        out += [
+            "",
+            f"`hwgen sim --vectors gen10k.npz` (the {r['vectors']:,} read-out inputs of a greedy "
+            f"generation, `python -m models.lm.gen_vectors`): {r['simulator']}, "
+            f"{r['compared']:,} compared, {r['mismatches']} mismatches, latency "
+            f"{r['measured_latency']} cycles.",
+        ]
     loop = 1 + 1 + lat + ARGMAX_CYCLES
     out += [
         "",
@@ -207,19 +222,16 @@ def main(argv: list[str] | None = None) -> None:
         val = [h[key]["val"] for h in hw]
         test = [h[key]["test"] for h in hw]
         lines.append(row(f"v8 hardware variant, {what}", n_hw, "0, 1, 2", val, test))
-    ref = CKPT / f"lm_transformer_sp{VOCAB}"
-    if (ref / "config.json").is_file():
-        meta = load_lm(ref)[1]
-        t = meta["training"]
-        lines.append(
-            row(
-                f"tiny transformer ~0.8M (its own recipe: {t['steps']} steps x {t['batch']})",
-                meta["params"],
-                "0",
-                [meta["scores"]["val"]["bpb"]],
-                [meta["scores"]["test"]["bpb"]],
-            )
+    meta = load_lm(ensure_trained("lm_transformer", "default", "lm_transformer", [], 0))[1]
+    lines.append(
+        row(
+            "tiny transformer ~0.8M (same recipe, one seed)",
+            meta["params"],
+            "0",
+            [meta["scores"]["val"]["bpb"]],
+            [meta["scores"]["test"]["bpb"]],
         )
+    )
     v8 = results["v8 faithful (4 hops, r = 8)"]
     verdict = []
     for name, value in (
