@@ -228,3 +228,19 @@ def test_memorize_cli_writes_a_fused_checkpoint_and_refuses_bad_input(tmp_path, 
     np.savez(bad, states=np.zeros((3, 4)), actions=np.zeros((3, 3)), next_states=np.zeros((3, 4)))
     assert main([*argv, "--data", str(bad)]) == 2
     assert "'actions' must be a float array [N, 2]" in capsys.readouterr().err
+
+
+def test_the_mud_patch_changes_only_pushes_of_a_block_on_the_patch():
+    from models.push_sim import PushSimConfig, rollout, step
+
+    mud = PushSimConfig(patch_from=0.625, patch_yield=0.2)
+    states, actions, _, _ = rollout(60, 40, seed=5, cfg=mud)
+    s, a = states.reshape(-1, 4), actions.reshape(-1, 2)
+    old, contact = step(s, a)
+    new, _ = step(s, a, mud)
+    changed = np.abs(new - old).max(axis=1) > 1e-9
+    assert changed.any() and not (changed & ~contact).any()
+    # the block's centre starts on the patch or reaches it within the step
+    assert (old[changed, 2] >= 0.625 * 512 - 20).all()
+    moved = lambda n: np.linalg.norm(n[changed, 2:] - s[changed, 2:], axis=1)  # noqa: E731
+    assert moved(new).mean() < 0.6 * moved(old).mean()  # mud: the block yields less
