@@ -15,7 +15,7 @@ Memory i does the same with its own neurons:
 
 `memorize` initialises K_i, c_i (and G_i, g_i) by cloning the rows of base neurons chosen
 by their activation on the new data, and V_i = 0, so the model starts exactly unchanged
-(the reconstruction of seed 004 in ../shared/design/MODELS.md section 5). Only the memory
+(seed 004 as reconstructed from its public description). Only the memory
 trains. `to_dense` appends memory i as M rows of layer i and M columns of layer i+1; rows
 of memory i+1 read only the base neurons, so their entries in memory i's columns are 0.
 """

@@ -6,8 +6,8 @@ small constant matrices (V x r) plus a diagonal, a natural fit for hardwired shi
 Its published figures came from a reversed causal mask; this version sums strictly earlier
 positions only, and models/lm/causality.py checks it.
 
-The model (design/MODELS.md section 4; per hop h, own weights; rms(v) = v / sqrt(mean(v^2)
-+ eps), no gain):
+The model (the published v8 of seed 003, with the causal mask fixed; per hop h, own
+weights; rms(v) = v / sqrt(mean(v^2) + eps), no gain):
     x = rms(onehot(ids)) = sqrt(V) e_token
     cross-position: n = rms(x); q = n * a; k = n * b (a, b per-word, init 1);
         S[t, s] = q_t . k_s; weight lambda^(t-s-1) for s < t only, lambda = sigmoid(theta),
