@@ -19,6 +19,15 @@ FRONT_DOOR = {
     "hwgen/folded/plan.py",
     "hwgen/folded/simulate.py",
     "hwgen/folded/leworld_lower.py",
+    "hwgen/stream/calibrate.py",  # builds and synthesizes engines for a checkpoint
+}
+# The model-side modules that put a model's hardware golden in its own task loop (CEM
+# planning, retrieval hit@1, generation bpb): front door too, named one by one.
+HARDWARE_IN_THE_LOOP = {
+    "models/plan_cem.py",
+    "models/ams/hardware_eval.py",
+    "models/lm/hw_golden.py",
+    "models/lm/gen_vectors.py",
 }
 UPPER = {"sim", "boards", "models"}
 # What models/ may take from hwgen: checking inputs and the weight formats, not the compiler.
@@ -61,6 +70,8 @@ def test_the_compiler_core_imports_no_layer_above_it():
 def test_models_use_only_hwgen_utilities():
     bad = []
     for path in files("models"):
+        if path.relative_to(ROOT).as_posix() in HARDWARE_IN_THE_LOOP:
+            continue
         for m in imported(path):
             if m.split(".")[0] == "hwgen" and m != "hwgen":
                 top = ".".join(m.split(".")[:2])
