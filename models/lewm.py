@@ -1,6 +1,6 @@
 """LeWM: the LeWorldModel JEPA world model (encoder + action encoder + causal predictor).
 
-Facts from the paper (design/MODELS.md section 1); the code is written for hwgen.
+Facts from the LeWM paper and its official code; the code is written for hwgen.
 
     pixels (B, T, 3, H, W) --ViT encoder--> CLS (B, T, E) --projector--> z (B, T, D)
     actions (B, T, A)      --action encoder--------------------------> c (B, T, D)

@@ -1,6 +1,6 @@
 """PushT planning protocols: the official LeWM evaluation and the project's earlier variants.
 
-Official (facts: design/MODELS.md "Official PushT evaluation"; stable-worldmodel 0.1.1's
+Official (facts: the le-wm evaluation config and stable-worldmodel 0.1.1's
 PushT-v1 `eval_state`, `CEMSolver` and MPC policy, read, not copied):
 - success: ||state[:4] - goal[:4]||_2 < 20 px (agent xy AND block xy) and block angle error
   min(d, 2 pi - d) < pi/9, d = |angle - goal angle|; checked after every env step, the episode
