@@ -1,5 +1,6 @@
-"""The official PushT protocol against its published definitions (the le-wm
-evaluation config and stable-worldmodel 0.1.1's PushT-v1 eval_state and CEMSolver), and the CEM planner on toys."""
+"""The official PushT protocol against its published definitions (the le-wm evaluation
+config and stable-worldmodel 0.1.1's PushT-v1 eval_state and CEMSolver), and the CEM
+planner on toys."""
 
 from __future__ import annotations
 
