@@ -46,9 +46,9 @@ import numpy as np
 
 from benchmarks.machine import cpu_model
 from benchmarks.md_table import read_rows
-from hwgen import solve
 from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
 from hwgen.rtl.graph_verilog import emit_verilog
+from hwgen.solve import solve_layer
 from hwgen.synth import synthesize
 from sim.runner import simulator_env
 
@@ -158,21 +158,9 @@ def out_width(w: np.ndarray) -> int:
     return bound.bit_length() + 1
 
 
-def unshared_scaled_sum(g, partials, share: bool):
-    """hwgen.solve.scaled_sum without the CSE of scale digits (the compiler before it)."""
-    return _scaled_sum(g, partials, False)
-
-
-_scaled_sum = solve.scaled_sum
-
-
-def hwgen_design(codes, scales, folder: Path, register_every: int, share: bool = True) -> dict:
+def hwgen_design(codes, scales, folder: Path, register_every: int) -> dict:
     t0 = time.monotonic()
-    solve.scaled_sum = _scaled_sum if share else unshared_scaled_sum
-    try:
-        lg = solve.solve_layer(q4_layer(codes, scales), register_every, cse=True)
-    finally:
-        solve.scaled_sum = _scaled_sum
+    lg = solve_layer(q4_layer(codes, scales), register_every, cse=True)
     ow = out_width(effective(codes, scales))
     core = emit_verilog(lg, "hw_core", ow, raw_acc=True)
     seconds = time.monotonic() - t0
@@ -389,9 +377,6 @@ def run_case(
     ]
     if (scales == 1).all():
         builds.pop()  # folded and structured are the same input
-    else:
-        unshared = hwgen_design(codes, scales, folder / "noshare", register_every, share=False)
-        builds.insert(0, ("hwgen no scale CSE", lambda f: unshared, True))
     designs = [("hwgen", hw, True)]
     designs += [
         (t, make(folder / t.replace(" ", "_").replace("=", "")), s) for t, make, s in builds
@@ -494,7 +479,7 @@ COLUMNS = [
 def row_order(row: dict) -> tuple:
     """Cases in the order run; hwgen above the da4ml rows of its case."""
     tool = row["tool"]
-    ranks = {"hwgen": 0, "hwgen no scale CSE": 1, "da4ml": 2, "da4ml folded": 4}
+    ranks = {"hwgen": 0, "da4ml": 1, "da4ml folded": 3}
     rank = ranks.get(tool, 3)
     return (row.get("_order", 0), row["case"], rank)
 

@@ -45,11 +45,6 @@ DEPTH_CAPS = (4, 3, 2, 1)
 # The widest column range one CSE run takes when rows share a scale across blocks: the
 # CSE's table of patterns of two inputs grows with its square (256: 4 MB).
 JOINT_COLUMNS = 256
-# How deep the CSE of a row's scale digits may nest patterns (scaled_sum): at 1, measured
-# on trained-like Q4 layers and the LeWM checkpoint's, 2.5-3.6 % fewer estimated LUTs
-# where rows have several blocks, at the same depth; unlimited nesting saved up to 5 %
-# but cost one adder level more.
-SCALE_SHARE_LEVEL = 1
 
 
 @dataclass
@@ -204,9 +199,6 @@ def build_starts(
 ) -> list[tuple[int, int, LayerGraph]]:
     """(lut_estimate, depth, graph) of every start and sum order."""
     lin = layer.linear
-    # Only the unbounded CSE builds share scale digits: the depth fallbacks stay as shallow
-    # as their caps (and the last, without CSE, plain digit sums).
-    share = cse and max_level == 0
     built: list[tuple[int, int, LayerGraph]] = []
     with ThreadPoolExecutor(max_workers=min(len(groups), os.cpu_count() or 1)) as pool:
         for tie, order in starts:
@@ -215,7 +207,7 @@ def build_starts(
                 rewritten = list(rewritten)
             for same_sign in sum_orders:
                 with collector_paused():
-                    lg = build_graph(layer, groups, rewritten, register_every, same_sign, share)
+                    lg = build_graph(layer, groups, rewritten, register_every, same_sign)
                 built.append((lg.graph.lut_estimate(), lg.graph.depth(), lg))
     return built
 
@@ -242,38 +234,18 @@ def build_graph(
     rewritten: Iterable[Rewritten],
     register_every: int,
     same_sign: bool,
-    share_scales: bool,
 ) -> LayerGraph:
     """Partial sums per scale group, times their scales, summed per row and aligned."""
     lin = layer.linear
     g = AdderGraph(register_every, same_sign_first=same_sign)
     xlo, xhi = layer.in_format.range
     inputs = [g.input(j, xlo, xhi) for j in range(lin.in_features)]
-    partials: list[list[tuple[Ref, int]]] = [[] for _ in range(lin.out_features)]
+    scale_terms: list[list[Ref]] = [[] for _ in range(lin.out_features)]
     for (cols, scale), rw in zip(groups, rewritten, strict=True):
         for row, partial in enumerate(block_partials(g, inputs[cols], rw)):
             if partial is not None:
-                partials[row].append((partial, int(scale[row])))
-    accs = [scaled_sum(g, p, share_scales) for p in partials]
+                scale_terms[row] += [partial.scaled(s, k) for s, k in csd_digits(int(scale[row]))]
+    accs = [g.sum(terms) for terms in scale_terms]
     cycle = max((g.nodes[g.registered(a).node].cycle for a in accs if a is not None), default=0)
     accs = [None if a is None else g.delayed(a, cycle) for a in accs]
     return LayerGraph(layer, g, accs, cycle)
-
-
-def scaled_sum(g: AdderGraph, partials: list[tuple[Ref, int]], share: bool) -> Ref | None:
-    """sum(partial * scale) of one row as CSD terms of the scales.
-
-    With `share`, the row's scale digits go through the CSE first (a one-row CMVM over
-    its partial sums): a pair partial_a << i ± partial_b << j that recurs at another
-    shift is added once.
-    """
-    terms = [p.scaled(s, k) for p, scale in partials for s, k in csd_digits(scale)]
-    if not share or len(terms) < 4:  # a shared pair needs two occurrences
-        return g.sum(terms)
-    width = max(scale.bit_length() for _, scale in partials) + 1
-    digits = np.zeros((1, len(partials), width), dtype=np.int8)
-    for v, (_, scale) in enumerate(partials):
-        for sign, shift in csd_digits(scale):
-            digits[0, v, shift] = sign
-    digits, patterns = eliminate(digits, max_level=SCALE_SHARE_LEVEL)
-    return block_partials(g, [p for p, _ in partials], (digits, patterns))[0]
