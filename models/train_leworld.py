@@ -6,8 +6,9 @@
 
 (the committed tiny checkpoint; the defaults are the reported recipe, 50 / 100 / 50 epochs).
 
-Phases (as the public description of LeWorld gives them; epochs over the training episodes, AdamW wd 0.01, clip 1.0,
-sequences of `steps` = 20 transitions, learning rate from models/schedule.py `lr_at`):
+Phases (as the public description of LeWorld gives them; epochs over the training
+episodes, AdamW wd 0.01, clip 1.0, sequences of `steps` = 20 transitions, learning rate
+from models/schedule.py `lr_at`):
 
 1. pretrain: soft-read mode (attention over memory, soft routing probabilities), lr 1e-3,
    batch 32, no warmup beyond lr_at's minimum.
