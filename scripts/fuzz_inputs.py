@@ -455,7 +455,10 @@ OPTIONAL_KEYS = [
     ("latency_cycles",),  # sim measures it; the manifest's figure is checked when given
 ]
 # The files each command reads, so a wrong recorded hash matters to it.
+# The recorded files each command reads, and so must verify; a changed report it never
+# reads (plan.txt, program.lst, accuracy.md) is rightly accepted.
 READS = {
+    "sim": (".v", "program.npz", "vectors.npz"),
     "synth": (".v",),
     "bitstream": (".v", "program.npz"),
     "run": ("program.npz", "vectors.npz"),
