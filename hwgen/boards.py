@@ -41,6 +41,11 @@ class Board:
     ramb36: int = 0
 
     @property
+    def resources(self) -> dict[str, float]:
+        """What a folded engine's plan budgets, by the names its estimates use."""
+        return {"LUT": self.luts, "FF": self.ffs, "DSP48E1": self.dsp48e1, "BRAM": self.ramb36}
+
+    @property
     def synthesizable(self) -> bool:
         """Whether `hwgen synth` (Yosys synth_xilinx) can judge a design on this board."""
         return self.family == "xc7"

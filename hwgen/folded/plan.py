@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import integrity
-from ..boards import Board, get_board
+from ..boards import get_board
 from ..errors import InputError
 from ..progress import step
 from ..synth import SynthReport, design_verilog, format_report, synthesize
@@ -38,10 +38,6 @@ def _used(counts: dict[str, int]) -> dict[str, float]:
         "DSP48E1": counts["DSP48E1"],
         "BRAM": counts["RAMB36E1"] + counts["RAMB18E1"] / 2,
     }
-
-
-def _available(board: Board) -> dict[str, float]:
-    return {"LUT": board.luts, "FF": board.ffs, "DSP48E1": board.dsp48e1, "BRAM": board.ramb36}
 
 
 @dataclass
@@ -112,7 +108,7 @@ def fit_lanes(
     board = get_board(board_name)
     if not 0 < margin <= 1:
         raise InputError(f"--margin must be in (0, 1], got {margin}")
-    avail = _available(board)
+    avail = board.resources
     widest = max(fl.linear.out_features for fl in prog.linears)
     choices = [n for n in LANE_CHOICES if n <= widest]
 

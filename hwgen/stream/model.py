@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..boards import Board, get_board
+from ..boards import get_board
 from ..errors import InputError
 from ..folded.engine import EnginePlan, engine_cycles, instr_cycles, plan_engine
 from ..folded.isa import FoldedProgram, Op
@@ -136,10 +136,6 @@ def estimate_resources(
     }
 
 
-def available(board: Board) -> dict[str, float]:
-    return {"LUT": board.luts, "FF": board.ffs, "DSP48E1": board.dsp48e1, "BRAM": board.ramb36}
-
-
 # ---- the plan -------------------------------------------------------------------------------
 
 
@@ -220,7 +216,7 @@ def choose(
     if not 0 < margin <= 1:
         raise InputError(f"--margin must be in (0, 1], got {margin}")
     cal = cal or Calibration.load()
-    avail = available(board)
+    avail = board.resources
     widest = max((fl.linear.out_features for fl in prog.linears), default=1)
     lane_set = [lanes] if lanes else [n for n in LANE_CHOICES if n <= widest]
     slot_set = [slots] if slots else list(range(1, MAX_SLOTS + 1))
