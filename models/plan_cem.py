@@ -2,7 +2,7 @@
 
     python -m models.plan_cem CKPT                       # the official protocol, 50 episodes
     python -m models.plan_cem CKPT --protocol project    # the project's earlier variant
-    python -m models.plan_cem CKPT --predictor golden    # the folded engine's integer golden
+    python -m models.plan_cem CKPT --predictor golden    # the hardware's integer golden model
     python -m models.plan_cem CKPT --write               # append the run to config.json
 
 Protocols are defined in models/pusht_protocol.py (official: success on agent AND block,
@@ -12,7 +12,11 @@ last `val_episodes` of its data set); for an expert data set these are expert tr
 
 The predictor is pluggable: a `PredictFn` maps a batch of windows (B, n, D) latents and
 (B, n, A) z-scored actions to the predicted next latents (B, D), so the integer golden model of
-the hardware (`--predictor golden`, hwgen/folded) can stand in for the float model.
+the hardware (`--predictor golden`: the batched engine's programs, hwgen/stream/golden.py, bit
+for bit what its RTL computes) can stand in for the float model. A golden run also reports the
+engine's own time per plan (stream cycle model at its clock, `--board`) next to the CPU's.
+A progress bar shows the success so far and the ETA; `--max-seconds` stops starting episodes
+after a time budget and records how many were played (a prefix of the task list).
 Baselines on the same tasks (`--baselines`): the scripted expert given the true goal state
 (models/pusht_expert.py) and uniformly random actions in [-1, 1].
 """
@@ -23,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -216,29 +221,81 @@ class RandomPolicy:
         return self.rng.uniform(-1, 1, size=(1, self.fs, 2))
 
 
-def golden_predictor(model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray) -> PredictFn:
-    """The folded engine's integer golden model (hwgen/folded), one program per window length
-    (1..history frames), all in the word format chosen on the calibration windows."""
-    from hwgen.folded.lewm_lower import (
-        choose_frac_bits,
-        compile_predictor,
-        predictor_weights,
-        run_golden,
-    )
-
-    pw = predictor_weights(model)
-    frac, _ = choose_frac_bits(pw, calib_z, calib_a)
-    progs = {t: compile_predictor(replace(pw, history=t), frac) for t in range(1, pw.history + 1)}
-
-    def predict(z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        out = run_golden(progs[z.shape[1]], z.numpy(), actions.numpy())
-        return torch.as_tensor(out, dtype=torch.float32)
-
-    predict.frac_bits = frac  # type: ignore[attr-defined]
-    return predict
+BOARDS = ("arty-a7-35", "arty-a7-100")  # the batched engine's shape: the first that fits
 
 
-def calibrated_golden(model: LeWM, meta: dict, data: dict, n_val: int) -> PredictFn:
+class GoldenPredictor:
+    """The hardware's integer golden model as a PredictFn: the batched engine's program for
+    each window length (1..history frames; dead code removed and scratch packed, as `hwgen
+    rtl` builds it, same output words), all in the word format chosen on calibration
+    windows. It also adds up the hardware time of what it ran: each call is one stream of
+    windows through the (lanes, slots) engine, at the stream cycle model's clock."""
+
+    def __init__(self, model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray, board: str | None):
+        from hwgen.folded.compact import streamlined
+        from hwgen.folded.lewm_lower import choose_frac_bits, compile_predictor, predictor_weights
+        from hwgen.stream.golden import EngineModel
+
+        pw = predictor_weights(model)
+        self.frac_bits, _ = choose_frac_bits(pw, calib_z, calib_a)
+        progs = {
+            t: streamlined(compile_predictor(replace(pw, history=t), self.frac_bits))
+            for t in range(1, pw.history + 1)
+        }
+        plan = _engine_plan(progs[pw.history], board)
+        self.board, self.lanes, self.slots = plan.board, plan.lanes, plan.slots
+        self.engines = {t: EngineModel(p, plan.lanes, plan.slots) for t, p in progs.items()}
+        self.calls: Counter[tuple[int, int]] = Counter()  # (window length, batch) -> calls
+
+    def __call__(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        eng = self.engines[z.shape[1]]
+        self.calls[z.shape[1], len(z)] += 1
+        return torch.as_tensor(eng.predict(z.numpy(), actions.numpy()), dtype=torch.float32)
+
+    @property
+    def hw_seconds(self) -> float:
+        """The engine's time for every call so far (EngineModel.seconds, once per shape)."""
+        return sum(k * self.engines[t].seconds(n) for (t, n), k in self.calls.items())
+
+    def hardware(self) -> dict:
+        """The engine the hardware time is for, for the record."""
+        from hwgen.stream.model import CLOCK_HZ
+
+        return {
+            "board": self.board,
+            "lanes": self.lanes,
+            "slots": self.slots,
+            "clock_hz": CLOCK_HZ,
+            "cycles_per_prediction": {
+                str(t): round(e.cycles_per_prediction, 1) for t, e in self.engines.items()
+            },
+        }
+
+
+def _engine_plan(prog, board: str | None):
+    """The stream planner's (lanes, slots) for `board`, or for the first of BOARDS it fits."""
+    from hwgen.errors import InputError
+    from hwgen.stream.model import choose
+
+    for name in [board] if board else BOARDS:
+        try:
+            return choose(prog, name)
+        except InputError:
+            if board:
+                raise
+    raise InputError(f"the batched engine fits none of {', '.join(BOARDS)}; name one (--board)")
+
+
+def golden_predictor(
+    model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray, board: str | None = None
+) -> GoldenPredictor:
+    """The hardware golden model, its word format calibrated on these windows."""
+    return GoldenPredictor(model, calib_z, calib_a, board)
+
+
+def calibrated_golden(
+    model: LeWM, meta: dict, data: dict, n_val: int, board: str | None = None
+) -> GoldenPredictor:
     """The golden predictor, its word format calibrated on every window of (up to) 20
     training episodes."""
     from models.eval_lewm import encode_episodes
@@ -251,7 +308,7 @@ def calibrated_golden(model: LeWM, meta: dict, data: dict, n_val: int) -> Predic
     h = model.config.history
     cz = np.concatenate([z[:, s : s + h] for s in range(t + 1 - h)])
     ca = np.concatenate([a[:, s : s + h] for s in range(t + 1 - h)])
-    return golden_predictor(model, cz, ca)
+    return golden_predictor(model, cz, ca, board)
 
 
 @torch.no_grad()
@@ -312,28 +369,34 @@ def evaluate(
     policy_name: str = "cem",
     predictor: str = "float",
     progress: bool = True,
+    board: str | None = None,
+    max_seconds: float | None = None,
 ) -> dict:
-    """Run `proto` on the checkpoint's held-out episodes with one policy; returns the record."""
+    """Run `proto` on the checkpoint's held-out episodes with one policy; returns the record.
+
+    `max_seconds`: start no episode after this long; the record then holds the episodes
+    played (a prefix of the protocol's task list: draw_tasks draws them in order)."""
     model, meta = load_checkpoint(ckpt)
     data, val_eps = _data(meta)
     tasks = draw_tasks(data["states"], val_eps, proto)
     cfg = model.config
-    predict = float_predictor(model)
-    extra: dict = {}
+    predict: PredictFn = float_predictor(model)
+    golden = None
     if policy_name == "cem" and predictor == "golden":
-        predict = calibrated_golden(model, meta, data, len(val_eps))
-        extra["frac_bits"] = predict.frac_bits
+        predict = golden = calibrated_golden(model, meta, data, len(val_eps), board)
     planner = LatentCEM(predict, meta, cfg, proto, seed=proto.seed)
     env = make_env(cfg.image_size)
     rng = np.random.default_rng(proto.seed)
     wins, plans, plan_s, outcomes = 0, 0, 0.0, []
     t_start = time.time()
-    it = tasks
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(tasks, desc=f"{proto.name} {policy_name}/{predictor}", mininterval=5)
-    for e, s in it:
+        bar = tqdm(total=len(tasks), desc=f"{proto.name} {policy_name}/{predictor}")
+    for e, s in tasks:
+        if max_seconds is not None and time.time() - t_start > max_seconds:
+            break
         start = data["states"][e, s].astype(np.float64)
         goal = data["states"][e, s + proto.goal_offset_model_steps].astype(np.float64)
         if policy_name == "cem":
@@ -348,22 +411,37 @@ def evaluate(
         outcomes.append(int(res["success"]))
         if policy_name == "cem":
             plans, plan_s = plans + pol.plans, plan_s + pol.plan_seconds
-    lo, hi = wilson_interval(wins, len(tasks))
+        if bar is not None:  # tqdm's ETA: remaining episodes at the mean time per episode
+            bar.set_postfix_str(
+                f"success {wins}/{len(outcomes)}"
+                + (f", {plan_s / plans:.1f} s/plan" if plans else ""),
+                refresh=False,
+            )
+            bar.update()
+    if bar is not None:
+        bar.close()
+    played = len(outcomes)
+    lo, hi = wilson_interval(wins, played)
     record = {
         "protocol": proto.name,
         "policy": policy_name,
         "predictor": predictor if policy_name == "cem" else None,
-        "success_rate": wins / len(tasks),
+        "success_rate": wins / played if played else 0.0,
         "successes": wins,
-        "episodes": len(tasks),
+        "episodes": played,
         "wilson95": [round(lo, 4), round(hi, 4)],
         "seconds": round(time.time() - t_start, 1),
         "machine": "2-core CPU, shared, torch 1 thread",
-        **extra,
         "per_episode": outcomes,
     }
+    if played < len(tasks):
+        record["stopped"] = f"time budget of {max_seconds:g} s: {played} of {len(tasks)} tasks"
+    if golden is not None:
+        record.update(frac_bits=golden.frac_bits, hardware=golden.hardware())
     if plans:
         record.update(plans=plans, seconds_per_plan=round(plan_s / plans, 3))
+        if golden is not None:  # the engine's time for the same predictions, per plan
+            record["hardware_seconds_per_plan"] = round(golden.hw_seconds / plans, 4)
     record["settings"] = proto.to_json()
     return record
 
@@ -402,6 +480,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", action="store_true", help="also run expert and random")
     ap.add_argument("--write", action="store_true", help="append the runs to config.json")
     ap.add_argument(
+        "--board",
+        default=None,
+        help="the board whose batched engine times the golden runs (default: the first of "
+        + ", ".join(BOARDS)
+        + " it fits)",
+    )
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="start no episode after this long (the record says how many were played)",
+    )
+    ap.add_argument(
         "--agreement",
         type=int,
         default=0,
@@ -410,6 +501,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    from hwgen.errors import HwgenError
+
+    try:
+        return _run(args, argv)
+    except (HwgenError, OSError) as e:
+        print(f"plan_cem: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     proto = PROTOCOLS[args.protocol]
     if args.episodes is not None:
         proto = replace(proto, episodes=args.episodes)
@@ -424,14 +525,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     policies = [args.policy] + (["expert", "random"] if args.baselines else [])
     for pol in policies:
-        rec = evaluate(args.ckpt, proto, pol, args.predictor)
+        rec = evaluate(
+            args.ckpt, proto, pol, args.predictor, board=args.board, max_seconds=args.max_seconds
+        )
         lo, hi = rec["wilson95"]
         print(
             f"[protocol {rec['protocol']}] {pol}"
             + (f"/{rec['predictor']}" if rec["predictor"] else "")
             + f": success {rec['successes']}/{rec['episodes']} = {rec['success_rate']:.0%} "
             f"(95 % Wilson {lo:.0%}-{hi:.0%})"
-            + (f", {rec['seconds_per_plan']:.2f} s per plan" if "plans" in rec else ""),
+            + (f", {rec['seconds_per_plan']:.2f} s per plan (CPU)" if "plans" in rec else "")
+            + (
+                f", {rec['hardware_seconds_per_plan'] * 1e3:.1f} ms per plan on the "
+                f"{rec['hardware']['board']} engine"
+                if "hardware_seconds_per_plan" in rec
+                else ""
+            ),
             flush=True,
         )
         if args.write:
