@@ -20,9 +20,8 @@ from pathlib import Path
 
 from hwgen import integrity, tools
 from hwgen.boards import get_any_board
+from hwgen.design import load_solved
 from hwgen.errors import InputError, ToolError
-from hwgen.ir import load_program
-from hwgen.limits import check_count
 from hwgen.progress import step
 from hwgen.synth import design_verilog
 
@@ -145,50 +144,27 @@ def _built(path: Path, label: str, log: Path) -> Path:
     return path
 
 
-def _rtl_arithmetic(design_dir: Path) -> dict:
-    """BoardTop's options that rebuild the circuit exactly as `hwgen rtl` built it, from
-    the manifest (which the file hashes do not cover); one-line InputError if malformed."""
-    where = design_dir / integrity.MANIFEST
-    arithmetic = integrity.read_manifest(design_dir).get("arithmetic", {})
-    if not isinstance(arithmetic, dict):
-        raise InputError(f"{where}: 'arithmetic' must be an object")
-    options = {
-        "register_every": check_count(
-            arithmetic.get("register_every_levels", 1),
-            f"{where}: register_every_levels",
-            1,
-            1 << 16,
-        ),
-        "cse": arithmetic.get("cse", True),
-    }
-    if not isinstance(options["cse"], bool):
-        raise InputError(f"{where}: 'cse' must be true or false")
-    if arithmetic.get("max_adder_depth") is not None:
-        options["max_depth"] = check_count(
-            arithmetic["max_adder_depth"], f"{where}: max_adder_depth", 1, 1 << 16
-        )
-    return options
-
-
 def build_bitstream(
     design_dir: Path, board: str, baud: int | None = None, tool_timeout: float | None = None
 ) -> BitstreamResult:
     """Build the board top for `design_dir` on `board`; see the module docstring.
 
-    The design's Verilog and program.npz (which the board top is rebuilt from) must be
-    what `hwgen rtl` wrote, by the manifest's hashes. `tool_timeout` bounds each build
-    script (seconds); by default it scales with the size of the design's Verilog.
+    The board top is emitted from the program and the adder graphs `hwgen rtl` solved
+    and saved (program.npz, graph.npz): nothing is solved again. Those files and the
+    design's Verilog must be what `hwgen rtl` wrote, by the manifest's hashes.
+    `tool_timeout` bounds each build script (seconds); by default it scales with the size
+    of the design's Verilog.
     """
     setup = get_any_board(board)
     design_dir = Path(design_dir)
     verilog, _ = design_verilog(design_dir)
-    integrity.verify_design(design_dir, [*verilog, "program.npz"])
+    integrity.verify_design(design_dir, verilog)
     estimate = BUILD_START_S + BUILD_S_PER_BYTE * sum(
         (design_dir / f).stat().st_size for f in verilog
     )
     limit = tools.tool_timeout(estimate, tool_timeout)
-    kwargs = {"board": board, **_rtl_arithmetic(design_dir)}
-    program = load_program(design_dir / "program.npz")
+    program, solved = load_solved(design_dir)
+    kwargs = {"board": board, "solved": solved}
     name = f"{program.name}_board"
     out = design_dir / f"bitstream_{board}"
     out.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,10 @@
 pins, so it can be simulated as Verilog. `BoardTop` puts it on a real board through an
 amaranth-boards platform: it requests the USB-UART, three LEDs and a reset button.
 
-The pipeline is re-elaborated from the program (program.npz), so the whole board design
-stays in Amaranth and is bit-identical to the design that `hwgen rtl` wrote and checked.
+The pipeline is elaborated from the program (program.npz) and, given `solved`, from the
+adder graphs `hwgen rtl` solved and saved (graph.npz): nothing is solved again, the
+whole board design stays in Amaranth, and its layer cores are the Verilog that `hwgen rtl`
+wrote and checked. Without `solved` the layers are solved here with the given options.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from hwgen.boards import Board, get_any_board
+from hwgen.boards import DEFAULT_BOARD, Board, get_any_board
 from hwgen.errors import InputError
 from hwgen.host import DEFAULT_BAUD, DeviceInfo, program_info
 from hwgen.ir import Program
+from hwgen.rtl.linear import DEFAULT_BACKEND
 from hwgen.rtl.pipeline import HardwiredPipeline
+from hwgen.solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph
 
 from .link import LinkEngine
 from .uart import UARTRx, UARTTx, baud_divisor
@@ -51,6 +55,9 @@ class BoardCore(wiring.Component):
         Share subexpressions across rows, as in `hwgen rtl` (its manifest records it).
     max_depth : int | None
         At most this many adders on any path of a layer, as in `hwgen rtl`.
+    solved : list[LayerGraph] | None
+        Every layer's graph as `hwgen rtl` solved it (hwgen.design.load_solved): emitted
+        as it is, and the three solver options above are not used.
 
     Attributes
     ----------
@@ -71,14 +78,17 @@ class BoardCore(wiring.Component):
         *,
         rx_fifo: int = DEFAULT_RX_FIFO,
         frame_timeout: int | None = None,
-        register_every: int = 1,
-        backend: str = "verilog",
-        cse: bool = True,
+        register_every: int = DEFAULT_REGISTER_EVERY,
+        backend: str = DEFAULT_BACKEND,
+        cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
+        solved: list[LayerGraph] | None = None,
     ):
         self.clk_hz = int(clk_hz)
         self.divisor = baud_divisor(clk_hz, baud)
-        self.pipeline = HardwiredPipeline(program, register_every, backend, cse, max_depth)
+        self.pipeline = HardwiredPipeline(
+            program, register_every, backend, cse, max_depth, solved=solved
+        )
         timeout = frame_timeout if frame_timeout is not None else self.clk_hz // 20
         if timeout < 20 * self.divisor:
             raise InputError(
@@ -154,6 +164,8 @@ class BoardTop(Elaboratable):
         Serial rate (default 1 Mbaud).
     board : str
         A board of hwgen.boards.BOARDS: which LEDs and button to request.
+    register_every, backend, cse, max_depth, solved
+        As for BoardCore.
     """
 
     def __init__(
@@ -162,11 +174,12 @@ class BoardTop(Elaboratable):
         clk_hz: int | None = None,
         baud: int = DEFAULT_BAUD,
         *,
-        board: str = "arty-a7-35",
-        register_every: int = 1,
-        backend: str = "verilog",
-        cse: bool = True,
+        board: str = DEFAULT_BOARD,
+        register_every: int = DEFAULT_REGISTER_EVERY,
+        backend: str = DEFAULT_BACKEND,
+        cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
+        solved: list[LayerGraph] | None = None,
     ):
         self.program = program
         self.cse = cse
@@ -176,6 +189,7 @@ class BoardTop(Elaboratable):
         self.baud = baud
         self.setup = get_any_board(board)
         self.register_every = register_every
+        self.solved = solved
         self.core: BoardCore | None = None
 
     def elaborate(self, platform) -> Module:
@@ -191,6 +205,7 @@ class BoardTop(Elaboratable):
             backend=self.backend,
             cse=self.cse,
             max_depth=self.max_depth,
+            solved=self.solved,
         )
         cores = core.core_verilog()
         if cores:

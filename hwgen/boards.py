@@ -112,6 +112,8 @@ BOARDS: dict[str, Board] = {
         ),
     )
 }
+# The board every job targets unless told otherwise (one definition for all of them).
+DEFAULT_BOARD = "arty-a7-35"
 
 
 def get_any_board(name: str) -> Board:

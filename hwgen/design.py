@@ -17,15 +17,21 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from . import integrity
 from .checkpoint import MLPCheckpoint, load_mlp_checkpoint
-from .ir import Program
+from .errors import InputError
+from .graph_eval import check_graphs
+from .graph_io import GRAPH_FILE, load_graphs, save_graphs
+from .ir import Program, load_program
 from .limits import check_count
 from .lower import EXACT_ARITHMETIC, FloatLayer, LoweringOptions, lower
 from .model_data import MAX_REAL_SAMPLES, real_inputs
+from .npz import int_array, read_npz
 from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
 from .quant.q4 import quantize_q4
 from .rtl.pipeline import HardwiredPipeline
+from .solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph
 from .vectors import MAX_RANDOM_VECTORS, VECTOR_BYTES_MIN, make_vectors, write_vectors
 
 HANDSHAKE = (
@@ -45,10 +51,8 @@ class RtlOptions:
     """Everything that shapes the generated hardware besides the weights."""
 
     lowering: LoweringOptions = LoweringOptions()
-    # Every 2nd adder level: on the default model this halves the flip-flops of every-level
-    # registering (12,583 -> 7,835) at the same Yosys sta logic delay (3.0 ns).
-    register_every: int = 2
-    cse: bool = True
+    register_every: int = DEFAULT_REGISTER_EVERY  # the solver's defaults (solve.py)
+    cse: bool = DEFAULT_CSE
     max_depth: int | None = None  # adders on any path of a layer; None: no bound
     n_random: int = 5000
     n_real: int = 5000
@@ -162,6 +166,7 @@ def manifest(
         "design": program.name,
         "top": top,
         "verilog": [f"{top}.v"],
+        "solved_graph": GRAPH_FILE,
         "clock": {"port": "clk", "edge": "rising"},
         "reset": {"port": "rst", "active": "high", "synchronous": True},
         "input": _port_doc("i", program.input_format, program.n_inputs),
@@ -228,6 +233,8 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
     with claim.staging() as tmp, step("write golden vectors and manifest"):
         (tmp / f"{top}.v").write_text(text)
         program.save(tmp / "program.npz")
+        solved = [layer.solved for layer in pipeline.layers]
+        save_graphs(tmp / GRAPH_FILE, solved, program.constants_sha256())
         real = (
             real_inputs(ckpt.config, options.n_real, options.seed + 1)
             if options.n_real > 0
@@ -248,6 +255,45 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
         time.monotonic() - start,
         verilog_seconds,
     )
+
+
+def load_solved(design_dir: Path) -> tuple[Program, list[LayerGraph]]:
+    """The program and the solved graph of every layer that `hwgen rtl` saved.
+
+    Both files must match the manifest's hashes; emitting from them (the board tops, the
+    bitstream) gives the circuit `rtl` wrote without solving again. A design written
+    before graph.npz existed gets one line saying to run `hwgen rtl` again.
+    """
+    design_dir = Path(design_dir)
+    if not (design_dir / GRAPH_FILE).is_file():
+        raise InputError(
+            f"{design_dir / GRAPH_FILE}: not found (written by `hwgen rtl` since the solved "
+            "graph is saved; run `hwgen rtl` again)"
+        )
+    integrity.verify_design(design_dir, ["program.npz", GRAPH_FILE])
+    program = load_program(design_dir / "program.npz")
+    return program, load_graphs(design_dir / GRAPH_FILE, program)
+
+
+def check_solved(design_dir: Path, max_vectors: int | None = None) -> tuple[int, int]:
+    """(mismatches, vectors): the saved graphs against the golden model on the design's
+    vectors.npz, in numpy (no RTL); a fast check before a simulator is started."""
+    program, graphs = load_solved(design_dir)
+    integrity.verify_design(design_dir, ["vectors.npz"])
+    inputs = vector_inputs(design_dir / "vectors.npz", program)[:max_vectors]
+    return check_graphs(program, graphs, inputs), len(inputs)
+
+
+def vector_inputs(path: Path, program: Program) -> np.ndarray:
+    """The 'inputs' of a vectors .npz, checked against the program's input format."""
+    lo, hi = program.input_format.range
+    try:
+        inputs = int_array(read_npz(path), "inputs", lo, hi, 2)
+    except (KeyError, ValueError) as e:
+        raise InputError(f"{path}: not valid test vectors: {e}") from None
+    if inputs.shape[1] != program.n_inputs:
+        raise InputError(f"{path}: inputs have {inputs.shape[1]} columns, not {program.n_inputs}")
+    return inputs
 
 
 def design_name(checkpoint: Path) -> str:

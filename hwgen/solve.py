@@ -35,6 +35,12 @@ CODE_SHIFTS = 4  # digits of codes in [-8, 7] sit at shifts 0..3
 # more shared patterns (measured on random Q4 matrices: 16x16 185 -> 178 adders,
 # 64x64 2355 -> 2332). Every other code keeps its CSD form, the only minimal one.
 BINARY_FORM = {3: ((1, 0), (1, 1)), 6: ((1, 1), (1, 2))}
+# The defaults of the solver's options: the one definition that RtlOptions, the RTL
+# components and the board tops take theirs from, so a design is the same on every path.
+# Every 2nd adder level: on the default model this halves the flip-flops of every-level
+# registering (12,583 -> 7,835) at the same Yosys sta logic delay (3.0 ns).
+DEFAULT_REGISTER_EVERY = 2
+DEFAULT_CSE = True  # share two-term patterns across rows (fewer adders, slower to solve)
 # Layers up to this many weights are built several ways and the best kept (solve_layer).
 MULTI_START_WEIGHTS = 128 * 128
 # A graph with fewer adder levels wins if its LUT estimate is at most this much higher.
@@ -146,7 +152,10 @@ def scale_groups(scales: np.ndarray, in_features: int) -> list[tuple[slice, np.n
 
 
 def solve_layer(
-    layer: Layer, register_every: int = 1, cse: bool = True, max_depth: int | None = None
+    layer: Layer,
+    register_every: int = DEFAULT_REGISTER_EVERY,
+    cse: bool = DEFAULT_CSE,
+    max_depth: int | None = None,
 ) -> LayerGraph:
     """The layer's adder graph; small layers try several and keep the fewest LUTs.
 

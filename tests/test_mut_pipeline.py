@@ -110,16 +110,17 @@ def test_core_verilog_has_every_verilog_core_and_none_for_amaranth():
     assert text.count("module pipe_l0_core") == 1 and text.count("module pipe_l1_core") == 1
 
 
-def test_defaults_are_verilog_cores_with_cse_and_a_register_every_level():
+def test_defaults_are_verilog_cores_with_cse_and_a_register_every_second_level():
     program = _program()
     top = HardwiredPipeline(program)
     assert top.program is program
     assert [hw.backend for hw in top.layers] == ["verilog", "verilog"]
     assert [hw.adders for hw in top.layers] == [
-        solve_layer(layer, 1, cse=True).graph.adders for layer in program.layers
+        solve_layer(layer, 2, cse=True).graph.adders for layer in program.layers
     ]
-    assert top.latency == sum(solve_layer(layer, 1).latency for layer in program.layers)
-    cse_on = HardwiredPipeline(program, 1, backend="amaranth", cse=True)
+    assert top.latency == sum(solve_layer(layer, 2).latency for layer in program.layers)
+    assert top.latency != sum(solve_layer(layer, 1).latency for layer in program.layers)
+    cse_on = HardwiredPipeline(program, 2, backend="amaranth", cse=True)
     assert [hw.adders for hw in cse_on.layers] == [hw.adders for hw in top.layers]
     assert top.core_verilog() == "".join(hw.core_verilog() for hw in top.layers)
 

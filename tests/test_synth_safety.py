@@ -3,7 +3,7 @@
 Fake Yosys / nextpnr executables (shell scripts) stand in for the real tools: one that
 sleeps must end in the one-line timeout message within seconds, together with what it
 started; one that exits 0 without its report is a one-line ToolError; a design whose
-Verilog or program.npz changed is refused before any tool runs. No real synthesis here.
+Verilog, program.npz or graph.npz changed is refused before any tool runs. No real synthesis here.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import pytest
 from boards.bitstream import build_bitstream
 from hwgen.cli import main
 from hwgen.errors import InputError, ToolError
+from hwgen.graph_io import GRAPH_FILE, save_graphs
 from hwgen.integrity import seal
 from hwgen.lower import FloatLayer, lower
 from hwgen.quant.q4 import quantize_q4
+from hwgen.solve import solve_layer
 from hwgen.synth import synthesize, synthesize_design
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -175,7 +177,10 @@ def design(tmp_path) -> Path:
     d = tmp_path / "out" / "tiny"
     d.mkdir(parents=True)
     shutil.copyfile(ADDERS, d / "two_adders.v")
-    small_program().save(d / "program.npz")
+    program = small_program()
+    program.save(d / "program.npz")
+    solved = [solve_layer(layer) for layer in program.layers]
+    save_graphs(d / GRAPH_FILE, solved, program.constants_sha256())
     manifest = {
         "design": "tiny",
         "top": "two_adders",

@@ -59,9 +59,12 @@ class Node:
 
 @dataclass
 class AdderGraph:
-    """Builder and container of a pipelined adder graph."""
+    """Builder and container of a pipelined adder graph.
 
-    register_every: int = 1
+    `register_every` has no default here: the solver passes its own (one definition).
+    """
+
+    register_every: int
     same_sign_first: bool = False
     nodes: list[Node] = field(default_factory=list)
     _delays: dict[int, int] = field(default_factory=dict)

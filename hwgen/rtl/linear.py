@@ -7,11 +7,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir import Layer
-from ..solve import solve_layer
+from ..solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph, solve_layer
 from .graph_amaranth import emit_amaranth
 from .graph_verilog import emit_verilog
 
 BACKENDS = ("verilog", "amaranth")
+DEFAULT_BACKEND = BACKENDS[0]
 
 
 class HardwiredQ4Linear(wiring.Component):
@@ -31,6 +32,8 @@ class HardwiredQ4Linear(wiring.Component):
     core_name : the Verilog module name of the core (backend "verilog").
     cse : share two-term patterns across rows (fewer adders, slower to compile).
     max_depth : at most this many adders on any path (None: no bound).
+    solved : the layer's graph, already solved (graph.npz): emitted as it is, and the
+        three solver options above are not used.
 
     Attributes
     ----------
@@ -43,18 +46,21 @@ class HardwiredQ4Linear(wiring.Component):
     def __init__(
         self,
         layer: Layer,
-        register_every: int = 1,
-        backend: str = "verilog",
+        register_every: int = DEFAULT_REGISTER_EVERY,
+        backend: str = DEFAULT_BACKEND,
         core_name: str = "hwgen_layer_core",
-        cse: bool = True,
+        cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
+        solved: LayerGraph | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         self.layer = layer
         self.backend = backend
         self.core_name = core_name
-        self.solved = solve_layer(layer, register_every, cse, max_depth)
+        if solved is not None and solved.layer is not layer:
+            raise ValueError("the solved graph is of another layer")
+        self.solved = solved or solve_layer(layer, register_every, cse, max_depth)
         self.latency = self.solved.latency
         self.adders = self.solved.graph.adders
         lin = layer.linear

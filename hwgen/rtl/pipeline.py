@@ -7,7 +7,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir import Program
-from .linear import HardwiredQ4Linear
+from ..solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph
+from .linear import DEFAULT_BACKEND, HardwiredQ4Linear
 
 
 class HardwiredPipeline(wiring.Component):
@@ -21,7 +22,8 @@ class HardwiredPipeline(wiring.Component):
     not taken (the reset would discard it) but waits until after reset.
 
     With backend "verilog", the layer cores are Verilog modules: `core_verilog()` must be
-    written next to the converted top.
+    written next to the converted top. With `solved` (one graph per layer, as saved in
+    graph.npz), nothing is solved: the layers are emitted from those graphs.
 
     Attributes
     ----------
@@ -32,15 +34,24 @@ class HardwiredPipeline(wiring.Component):
     def __init__(
         self,
         program: Program,
-        register_every: int = 1,
-        backend: str = "verilog",
-        cse: bool = True,
+        register_every: int = DEFAULT_REGISTER_EVERY,
+        backend: str = DEFAULT_BACKEND,
+        cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
+        solved: list[LayerGraph] | None = None,
     ):
         self.program = program
+        if solved is not None and len(solved) != len(program.layers):
+            raise ValueError(f"{len(solved)} solved graphs for {len(program.layers)} layers")
         self.layers = [
             HardwiredQ4Linear(
-                layer, register_every, backend, f"{program.name}_l{n}_core", cse, max_depth
+                layer,
+                register_every,
+                backend,
+                f"{program.name}_l{n}_core",
+                cse,
+                max_depth,
+                None if solved is None else solved[n],
             )
             for n, layer in enumerate(program.layers)
         ]
