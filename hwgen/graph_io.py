@@ -76,6 +76,12 @@ def save_graphs(path: Path, graphs: list[LayerGraph], program_sha256: str) -> No
 
 def node_columns(nodes: list[Node]) -> dict[str, np.ndarray]:
     """The stored columns of a node list (see the module docstring)."""
+    other = {n.kind for n in nodes} - set(KINDS)
+    if other:
+        raise ValueError(
+            f"graph.npz holds the solver's binary graph; got {sorted(other)} nodes "
+            "(save the graph before any emit-time rewrite)"
+        )
     kind = np.array([KINDS.index(n.kind) for n in nodes], dtype=np.int8)
     a = np.array([n.index if n.kind == "input" else n.a for n in nodes], dtype=np.int64)
     return {

@@ -19,25 +19,11 @@ from hwgen.golden import run as golden_run
 from hwgen.graph_eval import check_graphs, run
 from hwgen.graph_io import GRAPH_FILE, load_graphs, save_graphs
 from hwgen.integrity import read_manifest, recorded_hashes
-from hwgen.lower import FloatLayer, lower
-from hwgen.quant.q4 import quantize_q4
 from hwgen.rtl.graph_verilog import emit_verilog
 from hwgen.rtl.pipeline import HardwiredPipeline
 from hwgen.solve import solve_layer
 from tests.checkpoints import write_mlp
-
-
-def mlp_program(sizes: list[int], seed: int = 0):
-    rng = np.random.default_rng(seed)
-    layers = [
-        FloatLayer(
-            quantize_q4((rng.normal(size=(b, a)) / np.sqrt(a)).astype(np.float32)),
-            rng.normal(size=b) * 0.1,
-            n < len(sizes) - 2,
-        )
-        for n, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False))
-    ]
-    return lower("g", layers, rng.normal(size=(256, sizes[0])))
+from tests.test_board_top import mlp_program
 
 
 def vectors(program, n: int, seed: int = 1) -> np.ndarray:
@@ -83,6 +69,18 @@ def test_evaluator_equals_the_golden_model(every, cse):
     x = vectors(program, 2000)
     assert (run(graphs, x) == golden_run(program, x)).all()
     assert check_graphs(program, graphs, x) == 0
+
+
+def test_only_binary_graphs_are_saved(saved, tmp_path):
+    """Emit-time rewrites (three-operand adders) stay out of graph.npz."""
+    program, graphs, _ = saved
+    node = graphs[0].graph.nodes[-1]
+    kind, node.kind = node.kind, "add3"
+    try:
+        with pytest.raises(ValueError, match="binary graph; got \\['add3'\\]"):
+            save_graphs(tmp_path / GRAPH_FILE, graphs, program.constants_sha256())
+    finally:
+        node.kind = kind
 
 
 def test_evaluator_sees_a_changed_shift():

@@ -60,7 +60,9 @@ class HardwiredQ4Linear(wiring.Component):
         self.core_name = core_name
         if solved is not None and solved.layer is not layer:
             raise ValueError("the solved graph is of another layer")
-        self.solved = solved or solve_layer(layer, register_every, cse, max_depth)
+        self.solved = (
+            solved if solved is not None else solve_layer(layer, register_every, cse, max_depth)
+        )
         self.latency = self.solved.latency
         self.adders = self.solved.graph.adders
         lin = layer.linear
