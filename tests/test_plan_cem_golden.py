@@ -10,26 +10,28 @@ import pytest
 import torch
 
 from hwgen.folded.lewm_lower import compile_predictor, predictor_weights, run_golden
-from models.lewm import LeWM, LeWMConfig
+from models.lewm import load_checkpoint
 from models.plan_cem import golden_predictor, main
 
 
 @pytest.fixture(scope="module")
 def gold():
-    torch.manual_seed(0)
-    model = LeWM(dataclasses.replace(LeWMConfig.tiny(), image_size=32, name="t32")).eval()
-    for block in model.predictor.transformer.layers:  # leave adaLN-zero's identity start
-        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.05)
-    rng = np.random.default_rng(0)
-    pred = golden_predictor(model, rng.normal(0, 1, (64, 3, 32)), rng.normal(0, 1, (64, 3, 10)))
-    return model, pred
+    """The committed tiny LeWM's golden predictor, calibrated on unit-normal windows."""
+    model, _ = load_checkpoint("models/checkpoints/lewm_tiny")
+    cfg, rng = model.config, np.random.default_rng(0)
+    calib = [rng.normal(size=(64, cfg.history, d)) for d in (cfg.latent_dim, cfg.action_dim)]
+    return model, golden_predictor(model, *calib)
+
+
+def _windows(model, n: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(n, t, model.config.latent_dim), torch.randn(n, t, model.config.action_dim)
 
 
 def test_streamlined_programs_give_the_compiled_predictors_words(gold):
     model, pred = gold
     pw = predictor_weights(model)
     for t in (1, 2, 3):
-        z, a = torch.randn(20, t, 32), torch.randn(20, t, 10)
+        z, a = _windows(model, 20, t)
         prog = compile_predictor(dataclasses.replace(pw, history=t), pred.frac_bits)
         assert len(pred.engines[t].prog.instrs) <= len(prog.instrs)
         want = run_golden(prog, z.numpy(), a.numpy())
@@ -37,10 +39,10 @@ def test_streamlined_programs_give_the_compiled_predictors_words(gold):
 
 
 def test_hardware_time_adds_up_every_call_on_the_engine(gold):
-    _, pred = gold
+    model, pred = gold
     pred.calls.clear()
     for t, n in ((1, 300), (2, 300), (3, 300), (3, 300), (3, 7)):
-        pred(torch.zeros(n, t, 32), torch.zeros(n, t, 10))
+        pred(*_windows(model, n, t))
     eng = pred.engines
     want = eng[1].seconds(300) + eng[2].seconds(300) + 2 * eng[3].seconds(300) + eng[3].seconds(7)
     assert pred.hw_seconds == pytest.approx(want)
