@@ -257,22 +257,36 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
     )
 
 
+SPOT_CHECK_VECTORS = 64  # load_solved's check of the graphs against the golden model
+
+
 def load_solved(design_dir: Path) -> tuple[Program, list[LayerGraph]]:
     """The program and the solved graph of every layer that `hwgen rtl` saved.
 
     Both files must match the manifest's hashes; emitting from them (the board tops, the
-    bitstream) gives the circuit `rtl` wrote without solving again. A design written
-    before graph.npz existed gets one line saying to run `hwgen rtl` again.
+    bitstream) gives the circuit `rtl` wrote without solving again. The graphs must also
+    compute the program on SPOT_CHECK_VECTORS random inputs (with both extremes), in
+    numpy: a well-formed graph with one wrong shift, sealed again, is refused too. A design
+    written before graph.npz existed gets one line saying to run `hwgen rtl` again.
     """
     design_dir = Path(design_dir)
-    if not (design_dir / GRAPH_FILE).is_file():
+    path = design_dir / GRAPH_FILE
+    if not path.is_file():
         raise InputError(
-            f"{design_dir / GRAPH_FILE}: not found (written by `hwgen rtl` since the solved "
-            "graph is saved; run `hwgen rtl` again)"
+            f"{path}: not found (written by `hwgen rtl` since the solved graph is saved; "
+            "run `hwgen rtl` again)"
         )
     integrity.verify_design(design_dir, ["program.npz", GRAPH_FILE])
     program = load_program(design_dir / "program.npz")
-    return program, load_graphs(design_dir / GRAPH_FILE, program)
+    graphs = load_graphs(path, program)
+    inputs, _ = make_vectors(program, SPOT_CHECK_VECTORS, None, seed=0)
+    wrong = check_graphs(program, graphs, inputs)
+    if wrong:
+        raise InputError(
+            f"{path}: does not compute program.npz ({wrong} of {len(inputs)} random vectors "
+            "differ from the golden model); run `hwgen rtl` again"
+        )
+    return program, graphs
 
 
 def check_solved(design_dir: Path, max_vectors: int | None = None) -> tuple[int, int]:
