@@ -17,6 +17,7 @@ from hwgen.folded.engine import (
     instr_cycles,
     lin_issue_cycles,
     plan_engine,
+    scale_share,
 )
 from hwgen.folded.isa import FoldedLinear, FoldedProgram, Instr, Op, Table
 from hwgen.ir import Q4Linear
@@ -58,7 +59,8 @@ def _expected_cycles(prog: FoldedProgram, lanes: int) -> list[int]:
             lin = prog.linears[ins.arg].linear
             groups = -(-lin.out_features // lanes)
             rows_last = lin.out_features - (groups - 1) * lanes
-            out.append(2 + groups * max(lin.in_features, lanes) + 10 + rows_last)
+            share = scale_share(prog, lanes)  # lanes per block-scale multiplier
+            out.append(2 + groups * max(lin.in_features, lanes) + 10 + share + rows_last)
         else:
             out.append(2 + ins.n + DRAIN[ins.op])
     return out

@@ -16,13 +16,17 @@ presented (see docs/FOLDED_ENGINE.md for the full table):
     RSQRT: t+5 max(acc, 1), t+6 bit length, t+7 exponent, t+8 mantissa -> table ROM,
            t+10 table value -> round unit
     LIN (lanes rows at once, input j): t+2 x_j and the CSD word, t+3 lane terms
-           +-(x<<s1) +-(x<<s2), partial block sums, t+5 block scale, t+6 product,
-           t+7 row accumulators (bias first), then the rows go out one per cycle
+           +-(x<<s1) +-(x<<s2), partial block sums; at a block end (the last input's
+           t = T): T+4 the lanes' partials, scales and biases are latched; each block-scale
+           multiplier serves `share` lanes in turn, lane i of its group at T+5+i (operand
+           mux), T+6+i (product), T+7+i (its row accumulator, bias first); the row group
+           is latched at T+7+share, then its rows go out one per cycle
     round unit: q = (v >> rsh) << lsh, r = (q + 1) >> 1, y = sat(r): 3 cycles, then write
 
 Cycle count (exact, `engine_cycles`): 1 + sum over instructions of (2 + issue + drain),
 with issue = n (LIN: ceil(out/lanes) * max(in, lanes)) and drain = 9 (element-wise),
-7 (DOT), 13 (RSQRT), 10 + rows of the last row group (LIN).
+7 (DOT), 13 (RSQRT), 10 + share + rows of the last row group (LIN), where share is the
+lanes one block-scale multiplier serves (`scale_share`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ DRAIN = {
     Op.ARGMAX: 6, Op.BREAD: 3,
 }  # fmt: skip
 BREAD_SETUP = 3  # BREAD issue cycles before the first bit: read mem[a], mem[b], register
-LIN_DRAIN = 10  # + rows of the last row group
+LIN_DRAIN = 10  # + share + rows of the last row group
 
 
 # --------------------------------------------------------------------------- build-time plan
@@ -174,6 +178,12 @@ class EnginePlan:
     bias_bits: int = 1
     partial_bits: int = 1
     lin_acc_bits: int = 1
+    share: int = 1  # lanes per block-scale multiplier (scale_share)
+
+    @property
+    def multipliers(self) -> int:
+        """Block-scale multipliers per slot: each serves `share` lanes in turn."""
+        return -(-self.lanes // self.share)
 
     @property
     def cycles(self) -> int:
@@ -185,6 +195,24 @@ def _round_shifts(s: int, wb_bits: int, word_bits: int) -> tuple[int, int]:
     if s >= 1:
         return min(s - 1, wb_bits - 1), 0
     return 0, min(1 - s, word_bits + 1)
+
+
+def scale_share(prog: FoldedProgram, lanes: int) -> int:
+    """Lanes one block-scale multiplier can serve: at most the fewest cycles between two
+    block ends of any linear, since its lanes' partials wait in one buffer per lane.
+
+    Within a row group blocks end BLOCK inputs apart, the last one after the remainder of
+    in / BLOCK. A linear of one block ends it once per period, max(in, lanes) >= lanes.
+    Between row groups the gap is pad + min(in, BLOCK) >= either; between instructions
+    the drain waits for the last lane.
+    """
+    gap = lanes
+    for fl in prog.linears:
+        n_in = fl.linear.in_features
+        nb = -(-n_in // BLOCK)
+        if nb > 1:
+            gap = min(gap, BLOCK, n_in - BLOCK * (nb - 1))
+    return gap
 
 
 def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
@@ -274,6 +302,8 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
     rsh_bits = _ubits(wb_bits - 1)
     lsh_bits = _ubits(w + 1)
 
+    share = scale_share(prog, lanes)
+
     # Instructions.
     rows = []
     issue: list[int] = []
@@ -285,7 +315,7 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
         if ins.op is Op.LIN:
             lp = plan_lin[ins.arg]
             n_issue = lp.groups * lp.period
-            d = LIN_DRAIN + lp.rows_last
+            d = LIN_DRAIN + share + lp.rows_last
             f["sd"] = 1
             s = prog.linears[ins.arg].shift
         elif ins.op is Op.BREAD:
@@ -355,6 +385,7 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
         bias_bits=bias_bits,
         partial_bits=partial_bits,
         lin_acc_bits=lin_acc_bits,
+        share=share,
     )
 
 
@@ -363,7 +394,8 @@ def engine_cycles(prog: FoldedProgram, lanes: int) -> int:
 
     Per instruction: 2 (fetch, decode) + issue + drain, where issue is n (LIN: row groups
     ceil(out / lanes) times max(in, lanes)) and drain is 9 for element-wise ops, 7 for DOT,
-    13 for RSQRT and 10 + (rows of the last group) for LIN; plus 1 for the start cycle.
+    13 for RSQRT and 10 + share + (rows of the last group) for LIN (share: the lanes one
+    block-scale multiplier serves); plus 1 for the start cycle.
     """
     return plan_engine(prog, lanes).cycles
 
@@ -866,13 +898,14 @@ class FoldedEngine(wiring.Component):
                 m.d.sync += wptr.eq(wptr + 1)
         m.d.comb += rd_w.addr.eq(wptr)
 
+        share = p.share
         block_end = valid0 & ((je[:5] == BLOCK - 1) | (je == l_in - 1))
         u.lv = _delay(m, valid0, 3, "lv")
         u.fib = _delay(m, je[:5] == 0, 3, "fib")  # first input of a block
-        be = _delay(m, block_end, 7, "be")
+        be = _delay(m, block_end, 7 + share, "be")
         u.be = be
-        u.fb = _delay(m, je < BLOCK, 6, "fb")  # first block of the row group
-        lb = _delay(m, je >= l_lastb, 7, "lb")  # last block of the row group
+        fb = _delay(m, je < BLOCK, 6 + share, "fb")  # first block of the row group
+        lb = _delay(m, je >= l_lastb, 7 + share, "lb")  # last block of the row group
 
         # t+2: the CSD word registered (x_j is registered per slot)
         # The ROM holds the 4-bit Q4 codes (half the block RAM of CSD words); a 16-entry
@@ -881,29 +914,45 @@ class FoldedEngine(wiring.Component):
         csd = Array([Const(CSD[v - 16 if v >= 8 else v], 8) for v in range(16)])
         m.d.sync += u.w2.eq(Cat(*(csd[rd_w.data[4 * k : 4 * k + 4]] for k in range(lanes))))
 
-        # t+3: scale and bias ROM addresses; t+4: registered; t+5: bias delayed
+        # T (block end at t+3): scale and bias ROM addresses; T+1: their data, latched with
+        # the partials (be[4]) so the block-scale multipliers can take the lanes in turn.
         m.d.comb += [rd_s.addr.eq(sptr), rd_bias.addr.eq(bptr)]
         with m.If(be[3]):
             m.d.sync += sptr.eq(sptr + 1)
             with m.If(lb[3]):
                 m.d.sync += bptr.eq(bptr + 1)
-        u.sc5, u.bias6 = [], []
+        u.take = be[4]
+        sbuf = Signal.like(rd_s.data, name="sbuf")
+        bbuf = Signal.like(rd_bias.data, name="bbuf")
+        with m.If(u.take):
+            m.d.sync += [sbuf.eq(rd_s.data), bbuf.eq(rd_bias.data)]
+        # Step i of a block (lane i of every multiplier's group): operands chosen at T+2+i.
+        u.step = Signal(range(share), name="lin_step")
+        with m.If(u.take):
+            m.d.sync += u.step.eq(0)
+        with m.Elif(u.step != share - 1):
+            m.d.sync += u.step.eq(u.step + 1)
         sb, bb = p.scale_bits, p.bias_bits
-        for k in range(lanes):
-            sc5 = Signal(unsigned(sb), name=f"sc{k}")
-            bias5 = Signal(signed(bb), name=f"bias{k}")
+        u.scale, u.bias = [], []  # per multiplier: scale at T+3+i, bias at T+4+i
+        for g in range(p.multipliers):
+            ks = range(g * share, min(lanes, (g + 1) * share))
+            sc = Signal(unsigned(sb), name=f"sc{g}")
+            bias = Signal(signed(bb), name=f"bias{g}")
             m.d.sync += [
-                sc5.eq(rd_s.data[sb * k : sb * (k + 1)]),
-                bias5.eq(rd_bias.data[bb * k : bb * (k + 1)].as_signed()),
+                sc.eq(Array([sbuf[sb * k : sb * (k + 1)] for k in ks])[u.step]),
+                bias.eq(Array([bbuf[bb * k : bb * (k + 1)].as_signed() for k in ks])[u.step]),
             ]
-            u.sc5.append(sc5)
-            u.bias6.append(_delay(m, bias5, 1, f"bias{k}")[-1])
+            u.scale.append(sc)
+            u.bias.append(_delay(m, bias, 1, f"bias{g}")[-1])
+        # Lane i of a group accumulates at T+4+i: be[7 + i], first block fb[7 + i].
+        u.acc_en = [be[7 + i] for i in range(share)]
+        u.acc_first = [fb[6 + i] for i in range(1, share + 1)]
 
-        # t+7: a finished row group is latched; its rows then go out one per cycle.
+        # T+4+share: a finished row group is latched; its rows then go out one per cycle.
         wcnt = Signal(range(lanes + 1))
         gl = Signal(range(max(x.groups for x in lp) + 1))
         u.latch = Signal()
-        m.d.comb += u.latch.eq(be[7] & lb[7] & ~decoding)
+        m.d.comb += u.latch.eq(be[7 + share] & lb[7 + share] & ~decoding)
         with m.If(decoding):
             m.d.sync += [wcnt.eq(0), gl.eq(0)]
         with m.Elif(u.latch):
@@ -920,8 +969,9 @@ class FoldedEngine(wiring.Component):
         return u
 
     def _lin_slot(self, m: Module, p: EnginePlan, u: _Shared, rd_a, sfx: str) -> Value:
-        """One slot's MAC lanes and row buffer; returns the row at the writer's head."""
-        w, lanes = p.word_bits, p.lanes
+        """One slot's MAC lanes, block-scale multipliers and row buffer; returns the row
+        at the writer's head."""
+        w, lanes, share = p.word_bits, p.lanes, p.share
         x2 = Signal(signed(w), name=f"x2{sfx}")
         m.d.sync += x2.eq(rd_a.data)
 
@@ -929,22 +979,34 @@ class FoldedEngine(wiring.Component):
             mag = x2 << nib[2:4]
             return Mux(nib[0], Mux(nib[1], -mag, mag), 0)
 
-        abuf = []
+        pbuf = []
         for k in range(lanes):
-            # t+3: lane term from the CSD word
+            # t+3: lane term from the CSD word, added to the partial block sum
             t3 = Signal(signed(w + 6), name=f"term{k}{sfx}")
             m.d.sync += t3.eq(digit(u.w2[8 * k : 8 * k + 4]) + digit(u.w2[8 * k + 4 : 8 * k + 8]))
-            # t+3: partial block sum; t+4: registered; t+5: product; t+6: accumulate
             partial = Signal(signed(p.partial_bits + 1), name=f"partial{k}{sfx}")
             with m.If(u.lv[3]):
                 m.d.sync += partial.eq(Mux(u.fib[3], 0, partial) + t3)
-            pb5 = Signal(signed(p.partial_bits + 1), name=f"pb{k}{sfx}")
-            m.d.sync += pb5.eq(partial)
-            prod6 = Signal(signed(p.partial_bits + p.scale_bits + 2), name=f"prod{k}{sfx}")
-            m.d.sync += prod6.eq(pb5 * u.sc5[k])
-            acc = Signal(signed(p.lin_acc_bits), name=f"lacc{k}{sfx}")
-            with m.If(u.be[6]):
-                m.d.sync += acc.eq(Mux(u.fb[6], u.bias6[k], acc) + prod6)
+            # T+1: the block's partial waits here for its turn at the multiplier
+            pb = Signal(signed(p.partial_bits + 1), name=f"pb{k}{sfx}")
+            with m.If(u.take):
+                m.d.sync += pb.eq(partial)
+            pbuf.append(pb)
+        accs = []
+        for g in range(p.multipliers):
+            ks = range(g * share, min(lanes, (g + 1) * share))
+            # T+2+i: lane i's partial; T+3+i: times its scale (one DSP product per group)
+            pm = Signal(signed(p.partial_bits + 1), name=f"pm{g}{sfx}")
+            m.d.sync += pm.eq(Array([pbuf[k] for k in ks])[u.step])
+            prod = Signal(signed(p.partial_bits + p.scale_bits + 2), name=f"prod{g}{sfx}")
+            m.d.sync += prod.eq(pm * u.scale[g])
+            for i, k in enumerate(ks):
+                acc = Signal(signed(p.lin_acc_bits), name=f"lacc{k}{sfx}")
+                with m.If(u.acc_en[i]):
+                    m.d.sync += acc.eq(Mux(u.acc_first[i], u.bias[g], acc) + prod)
+                accs.append(acc)
+        abuf = []
+        for k, acc in enumerate(accs):
             buf = Signal(signed(p.lin_acc_bits), name=f"abuf{k}{sfx}")
             with m.If(u.latch):
                 m.d.sync += buf.eq(acc)

@@ -9,7 +9,8 @@ is slots / (engine + host) cycles per batch.
 
 Resources are estimates, used to choose (lanes, slots) before synthesis:
 - DSP48E1 and block RAM from the datapath's widths and the memories' shapes (the
-  DSP48E1's 25 x 18 multiplier; the RAMB18/RAMB36 aspect ratios);
+  DSP48E1's 25 x 18 multiplier: per slot the element-wise product and the block-scale
+  multipliers, each shared by `plan.share` lanes; the RAMB18/RAMB36 aspect ratios);
 - LUT and FF from a fit r = a + b*lanes + slots * (c + d*lanes) to synthesized probes
   (calibration.json, written by `python -m hwgen.stream.calibrate` with Yosys).
 `hwgen synth` then checks the chosen design with a real synthesis.
@@ -120,7 +121,7 @@ def estimate_resources(
 ) -> dict[str, float]:
     """Estimated LUT, FF, DSP48E1 and BRAM tiles of the (plan.lanes, slots) engine."""
     lanes, w = plan.lanes, plan.word_bits
-    dsp = slots * (dsp_per_multiplier(w, w) + lanes * dsp_per_multiplier(
+    dsp = slots * (dsp_per_multiplier(w, w) + plan.multipliers * dsp_per_multiplier(
         plan.partial_bits + 1, plan.scale_bits + 1))  # fmt: skip
     bram = slots * 2 * ramb36_tiles(prog.depth, w)  # two read ports: two copies
     bram += math.ceil(slots / 2) * ramb36_tiles(len(plan.table_rom), w)  # 2 slots a ROM
