@@ -53,39 +53,52 @@ def _rtl_options(a: argparse.Namespace):
     )
 
 
-def _is_lewm(checkpoint: Path) -> bool:
-    from .checkpoint import checkpoint_architecture
+def _job_options(a: argparse.Namespace):
+    """The adapters' options from whatever this command's parser defined."""
+    from .adapters import JobOptions
 
-    return checkpoint_architecture(checkpoint) == "lewm"
+    fields = {
+        k: getattr(a, k)
+        for k in JobOptions.__dataclass_fields__
+        if k not in ("rtl", "gate") and getattr(a, k, None) is not None
+    }
+    if hasattr(a, "act_bits"):
+        fields["rtl"] = _rtl_options(a)
+    if hasattr(a, "min_cosine"):
+        fields["gate"] = _gate_options(a)
+    if isinstance(fields.get("vectors"), str):
+        fields["vectors"] = Path(fields["vectors"])
+    return JobOptions(**fields)
 
 
-def cmd_rtl(a: argparse.Namespace) -> int:
-    from .design import build_rtl, design_name
-    from .flow import format_rtl
+def _checkpoint_job(a: argparse.Namespace):
+    """(adapter, checkpoint, design name) of a command that takes a checkpoint."""
+    from .adapters import for_checkpoint
+    from .design import design_name
     from .outdir import validate_design_name
 
     ckpt = Path(a.checkpoint)
+    adapter = for_checkpoint(ckpt)
     name = validate_design_name(design_name(ckpt) if a.design is None else a.design)
-    if _is_lewm(ckpt):
-        from .folded.design import FoldedOptions, build_folded_rtl, format_folded
+    return adapter, ckpt, name
 
-        opts = FoldedOptions(
-            lanes=a.lanes,
-            slots=a.slots,
-            board=a.board,
-            margin=a.margin,
-            test_episodes=a.test_episodes,
-        )
-        folded = build_folded_rtl(ckpt, a.out, name, opts, _gate_options(a))
-        print(format_folded(folded))
-        return 0 if folded.gate is None or folded.gate.passed else 1
-    if a.min_cosine is not None or a.max_error is not None:
-        raise InputError(
-            "--min-cosine/--max-error: `rtl` measures no accuracy on this checkpoint; "
-            "use them with `compare` or `flow`"
-        )
-    print(format_rtl(build_rtl(ckpt, a.out, name, _rtl_options(a))))
-    return 0
+
+def _design_job(a: argparse.Namespace):
+    """(adapter, design folder) of a command that takes a design."""
+    from .adapters import for_design
+
+    design = _design_dir(a.design, a.out)
+    return for_design(design, _manifest(design)), design
+
+
+def _done(result) -> int:
+    print(result.text)
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def cmd_rtl(a: argparse.Namespace) -> int:
+    adapter, ckpt, name = _checkpoint_job(a)
+    return _done(adapter.rtl(ckpt, a.out, name, _job_options(a)))
 
 
 def _manifest(design: Path) -> dict:
@@ -95,93 +108,36 @@ def _manifest(design: Path) -> dict:
 
 
 def cmd_sim(a: argparse.Namespace) -> int:
-    from sim.runner import format_sim_result, run_simulation
-
-    design = _design_dir(a.design, a.out)
-    if _manifest(design).get("kind") == "folded":
-        from .folded.simulate import format_folded_sim, simulate_design
-
-        result = simulate_design(
-            design,
-            a.simulator or "verilator",
-            a.count,
-            Path(a.vectors) if a.vectors else None,
-            tool_timeout=a.tool_timeout,
-        )
-        print(format_folded_sim(result))
-        return 0 if result["mismatches"] == 0 and not result.get("error") else 1
-    vectors = Path(a.vectors) if a.vectors else design / "vectors.npz"
-    result = run_simulation(
-        design,
-        vectors,
-        a.simulator or "icarus",
-        seed=a.seed,
-        waves=a.waves,
-        tool_timeout=a.tool_timeout,
-    )
-    print(format_sim_result(result))
-    return 0 if result.passed else 1
+    adapter, design = _design_job(a)
+    return _done(adapter.sim(design, _job_options(a)))
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
-    from .synth import format_report, synthesize_design
-
-    design = _design_dir(a.design, a.out)
-    manifest = _manifest(design)
-    if manifest.get("kind") == "folded":
-        from .folded.plan import fit_design
-
-        print(fit_design(design, a.board, a.margin, tool_timeout=a.tool_timeout))
-        return 0
-    report = synthesize_design(
-        design, a.board, parallel=not a.monolithic, jobs=a.jobs, tool_timeout=a.tool_timeout
-    )
-    print(format_report(report))
-    return EXIT_OK if report.fits else EXIT_CHECK_FAILED
+    adapter, design = _design_job(a)
+    return _done(adapter.synth(design, _job_options(a)))
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from .compare import compare, format_compare, write_compare
-    from .design import build_rtl, design_name
     from .integrity import is_hwgen_design
     from .limits import check_count
     from .model_data import MAX_REAL_SAMPLES
-    from .outdir import validate_design_name
 
-    ckpt = Path(a.checkpoint)
-    name = validate_design_name(design_name(ckpt) if a.design is None else a.design)
     check_count(a.samples, "--samples", 1, MAX_REAL_SAMPLES)  # before a design is built
+    adapter, ckpt, name = _checkpoint_job(a)
+    options = _job_options(a)
     design = a.out / name
-    if not is_hwgen_design(design):  # build_rtl refuses a folder that is not hwgen's
-        build_rtl(ckpt, a.out, name, _rtl_options(a))
-    report = compare(
-        ckpt,
-        design,
-        samples=a.samples,
-        simulator=None if a.no_rtl else a.simulator,
-        gate=_gate_options(a),
-        tool_timeout=a.tool_timeout,
-    )
-    write_compare(report, design)
-    print(format_compare(report))
-    return 0 if report.rtl_mismatches in (None, 0) and report.accuracy_ok else 1
+    if not is_hwgen_design(design):  # rtl refuses a folder that is not hwgen's
+        print(adapter.rtl(ckpt, a.out, name, options).text)
+    return _done(adapter.compare(ckpt, design, options))
 
 
 def cmd_flow(a: argparse.Namespace) -> int:
+    from .design import design_name
     from .flow import default_checkpoint, format_summary, run_flow
 
     ckpt = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
-    result = run_flow(
-        ckpt,
-        a.out,
-        a.board,
-        a.simulator,
-        _rtl_options(a),
-        synth=not a.skip_synth,
-        seed=a.seed,
-        gate=_gate_options(a),
-        tool_timeout=a.tool_timeout,
-    )
+    name = design_name(ckpt) if a.design is None else a.design
+    result = run_flow(ckpt, a.out, name, _job_options(a), synth=not a.skip_synth)
     print(format_summary(result))
     return 0 if result.ok else 1
 
@@ -348,32 +304,34 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_folded_options(p: argparse.ArgumentParser) -> None:
+def _add_folded_options(p: argparse.ArgumentParser, board: bool = True) -> None:
     from .folded.design import FoldedOptions
 
     d = FoldedOptions()
-    g = p.add_argument_group("folded engine options (LeWM checkpoints)")
+    g = p.add_argument_group("folded engine options (LeWM, LeWorld checkpoints)")
     g.add_argument(
-        "--lanes", type=_COUNT, default=d.lanes, help="MAC lanes per sample slot (default: planned)"
+        "--lanes", type=_COUNT, help="MAC lanes per sample slot (default: planned; LeWorld 4)"
     )
     g.add_argument(
-        "--slots", type=_COUNT, default=d.slots, help="sample slots of the batched engine "
-        "(default: the most that fit the board)",
+        "--slots", type=_COUNT, help="sample slots of the batched engine "
+        "(default: the most that fit the board; LeWorld: 1)",
     )  # fmt: skip
-    g.add_argument(
-        "--board", default=d.board, help=f"board the plan fits: {d.board} (default) or arty-a7-100"
-    )
-    g.add_argument(
-        "--margin",
-        type=_fraction,
-        default=d.margin,
-        help=f"plan within this fraction of each resource (default {d.margin})",
-    )
+    if board:
+        g.add_argument(
+            "--board", default=d.board, help=f"board the plan fits: {d.board} (default) or "
+            "arty-a7-100",
+        )  # fmt: skip
+        g.add_argument(
+            "--margin",
+            type=_fraction,
+            default=d.margin,
+            help=f"plan within this fraction of each resource (default {d.margin})",
+        )
     g.add_argument(
         "--test-episodes",
         type=_COUNT,
-        default=d.test_episodes,
-        help=f"PushT episodes for the test vectors (default {d.test_episodes})",
+        help=f"held-out episodes for the test vectors and compare (default: LeWM "
+        f"{d.test_episodes} PushT episodes, LeWorld 16)",
     )
 
 
@@ -427,12 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--simulator",
         default=None,
-        help="icarus or verilator (default: verilator for folded/LeWM designs, else icarus)",
+        help="icarus or verilator (default: the model's adapter picks: verilator for LeWM's "
+        "batched engine, icarus for the others)",
     )
     s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
     s.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
     s.add_argument("--waves", action="store_true", help="write a waveform (VCD/FST)")
-    s.add_argument("--count", type=_COUNT, help="folded designs: only the first N vectors")
+    s.add_argument("--count", type=_COUNT, help="folded designs: only the first N runs")
     _add_tool_timeout(s)
     s.set_defaults(func=cmd_sim)
 
@@ -461,22 +420,33 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="float vs Q4 fake-quant vs golden vs RTL")
     c.add_argument("checkpoint")
     c.add_argument("--design", help="design name (default: the checkpoint folder's name)")
-    c.add_argument("--samples", type=_COUNT, default=2000, help="real samples (default 2000)")
-    c.add_argument("--simulator", default="icarus", help="icarus (default) or verilator")
+    c.add_argument("--samples", type=_COUNT, default=2000, help="MLP: real samples (default 2000)")
+    c.add_argument("--simulator", help="icarus or verilator (default: the adapter's)")
+    c.add_argument("--count", type=_COUNT, help="folded designs: RTL runs to simulate")
     c.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
     _add_tool_timeout(c)
     _add_rtl_options(c)
+    _add_folded_options(c)
     _add_gate_options(c)
     c.set_defaults(func=cmd_compare)
 
     f = sub.add_parser("flow", help="rtl + sim + compare + synth (default: embedded model)")
     f.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: embedded)")
-    f.add_argument("--board", default="arty-a7-35")
-    f.add_argument("--simulator", default="icarus")
+    f.add_argument("--design", help="design name (default: the checkpoint folder's name)")
+    f.add_argument("--board", default="arty-a7-35", help="arty-a7-35 (default) or arty-a7-100")
+    f.add_argument(
+        "--margin",
+        type=_fraction,
+        default=0.8,
+        help="folded designs: use at most this fraction of each resource (default 0.8)",
+    )
+    f.add_argument("--simulator", help="icarus or verilator (default: the adapter's)")
+    f.add_argument("--count", type=_COUNT, help="folded designs: only the first N runs")
     f.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
     f.add_argument("--skip-synth", action="store_true")
     _add_tool_timeout(f)
     _add_rtl_options(f)
+    _add_folded_options(f, board=False)
     _add_gate_options(f)
     f.set_defaults(func=cmd_flow)
 

@@ -88,7 +88,11 @@ def test_synth_reports_and_fits(design, capsys):
         (["rtl", "{ckpt}", "--act-bits", "1"], "act_bits must be in"),
         (["rtl", "{ckpt}", "--design", "my-design"], "must be a plain identifier"),
         (["rtl", "{ckpt}", "--max-depth", "0"], "argument --max-depth: must be >= 1, got 0"),
-        (["rtl", "{ckpt}", "--max-depth", "2"], "within 2 adder levels: the shallowest built"),
+        (
+            ["rtl", "{ckpt}", "--max-depth", "2"],
+            "--max-depth 2 is too shallow for 2 of 2 layers; smallest feasible depth: "
+            "layer 0 (12x5) 6, layer 1 (3x12) 7",
+        ),
     ],
 )
 def test_errors_are_one_clear_line(design, capsys, argv, msg):

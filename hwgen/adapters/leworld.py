@@ -1,0 +1,287 @@
+"""The LeWorld family (config "architecture": "leworld"): one system step on the folded engine.
+
+Float reference: models/leworld.py (hard reads). Data: held-out episodes of the
+checkpoint's world (models/eval_leworld.py), rolled out by the float model so every step's
+inputs include the bit memory as it stands. Lowering: hwgen/folded/leworld_lower.py (the
+step, with the bit memory behind the engine's second host port; the write-back runs on
+the host). Task metrics: next-state MSE against the true next state, the SLM address
+agreement with the float model, and the closed-loop drift (the engine's own predictions
+and info requests fed back over whole episodes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .base import JobOptions, JobResult, line
+from .folded import FoldedAdapter, rtl_row, sim_result, write_compare, write_outputs
+
+LANES = 4  # the bit memory keeps the engine to one slot; 4 lanes is what its tests run
+TEST_EPISODES = 16  # 20 steps each: 320 test steps
+CALIB_EPISODES, CALIB_SEED, TEST_SEED = 16, 4242, 777  # as tests/test_leworld_hardware.py
+COMPARE_RTL_RUNS = 4
+TOP = "folded_engine"
+
+
+class LeworldAdapter(FoldedAdapter):
+    architecture = "leworld"
+    # One slot and a few lanes: Icarus starts in seconds where Verilator compiles a minute.
+    default_simulator = "icarus"
+
+    def owns_design(self, manifest: dict) -> bool:
+        return manifest.get("kind") == "folded" and manifest.get("architecture") == "leworld"
+
+    def check(self, options: JobOptions) -> None:
+        super().check(options)
+        _slots(options)
+
+    def rtl(self, checkpoint: Path, out_root: Path, name: str, options: JobOptions) -> JobResult:
+        from ..outdir import claim_design
+
+        _slots(options)
+        with claim_design(out_root, name, [Path(checkpoint)]) as claim:
+            return _build(claim, Path(checkpoint), options)
+
+    def sim(self, design: Path, options: JobOptions) -> JobResult:
+        """The step's inputs through the host port, the bit memory through the second one."""
+        from sim.folded_runner import run_folded_simulation
+        from sim.runner import bounded, verify_sources, verilog_sources
+
+        from ..folded.program_io import load_program
+        from ..folded.simulate import MAX_LANES, load_folded_vectors
+        from ..integrity import read_manifest
+        from ..npz import read_npz
+        from ..progress import step
+
+        design = Path(design).resolve()
+        manifest = read_manifest(design)
+        path = design / "manifest.json"
+        sources = verilog_sources(manifest, path)
+        lanes = bounded(manifest.get("lanes"), "lanes", 1, MAX_LANES, path)
+        vectors = Path(options.vectors or design / "vectors.npz")
+        verify_sources(design, sources, vectors)
+        prog = load_program(design / "program.npz")
+        ins, outs = load_folded_vectors(vectors, prog)
+        bitmem = read_npz(vectors).get("bitmem")
+        n = len(next(iter(ins.values())))
+        if bitmem is None or bitmem.shape != (n, prog.bit_depth):
+            raise InputError(f"{vectors}: 'bitmem' must be [{n}, {prog.bit_depth}] words")
+        keep = slice(0, options.count)
+        simulator = options.simulator or self.default_simulator
+        runs = len(bitmem[keep])
+        with step(f"simulate {runs} LeWorld steps on the {lanes}-lane engine ({simulator})"):
+            r = run_folded_simulation(
+                prog,
+                lanes,
+                {k: v[keep] for k, v in ins.items()},
+                {k: v[keep] for k, v in outs.items()},
+                simulator,
+                design / f"sim_{simulator}",
+                bitmem[keep].astype(np.int64),
+                verilog=[design / f for f in sources],
+                top=manifest.get("top", TOP),
+                tool_timeout=options.tool_timeout,
+            )
+        r.update(design=str(design), simulator=simulator, lanes=lanes, slots=1)
+        (design / f"sim_results_{simulator}.json").write_text(json.dumps(r, indent=2) + "\n")
+        return sim_result(r, design)
+
+    def compare(
+        self,
+        checkpoint: Path,
+        design: Path,
+        options: JobOptions,
+        simulated: JobResult | None = None,
+    ) -> JobResult:
+        """Golden vs float on held-out rollout steps and over closed-loop episodes, from the
+        design's program.npz; the RTL against the golden on `count` steps."""
+        from dataclasses import replace
+
+        import torch
+
+        from ..folded import leworld_lower as L
+        from ..folded.program_io import load_program
+        from ..gate import GateCheck, require_finite, tolerance
+        from ..integrity import verify_design
+        from ..metrics import distance
+        from ..progress import step
+
+        torch.set_num_threads(1)
+        episodes = options.test_episodes or TEST_EPISODES
+        model, meta = load(checkpoint)
+        verify_design(design, ["program.npz"])
+        prog = load_program(design / "program.npz")
+        with step(f"roll out {episodes} held-out episodes (float and golden)"):
+            test = L.rollout_steps(model, meta, episodes, seed=TEST_SEED)
+            fig = L.compare(prog, test)
+            golden, _ = L.run_golden(prog, test)
+            pred = golden["pred"] / 2.0**prog.frac_bits
+            loop = L.closed_loop(model, meta, prog, episodes, seed=TEST_SEED)
+        write_outputs(design, float=test["pred"], golden=pred)
+        d = distance(pred, test["pred"])
+        require_finite(d.to_dict(), f"{checkpoint}: golden model")
+        gate = None
+        if options.gate.enabled:
+            tol, _ = tolerance(
+                options.gate,
+                None,
+                {},
+                lsb=2.0**-prog.frac_bits,
+                float_peak=float(np.abs(test["pred"]).max()),
+            )
+            gate = GateCheck("golden next state", d.cosine_mean, d.max_abs_error, tol)
+        if simulated is None and not options.no_rtl:
+            simulated = self.sim(design, replace(options, count=options.count or COMPARE_RTL_RUNS))
+        text = "\n".join(
+            [
+                f"compare: {design.name}, golden (integer engine) vs the float LeWorld step "
+                f"on {fig['steps']} held-out steps ({episodes} episodes)",
+                f"  next state  cos {d.cosine_mean:.5f} (min {d.cosine_min:.5f}), max |err| "
+                f"{d.max_abs_error:.4f}, MSE vs float {fig['pred_mse_vs_float']:.5f}",
+                f"  vs truth    MSE float {fig['float_pred_mse_vs_truth']:.5f} golden "
+                f"{fig['pred_mse_vs_truth']:.5f}",
+                f"  addresses   {fig['address_agreement']:.2%} agree with float, lengths "
+                f"{fig['length_agreement']:.2%}, router mask {fig['mask_agreement']:.2%}",
+                f"closed loop, {episodes} episodes (own info requests, host write-back): "
+                f"mean MSE vs truth float {loop['float_mean_mse']:.4f} engine "
+                f"{loop['engine_mean_mse']:.4f}",
+                "  per step engine " + " ".join(f"{v:.3f}" for v in loop["engine_per_step_mse"]),
+                "  per step float  " + " ".join(f"{v:.3f}" for v in loop["float_per_step_mse"]),
+                rtl_row(simulated),
+                *([gate.line()] if gate else []),
+            ]
+        )
+        doc = {
+            "step": fig,
+            "next_state": d.to_dict(),
+            "closed_loop": loop,
+            "rtl": None if simulated is None else simulated.data,
+            "accuracy_gate": gate.to_dict() if gate else None,
+        }
+        write_compare(design, text, doc)
+        summary = [
+            line(
+                "accuracy",
+                f"{fig['steps']} steps: next state cos {d.cosine_mean:.5f}, MSE vs truth float "
+                f"{fig['float_pred_mse_vs_truth']:.4f} golden {fig['pred_mse_vs_truth']:.4f}, "
+                f"addresses {fig['address_agreement']:.1%} agree",
+            ),
+            line(
+                "rollout",
+                f"closed loop over {episodes} episodes: MSE vs truth float "
+                f"{loop['float_mean_mse']:.4f} engine {loop['engine_mean_mse']:.4f}",
+            ),
+            *([line("gate", gate.line().removeprefix("accuracy gate: "))] if gate else []),
+        ]
+        ok = (gate is None or gate.passed) and (simulated is None or simulated.ok)
+        return JobResult(text, ok, summary, design, doc)
+
+
+def _slots(options: JobOptions) -> None:
+    if options.slots not in (None, 1):
+        raise InputError(
+            f"--slots {options.slots}: a LeWorld step reads its bit memory, so the engine "
+            "runs one slot"
+        )
+
+
+def load(checkpoint: Path):
+    from models.leworld import load_checkpoint
+
+    try:
+        return load_checkpoint(checkpoint)
+    except InputError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise InputError(f"{checkpoint}: cannot load the LeWorld checkpoint ({e})") from e
+
+
+def _build(claim, checkpoint: Path, options: JobOptions) -> JobResult:
+    """Compile the step, then write the engine, program, vectors and manifest."""
+    import torch
+
+    from ..folded import leworld_lower as L
+    from ..folded.engine import engine_cycles, engine_verilog
+    from ..folded.machine import execute, outputs
+    from ..folded.program_io import listing, save_program
+    from ..progress import step
+
+    start = time.monotonic()
+    torch.set_num_threads(1)
+    lanes = options.lanes or LANES
+    episodes = options.test_episodes or TEST_EPISODES
+    model, meta = load(checkpoint)
+    with step(f"roll out {CALIB_EPISODES} + {episodes} episodes of the float model"):
+        calib = L.rollout_steps(model, meta, CALIB_EPISODES, seed=CALIB_SEED)
+        test = L.rollout_steps(model, meta, episodes, seed=TEST_SEED)
+    with step("choose the fixed-point format and compile the step"):
+        frac, tried = L.choose_frac_bits(model, calib)
+        prog = L.compile_step(model, frac)
+    with step(f"golden model on {len(test['step'])} steps"):
+        inputs, bitmem = L.quantize_inputs(prog, test), L.pack_bits(test["mem"])
+        expected = outputs(prog, execute(prog, inputs, bitmem))
+    with step(f"generate the engine's Verilog ({lanes} lanes)"):
+        text = engine_verilog(prog, lanes, TOP)
+        cycles = engine_cycles(prog, lanes)
+    weights = sum(fl.linear.codes.size for fl in prog.linears)
+    plan = (
+        f"LeWorld system step: {len(prog.instrs)} instructions, {weights:,} weights, "
+        f"{prog.depth} data words, bit memory {prog.bit_depth} x 32 bits\n"
+        f"engine: 1 slot x {lanes} MAC lanes, {cycles:,} cycles per step "
+        f"({100e6 / cycles:,.0f} steps/s at 100 MHz); the write-back runs on the host"
+    )
+    with claim.staging() as tmp:
+        (tmp / f"{TOP}.v").write_text(text)
+        save_program(prog, tmp / "program.npz")
+        (tmp / "program.lst").write_text(listing(prog))
+        (tmp / "plan.txt").write_text(plan + "\n")
+        np.savez(
+            tmp / "vectors.npz",
+            **{f"in_{k}": v for k, v in inputs.items()},
+            **{f"out_{k}": v for k, v in expected.items()},
+            bitmem=bitmem,
+            step=test["step"],
+        )
+        doc = {
+            "design": claim.name,
+            "kind": "folded",
+            "architecture": "leworld",
+            "top": TOP,
+            "verilog": [f"{TOP}.v"],
+            "lanes": lanes,
+            "slots": 1,
+            "board": options.board,
+            "cycles_per_run": cycles,
+            "word_bits": prog.word_bits,
+            "frac_bits": prog.frac_bits,
+            "format_search": {str(k): v for k, v in tried.items()},
+            "instructions": len(prog.instrs),
+            "memory_words": prog.depth,
+            "bit_memory_words": prog.bit_depth,
+            "weights": weights,
+            "inputs": prog.inputs,
+            "outputs": prog.outputs,
+            "write_back": "host (bit decoder and memory write after each step)",
+            "normalization": meta.get("normalization"),
+            "checkpoint": str(checkpoint),
+            "test_steps": len(test["step"]),
+            "command": " ".join(sys.argv),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    seconds = time.monotonic() - start
+    out = f"design      {claim.path}\n{plan}\nvectors     {len(test['step'])} held-out steps"
+    summary = line(
+        "RTL",
+        f"{weights:,} weights, {len(prog.instrs)} instructions on 1 slot x {lanes} lanes, "
+        f"{cycles:,} cycles per step",
+    )
+    return JobResult(f"{out}\n({seconds:.0f} s)", True, [summary], claim.path, doc)
+
+
+ADAPTER = LeworldAdapter()
