@@ -8,7 +8,7 @@ and the LeWM `rtl` instead of passing as bit-exact.
 
 Record (or refresh) it with:
 
-    python -m hwgen.expected CHECKPOINT [CHECKPOINT ...]
+    python -m hwgen.expected [--board BOARD] CHECKPOINT [CHECKPOINT ...]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .boards import get_any_board
 from .errors import HwgenError, InputError
 
 FILE_NAME = "expected_accuracy.json"
@@ -80,8 +81,11 @@ def _number(doc: dict, key: str, path: Path) -> float:
     return float(value)
 
 
-def measure(checkpoint: Path) -> dict[str, Any]:
-    """Build the design in a scratch folder with default options and measure golden vs float."""
+def measure(checkpoint: Path, board: str | None = None) -> dict[str, Any]:
+    """Build the design in a scratch folder with default options and measure golden vs float.
+
+    `board`: the board a folded engine is planned for (its lanes and slots; the arithmetic,
+    and so the figures, do not depend on it); None: FoldedOptions' default."""
     from .checkpoint import checkpoint_architecture
     from .gate import GateOptions
 
@@ -90,7 +94,7 @@ def measure(checkpoint: Path) -> dict[str, Any]:
         if checkpoint_architecture(checkpoint) == "lewm":
             from .folded.design import FoldedOptions, build_folded_rtl, gate_options
 
-            opts = FoldedOptions()
+            opts = FoldedOptions() if board is None else FoldedOptions(board=board)
             acc = build_folded_rtl(checkpoint, Path(tmp), "expected", opts, off).accuracy
             golden = {
                 "cosine_mean": acc.cos_mean,
@@ -122,9 +126,9 @@ def _doc(checkpoint: Path, where: str, samples: int, options: dict, golden: dict
     }
 
 
-def record(checkpoint: Path) -> Path:
+def record(checkpoint: Path, board: str | None = None) -> Path:
     """Measure and write <checkpoint>/expected_accuracy.json; returns its path."""
-    doc = measure(checkpoint)
+    doc = measure(checkpoint, board)
     path = expected_path(checkpoint)
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
@@ -133,10 +137,16 @@ def record(checkpoint: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint folders")
+    p.add_argument(
+        "--board",
+        help="board a folded engine is planned for (default: the folded engine's default)",
+    )
     args = p.parse_args(argv)
     try:
+        if args.board is not None:
+            get_any_board(args.board)  # a typo names the known boards before any work
         for ckpt in args.checkpoints:
-            path = record(ckpt)
+            path = record(ckpt, args.board)
             g = json.loads(path.read_text())["golden"]
             print(f"{path}: cosine {g['cosine_mean']:.5f}, max |err| {g['max_abs_error']:.4f}")
     except (HwgenError, OSError) as e:

@@ -260,3 +260,15 @@ def test_tool_timeout_reaches_the_tool(design, capsys, monkeypatch, tmp_path, ar
     (line,) = messages(capsys.readouterr().err)
     assert line.startswith("hwgen: error: ") and "timed out after 1 s" in line, line
     assert time.monotonic() - t0 < 30
+
+
+def test_max_depth_names_every_layer_that_fails_with_its_smallest_depth(design, capsys):
+    """One error lists each layer over the bound and the depth it needs; that depth works."""
+    ckpt, out = design
+    argv = ["--out", str(out), "rtl", str(ckpt), "--design", "deep", *SMALL]
+    assert main([*argv, "--max-depth", "6"]) == 2
+    (line,) = messages(capsys.readouterr().err)
+    assert line.endswith(
+        "is too shallow for 1 of 2 layers; smallest feasible depth: layer 1 (3x12) 7"
+    )
+    assert main([*argv, "--max-depth", "7"]) == 0

@@ -25,7 +25,7 @@ from .folded import FoldedAdapter, rtl_row, sim_result, write_compare, write_out
 LANES = 4  # the bit memory keeps the engine to one slot; 4 lanes is what its tests run
 TEST_EPISODES = 16  # 20 steps each: 320 test steps
 CALIB_EPISODES, CALIB_SEED, TEST_SEED = 16, 4242, 777  # as tests/test_leworld_hardware.py
-COMPARE_RTL_RUNS = 4
+COMPARE_RTL_RUNS = 2  # a step is ~10^5 cycles: `sim` is the job for many
 TOP = "folded_engine"
 
 
@@ -88,7 +88,12 @@ class LeworldAdapter(FoldedAdapter):
                 top=manifest.get("top", TOP),
                 tool_timeout=options.tool_timeout,
             )
-        r.update(design=str(design), simulator=simulator, lanes=lanes, slots=1)
+        from ..stream.model import batch_cycles
+
+        r.update(
+            design=str(design), simulator=simulator, lanes=lanes, slots=1,
+            model_batch_cycles=batch_cycles(prog, lanes, 1),
+        )  # fmt: skip
         (design / f"sim_results_{simulator}.json").write_text(json.dumps(r, indent=2) + "\n")
         return sim_result(r, design)
 

@@ -1,0 +1,119 @@
+"""One front door: an adapter per architecture, and the four jobs on every committed
+checkpoint (hwgen/adapters/). The CI cases run each checkpoint's rtl, sim and compare at a
+small size (`flow --skip-synth`); the full flow, synthesis included, is slow."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from hwgen.adapters import ADAPTERS, for_checkpoint, for_design
+from hwgen.cli import main
+from hwgen.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+CKPTS = ROOT / "models" / "checkpoints"
+# Small: a few vectors, one test episode, the fastest simulator for each design.
+SMALL = {
+    "dynamics_mlp": ["--random-vectors", "40", "--real-vectors", "20", "--samples", "60"],
+    "lewm_tiny": ["--test-episodes", "1", "--slots", "1", "--lanes", "8", "--count", "1",
+                  "--simulator", "icarus"],
+    "leworld_tiny": ["--test-episodes", "1", "--lanes", "16", "--count", "1"],
+}  # fmt: skip
+
+
+def messages(err: str) -> list[str]:
+    return [line for line in err.splitlines() if not line.startswith("[hwgen]")]
+
+
+def test_the_three_families_are_registered():
+    assert set(ADAPTERS) >= {"mlp", "lewm", "leworld"}
+    for name in ("dynamics_mlp", "lewm_tiny", "leworld_tiny"):
+        arch = json.loads((CKPTS / name / "config.json").read_text())["architecture"]
+        assert for_checkpoint(CKPTS / name) is ADAPTERS[arch]
+
+
+def test_an_unknown_architecture_is_one_line_naming_the_file(tmp_path, capsys):
+    ckpt = tmp_path / "lm"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text('{"architecture": "lm_v9"}')
+    (ckpt / "model.safetensors").write_bytes(b"")
+    assert main(["--out", str(tmp_path / "o"), "rtl", str(ckpt)]) == 2
+    (line,) = messages(capsys.readouterr().err)
+    assert f"{ckpt / 'config.json'}: architecture 'lm_v9' has no hwgen adapter" in line
+    assert "registered: mlp (hardwired), lewm (folded), leworld (folded)" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "manifest,arch",
+    [
+        ({"layers": [], "top": "t"}, "mlp"),
+        ({"kind": "folded", "top": "folded_engine"}, "lewm"),  # designs from before the key
+        ({"kind": "folded", "architecture": "leworld"}, "leworld"),
+    ],
+)
+def test_a_design_finds_the_adapter_that_made_it(manifest, arch):
+    assert for_design(Path("d"), manifest) is ADAPTERS[arch]
+
+
+def test_a_design_no_adapter_made_is_refused():
+    with pytest.raises(InputError, match="no registered adapter made this design"):
+        for_design(Path("d"), {"kind": "systolic"})
+
+
+@pytest.mark.parametrize("module", ["hwgen/cli.py", "hwgen/flow.py"])
+def test_the_cli_and_flow_have_no_per_architecture_branches(module):
+    """No architecture or design-kind name as a constant: only the adapters know them."""
+    names = {*ADAPTERS, "folded", "hardwired"}
+    tree = ast.parse((ROOT / module).read_text())
+    found = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+    ]
+    assert not found, f"{module} branches on {found}"
+
+
+def test_expected_refuses_an_unknown_board(capsys):
+    from hwgen.expected import main as expected_main
+
+    assert expected_main(["--board", "nexys", str(CKPTS / "lewm_tiny")]) == 2
+    assert "unknown board 'nexys'; known boards: arty-a7-35" in capsys.readouterr().err
+
+
+def _flow(name: str, out: Path, *extra: str) -> list[str]:
+    return ["--out", str(out), "flow", str(CKPTS / name), *SMALL[name], *extra]
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("name", list(SMALL))
+def test_rtl_sim_compare_on_every_committed_checkpoint(name, tmp_path, capsys):
+    """`hwgen flow --skip-synth` runs rtl, sim and compare; the RTL is bit-exact against the
+    golden and compare writes the model's task metric."""
+    out = tmp_path / "rtl_out"
+    assert main(_flow(name, out, "--skip-synth")) == 0, capsys.readouterr()
+    text = capsys.readouterr().out
+    design = out / name
+    assert "result    OK" in text and "PASS" in text
+    assert {"compare.txt", "compare.json", "report.html", "flow_summary.txt"} <= {
+        p.name for p in design.iterdir()
+    }
+    task = {"dynamics_mlp": "task mse", "lewm_tiny": "rollout", "leworld_tiny": "closed loop"}
+    assert task[name] in (design / "compare.txt").read_text()
+    assert main(["--out", str(out), "report", name]) == 0
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SMALL))
+def test_full_flow_with_synthesis_on_every_committed_checkpoint(name, tmp_path, capsys):
+    out = tmp_path / "rtl_out"
+    code = main(_flow(name, out))
+    text = capsys.readouterr().out
+    assert "verdict" in text or "synth" in text
+    assert code == 0, text[-3000:]
