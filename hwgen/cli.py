@@ -442,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--simulator", help="icarus or verilator (default: the adapter's)")
     f.add_argument("--count", type=_COUNT, help="folded designs: only the first N runs")
+    f.add_argument(
+        "--samples", type=_COUNT, default=2000, help="MLP compare: real samples (default 2000)"
+    )
     f.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
     f.add_argument("--skip-synth", action="store_true")
     _add_tool_timeout(f)
