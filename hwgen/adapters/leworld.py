@@ -118,6 +118,7 @@ class LeworldAdapter(FoldedAdapter):
         from ..progress import step
 
         torch.set_num_threads(1)
+        _slots(options)
         episodes = options.test_episodes or TEST_EPISODES
         model, meta = load(checkpoint)
         verify_design(design, ["program.npz"])
@@ -189,6 +190,13 @@ class LeworldAdapter(FoldedAdapter):
 
 
 def _slots(options: JobOptions) -> None:
+    """Bounds on lanes (FoldedOptions' own) and episodes, and the one slot, before any work."""
+    from ..folded.design import MAX_EPISODES, FoldedOptions
+    from ..limits import check_count
+
+    FoldedOptions(lanes=options.lanes)
+    if options.test_episodes is not None:
+        check_count(options.test_episodes, "--test-episodes", 1, MAX_EPISODES)
     if options.slots not in (None, 1):
         raise InputError(
             f"--slots {options.slots}: a LeWorld step reads its bit memory, so the engine "
