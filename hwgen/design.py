@@ -31,7 +31,7 @@ from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
 from .quant.q4 import quantize_q4
 from .rtl.pipeline import HardwiredPipeline
-from .solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph
+from .solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph, solve_layer
 from .vectors import MAX_RANDOM_VECTORS, VECTOR_BYTES_MIN, make_vectors, write_vectors
 
 HANDSHAKE = (
@@ -222,9 +222,12 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
         program = lower(name, layers, calib, options.lowering)
     top = f"{name}_top"
     with step("solve adder graphs" + (" with CSE" if options.cse else ""), heartbeat_s=30):
-        pipeline = HardwiredPipeline(
-            program, options.register_every, cse=options.cse, max_depth=options.max_depth
-        )
+        solved = [
+            solve_layer(layer, options.register_every, options.cse, options.max_depth)
+            for layer in program.layers
+        ]
+    # Emitted from the graphs that are saved, as `bitstream` and the board tops emit them.
+    pipeline = HardwiredPipeline(program, solved=solved)
     with step(f"generate Verilog for {top} (Amaranth)"):
         t0 = time.monotonic()
         text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()
@@ -233,7 +236,6 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
     with claim.staging() as tmp, step("write golden vectors and manifest"):
         (tmp / f"{top}.v").write_text(text)
         program.save(tmp / "program.npz")
-        solved = [layer.solved for layer in pipeline.layers]
         save_graphs(tmp / GRAPH_FILE, solved, program.constants_sha256())
         real = (
             real_inputs(ckpt.config, options.n_real, options.seed + 1)

@@ -228,6 +228,15 @@ def no_solver(monkeypatch) -> None:
     monkeypatch.setattr(hwgen.solve, "build_starts", refuse)
 
 
+def test_rtl_emits_the_graphs_it_saves(tmp_path, monkeypatch):
+    """`hwgen rtl` solves once and hands those graphs to the pipeline: the pipeline's own
+    solver call is never made."""
+    monkeypatch.setattr(hwgen.rtl.linear, "solve_layer", lambda *a, **k: 1 / 0)
+    ckpt = write_mlp(tmp_path / "ck", [4, 3])
+    build_rtl(ckpt, tmp_path / "out", "t", RtlOptions(n_random=4, n_real=0))
+    assert check_solved(tmp_path / "out" / "t") == (0, 4)
+
+
 def test_rtl_saves_a_hashed_graph_equal_to_the_golden(design):
     assert GRAPH_FILE in recorded_hashes(design)
     assert read_manifest(design)["solved_graph"] == GRAPH_FILE
