@@ -46,14 +46,17 @@ import numpy as np
 
 from benchmarks.machine import cpu_model
 from benchmarks.md_table import read_rows
+from hwgen.arith.ternary import fuse_ternary
 from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
 from hwgen.rtl.graph_verilog import emit_verilog
-from hwgen.solve import solve_layer
+from hwgen.rtl.linear import ADDERS
+from hwgen.solve import LayerGraph, solve_layer
 from hwgen.synth import synthesize
 from sim.runner import simulator_env
 
 HERE = Path(__file__).parent
 OUT = HERE / "out" / "vs_da4ml"
+PRIMS = HERE.parent / "sim" / "xilinx_prims.v"
 IN_BITS = 8
 SCALE_BITS = 10  # significant bits of a layer's largest scale, as hwgen.lower makes them
 BLOCK = 32
@@ -158,13 +161,28 @@ def out_width(w: np.ndarray) -> int:
     return bound.bit_length() + 1
 
 
-def hwgen_design(codes, scales, folder: Path, register_every: int) -> dict:
+def hwgen_designs(codes, scales, folder: Path, register_every: int) -> dict[str, dict]:
+    """hwgen's design with two-operand adders and the same graph with adder pairs fused
+    into three-operand LUT6_2 + CARRY4 adders (arith/ternary): tools "hwgen binary" and
+    "hwgen ternary". The ternary compile time includes the solve it shares."""
     t0 = time.monotonic()
     lg = solve_layer(q4_layer(codes, scales), register_every, cse=True)
+    solved_s = time.monotonic() - t0
     ow = out_width(effective(codes, scales))
-    core = emit_verilog(lg, "hw_core", ow, raw_acc=True)
-    seconds = time.monotonic() - t0
-    n_in, n_out = codes.shape[1], codes.shape[0]
+    designs = {}
+    for tool in ("hwgen binary", "hwgen ternary"):
+        t0 = time.monotonic()
+        graph = fuse_ternary(lg) if tool == "hwgen ternary" else lg
+        core = emit_verilog(graph, "hw_core", ow, raw_acc=True)
+        seconds = solved_s + time.monotonic() - t0
+        designs[tool] = write_hwgen(graph, core, ow, codes.shape, folder / tool.split()[1])
+        designs[tool]["compile_s"] = round(seconds, 3)
+    return designs
+
+
+def write_hwgen(lg: LayerGraph, core: str, ow: int, shape: tuple[int, int], folder: Path) -> dict:
+    """Write a hwgen core and its testbench wrapper; the design's row fields."""
+    n_out, n_in = shape
     wrapper = [
         f"module hw_top(input clk, input [{n_in * IN_BITS - 1}:0] model_inp, "
         f"output [{n_out * ow - 1}:0] model_out);",
@@ -173,14 +191,16 @@ def hwgen_design(codes, scales, folder: Path, register_every: int) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "hw_core.v").write_text(core)
     (folder / "hw_top.v").write_text("\n".join([*wrapper, "endmodule", ""]))
+    # The cell models are for the simulator only; Yosys maps the real primitives.
+    models = [PRIMS] if lg.graph.ternary else []
     return {
         "adders": lg.graph.adders,
+        "ternary": lg.graph.ternary,
         "depth": lg.graph.depth(),
         "estimate": lg.graph.lut_estimate(),
-        "compile_s": round(seconds, 3),
         "files": [folder / "hw_core.v"],
         "top": "hw_core",
-        "tb_files": [folder / "hw_core.v", folder / "hw_top.v"],
+        "tb_files": [folder / "hw_core.v", folder / "hw_top.v", *models],
         "tb_top": "hw_top",
         "out_width": ow,
     }
@@ -356,11 +376,16 @@ def run_case(
     synth: bool,
     register_every: int,
     synth_folded: bool = False,
+    adders: str = "ternary",
 ) -> list[dict]:
-    """Build, check and synthesize every tool's design; one row per design."""
+    """Build, check and synthesize every tool's design; one row per design.
+
+    The `hwgen` row is hwgen with `adders`; the other form is its `hwgen <form>` control.
+    """
     w = effective(codes, scales)
     folder = OUT / name.replace(" ", "_")  # make (Verilator) dislikes spaces
-    hw = hwgen_design(codes, scales, folder / "hwgen", register_every)
+    forms = hwgen_designs(codes, scales, folder / "hwgen", register_every)
+    hw = forms.pop(f"hwgen {adders}")
     dc = depth_matched_dc(codes, scales, hw["depth"])
     builds: list[tuple[str, Callable[[Path], dict], bool]] = [
         ("da4ml", lambda f: da4ml_design(codes, scales, f, register_every, trace_structured), True),
@@ -377,7 +402,7 @@ def run_case(
     ]
     if (scales == 1).all():
         builds.pop()  # folded and structured are the same input
-    designs = [("hwgen", hw, True)]
+    designs = [("hwgen", hw, True), *((t, d, True) for t, d in forms.items())]
     designs += [
         (t, make(folder / t.replace(" ", "_").replace("=", "")), s) for t, make, s in builds
     ]
@@ -393,6 +418,7 @@ def run_case(
             "case": name,
             "tool": tool,
             "adders": d["adders"],
+            "ternary": d.get("ternary", 0),
             "depth": d["depth"],
             "latency": lat,
             "estimate": d["estimate"],
@@ -462,6 +488,7 @@ COLUMNS = [
     "case",
     "tool",
     "adders",
+    "ternary",
     "depth",
     "latency",
     "estimate",
@@ -479,7 +506,7 @@ COLUMNS = [
 def row_order(row: dict) -> tuple:
     """Cases in the order run; hwgen above the da4ml rows of its case."""
     tool = row["tool"]
-    ranks = {"hwgen": 0, "da4ml": 1, "da4ml folded": 3}
+    ranks = {"hwgen": 0, "hwgen binary": 1, "hwgen ternary": 1, "da4ml": 2, "da4ml folded": 4}
     rank = ranks.get(tool, 3)
     return (row.get("_order", 0), row["case"], rank)
 
@@ -576,10 +603,10 @@ def cases(quick: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return found
 
 
-def run_one(job: tuple[int, str, np.ndarray, np.ndarray, bool, int, bool]) -> list[dict]:
+def run_one(job: tuple[int, str, np.ndarray, np.ndarray, bool, int, bool, str]) -> list[dict]:
     """One case in a worker process: its rows, each tagged with the case's position."""
-    order, name, codes, scales, synth, register_every, synth_folded = job
-    rows = run_case(name, codes, scales, synth, register_every, synth_folded)
+    order, name, codes, scales, synth, register_every, synth_folded, adders = job
+    rows = run_case(name, codes, scales, synth, register_every, synth_folded, adders)
     return [{**r, "_order": order} for r in rows]
 
 
@@ -593,6 +620,12 @@ def main() -> None:
     p.add_argument("--no-speed", action="store_true", help="skip the compile speed control")
     p.add_argument("--register-every", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="cases run in parallel processes")
+    p.add_argument(
+        "--adders",
+        choices=ADDERS,
+        default="ternary",
+        help="hwgen's adder form judged against da4ml (the other is a control row)",
+    )
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     header = (
@@ -604,7 +637,7 @@ def main() -> None:
     if speed:
         print(json.dumps(speed), flush=True)
     jobs = [
-        (i, name, codes, scales, not a.no_synth, a.register_every, a.synth_folded)
+        (i, name, codes, scales, not a.no_synth, a.register_every, a.synth_folded, a.adders)
         for i, (name, codes, scales) in enumerate(cases(a.quick))
     ]
     rows: list[dict] = []

@@ -1,6 +1,6 @@
 """Pipelined adder graphs: the integer solver output that both RTL emitters read.
 
-A graph holds inputs, two-operand adders and delay registers. Every value carries an
+A graph holds inputs, two- and three-operand adders and delay registers. Every value carries an
 exact interval (so widths are exact), the clock cycle at which it is valid and its
 combinational adder depth within that cycle. Adding two values from different cycles
 delays the earlier one; a value reaching `register_every` adder levels is registered.
@@ -36,7 +36,9 @@ class Node:
     """One value of the graph.
 
     kind "input": layer input `index`; "add": a << a_shift ± b << b_shift (b subtracted when
-    `sub`); "delay": `a` held one more cycle. `registered` means the value leaves a register.
+    `sub`); "add3": the same ± c << c_shift (c subtracted when `c_sub`; made by
+    arith/ternary from two fused adds); "delay": `a` held one more cycle. `registered`
+    means the value leaves a register.
     """
 
     kind: str
@@ -51,6 +53,9 @@ class Node:
     a_shift: int = 0
     b_shift: int = 0
     sub: bool = False
+    c: int = -1
+    c_shift: int = 0
+    c_sub: bool = False
 
     @property
     def width(self) -> int:
@@ -75,7 +80,13 @@ class AdderGraph:
 
     @property
     def adders(self) -> int:
-        return sum(n.kind == "add" for n in self.nodes)
+        """Adder nodes, two- and three-operand alike."""
+        return sum(n.kind in ADDS for n in self.nodes)
+
+    @property
+    def ternary(self) -> int:
+        """Three-operand adder nodes."""
+        return sum(n.kind == "add3" for n in self.nodes)
 
     def lut_estimate(self) -> int:
         """LUT6 cells of the adders on carry chains, as Yosys maps them for Xilinx.
@@ -87,8 +98,10 @@ class AdderGraph:
         """
         return sum(
             max(n.width - max(n.a_shift, n.b_shift) - 1 + n.sub, 1)
-            for n in self.nodes
             if n.kind == "add"
+            else max(n.width - ternary_low_bits(n), 1)
+            for n in self.nodes
+            if n.kind in ADDS
         )
 
     def depth(self) -> int:
@@ -99,8 +112,10 @@ class AdderGraph:
                 depth.append(0)
             elif n.kind == "delay":
                 depth.append(depth[n.a])
-            else:
+            elif n.kind == "add":
                 depth.append(1 + max(depth[n.a], depth[n.b]))
+            else:
+                depth.append(1 + max(depth[n.a], depth[n.b], depth[n.c]))
         return max(depth, default=0)
 
     def _new(self, node: Node) -> int:
@@ -172,6 +187,47 @@ class AdderGraph:
         )
         return Ref(self._new(node), s, x.neg and y.neg)
 
+    def _aligned(self, *refs: Ref) -> list[Ref]:
+        """`refs` all valid in the cycle of the latest (the earlier ones delayed)."""
+        cycle = max(self.nodes[r.node].cycle for r in refs)
+        return [r if self.nodes[r.node].cycle == cycle else self.delayed(r, cycle) for r in refs]
+
+    def add3(self, x: Ref, y: Ref, z: Ref) -> Ref:
+        """x + y + z as one three-operand adder; at most two operands are subtracted.
+
+        Negations move into the wiring when all three are negated, so the adder's
+        constant correction (one per subtracted operand) fits its two carry inputs.
+        """
+        x, y, z = sorted(self._aligned(x, y, z), key=lambda r: r.neg)
+        neg = x.neg
+        if neg:  # all three negated: -(x + y + z)
+            x, y, z = (Ref(r.node, r.shift, False) for r in (x, y, z))
+        s = min(x.shift, y.shift, z.shift)
+        nx, ny, nz = self.nodes[x.node], self.nodes[y.node], self.nodes[z.node]
+        lo, hi = 0, 0
+        for r, n in ((x, nx), (y, ny), (z, nz)):
+            rlo, rhi = n.lo << (r.shift - s), n.hi << (r.shift - s)
+            lo, hi = (lo - rhi, hi - rlo) if r.neg else (lo + rlo, hi + rhi)
+        level = max(nx.level, ny.level, nz.level) + 1
+        registered = level >= self.register_every
+        node = Node(
+            "add3",
+            lo,
+            hi,
+            cycle=nx.cycle + registered,
+            level=0 if registered else level,
+            registered=registered,
+            a=x.node,
+            b=y.node,
+            c=z.node,
+            a_shift=x.shift - s,
+            b_shift=y.shift - s,
+            c_shift=z.shift - s,
+            sub=y.neg,
+            c_sub=z.neg,
+        )
+        return Ref(self._new(node), s, neg)
+
     def sum(self, refs: list[Ref]) -> Ref | None:
         """Sum of `refs` (None if empty): always combine the two earliest-available terms.
 
@@ -194,3 +250,16 @@ class AdderGraph:
         node = self.nodes[ref.node]
         sign = int(ref.neg) if self.same_sign_first else 0
         return (node.cycle, node.level, sign, ref.shift, order, ref)
+
+
+ADDS = ("add", "add3")
+
+
+def ternary_low_bits(n: Node) -> int:
+    """Low result bits of an "add3" node that are wiring: those below the second-lowest
+    shift when a single operand, not subtracted, sits at the lowest (the others are zero
+    there); 0 otherwise."""
+    shifts = sorted([(n.a_shift, 0), (n.b_shift, 1), (n.c_shift, 2)])
+    (low, k), (second, _) = shifts[0], shifts[1]
+    negated = (False, n.sub, n.c_sub)[k]
+    return min(second, n.width) if low < second and not negated else 0

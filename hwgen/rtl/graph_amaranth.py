@@ -28,6 +28,9 @@ def emit_amaranth(m: Module, lg: LayerGraph, en: Value, x: list[Value], y: list[
         else:
             b = sigs[n.b] << n.b_shift if n.b_shift else sigs[n.b]
             expr = a - b if n.sub else a + b
+        if n.kind == "add3":  # the value of the cells rtl/ternary_verilog writes
+            c = sigs[n.c] << n.c_shift if n.c_shift else sigs[n.c]
+            expr = expr - c if n.c_sub else expr + c
         if n.registered:
             with m.If(en):
                 m.d.sync += sig.eq(expr)

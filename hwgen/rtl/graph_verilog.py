@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..solve import LayerGraph
 from .requant import requant_row
+from .ternary_verilog import add3_instance, add3_module
 
 
 def _lit(value: int) -> str:
@@ -63,14 +64,19 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
             continue
         name = f"n{i}"
         names.append(name)
-        a = _operand(names[n.a], n.a_shift)
-        expr = (
-            a
-            if n.kind == "delay"
-            else f"{a} {'-' if n.sub else '+'} " + _operand(names[n.b], n.b_shift)
-        )
+        if n.kind == "add3":
+            cells, expr = add3_instance(i, n, names, f"{module}_add3")
+        else:
+            cells = []
+            a = _operand(names[n.a], n.a_shift)
+            expr = (
+                a
+                if n.kind == "delay"
+                else f"{a} {'-' if n.sub else '+'} " + _operand(names[n.b], n.b_shift)
+            )
         kind = "reg" if n.registered else "wire"
         decl.append(f"  {kind} signed [{n.width - 1}:0] {name};")
+        decl += cells
         (seq if n.registered else comb).append(
             f"      {name} <= {expr};" if n.registered else f"  assign {name} = {expr};"
         )
@@ -106,8 +112,10 @@ def emit_verilog(lg: LayerGraph, module: str, out_width: int, raw_acc: bool = Fa
             f"      y__{row} <= (s{row} > {hi}) ? {hi} : (s{row} < {lo}) ? {lo} : "
             f"s{row}[{out_width - 1}:0];"
         )
+    helper = [add3_module(f"{module}_add3")] if g.ternary else []
     return "\n".join(
         [
+            *helper,
             f"module {module}(clk, en, x, y);",
             *decl,
             *comb,

@@ -6,6 +6,7 @@ from amaranth.hdl import ClockSignal, Instance, Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..arith.ternary import fuse_ternary
 from ..ir import Layer
 from ..solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph, solve_layer
 from .graph_amaranth import emit_amaranth
@@ -13,6 +14,9 @@ from .graph_verilog import emit_verilog
 
 BACKENDS = ("verilog", "amaranth")
 DEFAULT_BACKEND = BACKENDS[0]
+# "ternary" fuses adder pairs into LUT6_2 + CARRY4 three-operand adders (arith/ternary);
+# its Verilog instantiates those cells, so simulators also read sim/xilinx_prims.v.
+ADDERS = ("binary", "ternary")
 
 
 class HardwiredQ4Linear(wiring.Component):
@@ -34,6 +38,7 @@ class HardwiredQ4Linear(wiring.Component):
     max_depth : at most this many adders on any path (None: no bound).
     solved : the layer's graph, already solved (graph.npz): emitted as it is, and the
         three solver options above are not used.
+    adders : "binary" (default) or "ternary": fuse adder pairs into three-operand adders.
 
     Attributes
     ----------
@@ -52,9 +57,12 @@ class HardwiredQ4Linear(wiring.Component):
         cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
         solved: LayerGraph | None = None,
+        adders: str = "binary",
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if adders not in ADDERS:
+            raise ValueError(f"unknown adders {adders!r}; choose from {', '.join(ADDERS)}")
         self.layer = layer
         self.backend = backend
         self.core_name = core_name
@@ -63,8 +71,10 @@ class HardwiredQ4Linear(wiring.Component):
         self.solved = (
             solved if solved is not None else solve_layer(layer, register_every, cse, max_depth)
         )
-        self.latency = self.solved.latency
-        self.adders = self.solved.graph.adders
+        # The solved graph stays as solved (graph.npz saves it); the emitted one may fuse.
+        self.emitted = fuse_ternary(self.solved) if adders == "ternary" else self.solved
+        self.latency = self.emitted.latency
+        self.adders = self.emitted.graph.adders
         lin = layer.linear
         super().__init__(
             {
@@ -81,14 +91,14 @@ class HardwiredQ4Linear(wiring.Component):
 
     def core_verilog(self) -> str:
         """The Verilog module instantiated by the "verilog" backend."""
-        return emit_verilog(self.solved, self.core_name, self.layer.requant.out_format.width)
+        return emit_verilog(self.emitted, self.core_name, self.layer.requant.out_format.width)
 
     def elaborate(self, platform) -> Module:
         m = Module()
         if self.backend == "amaranth":
             x = [self.x[j] for j in range(len(self.x))]
             y = [self.y[r] for r in range(len(self.y))]
-            emit_amaranth(m, self.solved, self.en, x, y)
+            emit_amaranth(m, self.emitted, self.en, x, y)
             return m
         m.submodules.core = Instance(
             self.core_name,

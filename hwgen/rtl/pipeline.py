@@ -39,6 +39,7 @@ class HardwiredPipeline(wiring.Component):
         cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
         solved: list[LayerGraph] | None = None,
+        adders: str = "binary",
     ):
         self.program = program
         if solved is not None and len(solved) != len(program.layers):
@@ -52,6 +53,7 @@ class HardwiredPipeline(wiring.Component):
                 cse,
                 max_depth,
                 None if solved is None else solved[n],
+                adders=adders,
             )
             for n, layer in enumerate(program.layers)
         ]
