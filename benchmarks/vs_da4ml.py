@@ -600,7 +600,8 @@ def cases(quick: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
         found.append((f"trained-like {out}x{n_in} codes", codes, np.ones_like(_)))
     if not quick and LEWM.is_dir():
         found += lewm_cases(LEWM)[:1]
-    return found
+    # smallest first: with --jobs, the largest case is not left running alone at the end
+    return sorted(found, key=lambda c: c[1].size * (1 + (c[2] != 1).any()))
 
 
 def run_one(job: tuple[int, str, np.ndarray, np.ndarray, bool, int, bool, str]) -> list[dict]:

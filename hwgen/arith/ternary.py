@@ -67,15 +67,26 @@ def _fused_rank(ts: list[Term], k: int, terms: dict[int, list[Term]], depth, nod
 def _rebuild(
     lg: LayerGraph, terms: dict[int, list[Term]], absorbed: set[int], base: list[int]
 ) -> LayerGraph:
-    """A new graph of the surviving adders, scheduled and aligned as the solver does."""
+    """A new graph of the surviving adders, aligned as the solver does.
+
+    With a register after every adder, each adder is placed as late as its consumers
+    allow (its operands are delayed instead of its result): the fused graph's paths
+    differ in length more than the binary one's, and as soon as possible left long
+    alignment delays on adder results, which Yosys maps to SRL16E LUTs (trained-like
+    64x32: 1,002 SRL16E as soon as possible, 28 as late as possible). Otherwise each
+    adder follows its operands, as in the solver.
+    """
     old = lg.graph
     g = AdderGraph(old.register_every, old.same_sign_first)
+    late = _latest(lg, terms, absorbed, base) if old.register_every == 1 else {}
     new: dict[int, Ref] = {}
     for i, n in enumerate(old.nodes):
         if n.kind == "input":
             new[i] = g.input(n.index, n.lo, n.hi)
         elif i in terms and i not in absorbed:
             refs = [new[m].scaled(-1 if neg else 1, s) for m, s, neg in terms[i]]
+            if i in late:
+                refs = [g.delayed(r, late[i] - 1) for r in refs]
             new[i] = g.add(*refs) if len(refs) == 2 else g.add3(*refs)
     accs = [
         None if a is None else new[base[a.node]].scaled(-1 if a.neg else 1, a.shift) for a in lg.acc
@@ -83,3 +94,22 @@ def _rebuild(
     cycle = max((g.nodes[g.registered(a).node].cycle for a in accs if a is not None), default=0)
     accs = [None if a is None else g.delayed(a, cycle) for a in accs]
     return LayerGraph(lg.layer, g, accs, cycle)
+
+
+def _latest(
+    lg: LayerGraph, terms: dict[int, list[Term]], absorbed: set[int], base: list[int]
+) -> dict[int, int]:
+    """The latest cycle of each adder (one register per adder) that keeps the latency:
+    each output's adder at the last cycle, every other one before its earliest consumer."""
+    kept = [i for i in terms if i not in absorbed]
+    stage: dict[int, int] = {}
+    for i in kept:
+        stage[i] = 1 + max(stage.get(m, 0) for m, _, _ in terms[i])
+    outs = {base[a.node] for a in lg.acc if a is not None}
+    last = max((stage.get(m, 0) for m in outs), default=0)
+    late = {i: last for i in outs if i in stage}
+    for i in reversed(kept):
+        for m, _, _ in terms[i]:
+            if m in stage:
+                late[m] = min(late.get(m, last), late[i] - 1)
+    return late
