@@ -555,7 +555,9 @@ def load() -> str:
     return f"load average {one:.2f} (1 min) / {five:.2f} (5 min)"
 
 
-def write_table(rows: list[dict], header: str, speed: dict | None) -> None:
+def write_table(rows: list[dict], header: str, speed: dict | None, notes: str = "") -> None:
+    """Write VS_DA4ML.md: the header, the protocol, the table, the speed control and
+    `notes` (text about the run that the numbers alone do not say)."""
     text = table(rows)
     speed_text = ""
     if speed:
@@ -575,15 +577,20 @@ def write_table(rows: list[dict], header: str, speed: dict | None) -> None:
         "32); a register after every adder level (da4ml latency_cutoff=1); both designs "
         "checked against numpy in Verilator (mismatches over 200 vectors; latency in "
         "cycles found by simulation); Yosys synth_xilinx -flatten on xc7a100t (lut "
-        "includes srl, da4ml's SRL16E delay lines); depth = adders on the longest path; "
-        "estimate = each tool's own LUT model. Tools: `da4ml` is the fair baseline, da4ml "
+        "includes srl, the SRL16E delay lines); depth = adders on the longest path, a "
+        "three-operand adder counting as one (it is one carry chain and one register "
+        "level); estimate = each tool's own LUT model. Tools: `hwgen` is hwgen with the "
+        "adder form of `--adders` (three-operand LUT6_2 + CARRY4 adders by default, "
+        "`ternary` = how many of its adders are three-operand), `hwgen binary` / `hwgen "
+        "ternary` the other form from the same solved graph, a control; `da4ml` is the "
+        "fair baseline, da4ml "
         "given the block structure (per block a CMVM over the codes, per row a CMVM over "
         "the partial sums with the row's scales), default settings; `da4ml dc=K` the same "
         "with hard_dc=K, the K whose depth is closest to hwgen's from below at the lowest "
         "cost; `da4ml folded` gets the folded matrix code x scale, which hides the "
         "structure (what the earlier benchmark measured; not a fair baseline). The last "
         "column is hwgen's LUTs over the row's; on hwgen's row, over the depth-matched "
-        "row.\n\n" + text + speed_text
+        "row.\n\n" + text + speed_text + notes
     )
     print(text)
 
