@@ -151,7 +151,7 @@ def test_cell_adder_matches_integers(tmp_path):
         widths, shifts, negs = adder_case(rng)
         if k == 0:
             widths, shifts, negs = [16, 16, 16], [0, 0, 0], [False, True, True]
-        g = AdderGraph()
+        g = AdderGraph(1)
         refs = [
             g.input(j, -(1 << (w - 1)), (1 << (w - 1)) - 1).scaled(-1 if n else 1, s)
             for j, (w, s, n) in enumerate(zip(widths, shifts, negs, strict=True))
