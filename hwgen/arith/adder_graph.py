@@ -189,8 +189,9 @@ class AdderGraph:
 
     def _aligned(self, *refs: Ref) -> list[Ref]:
         """`refs` all valid in the cycle of the latest (the earlier ones delayed)."""
-        cycle = max(self.nodes[r.node].cycle for r in refs)
-        return [r if self.nodes[r.node].cycle == cycle else self.delayed(r, cycle) for r in refs]
+        nodes = self.nodes
+        cycle = max(nodes[r.node].cycle for r in refs)
+        return [r if nodes[r.node].cycle == cycle else self.delayed(r, cycle) for r in refs]
 
     def add3(self, x: Ref, y: Ref, z: Ref) -> Ref:
         """x + y + z as one three-operand adder; at most two operands are subtracted.
@@ -198,10 +199,12 @@ class AdderGraph:
         Negations move into the wiring when all three are negated, so the adder's
         constant correction (one per subtracted operand) fits its two carry inputs.
         """
-        x, y, z = sorted(self._aligned(x, y, z), key=lambda r: r.neg)
+        x, y, z = self._aligned(x, y, z)
+        if x.neg:  # the first operand is added: a positive one first
+            x, y, z = (y, x, z) if not y.neg else (z, y, x)
         neg = x.neg
         if neg:  # all three negated: -(x + y + z)
-            x, y, z = (Ref(r.node, r.shift, False) for r in (x, y, z))
+            x, y, z = Ref(x.node, x.shift), Ref(y.node, y.shift), Ref(z.node, z.shift)
         s = min(x.shift, y.shift, z.shift)
         nx, ny, nz = self.nodes[x.node], self.nodes[y.node], self.nodes[z.node]
         lo, hi = 0, 0

@@ -80,13 +80,15 @@ def _rebuild(
     g = AdderGraph(old.register_every, old.same_sign_first)
     late = _latest(lg, terms, absorbed, base) if old.register_every == 1 else {}
     new: dict[int, Ref] = {}
+    nodes = g.nodes
     for i, n in enumerate(old.nodes):
         if n.kind == "input":
             new[i] = g.input(n.index, n.lo, n.hi)
         elif i in terms and i not in absorbed:
-            refs = [new[m].scaled(-1 if neg else 1, s) for m, s, neg in terms[i]]
+            refs = [_scaled(new[m], s, neg) for m, s, neg in terms[i]]
             if i in late:
-                refs = [g.delayed(r, late[i] - 1) for r in refs]
+                at = late[i] - 1
+                refs = [r if nodes[r.node].cycle == at else g.delayed(r, at) for r in refs]
             new[i] = g.add(*refs) if len(refs) == 2 else g.add3(*refs)
     accs = [
         None if a is None else new[base[a.node]].scaled(-1 if a.neg else 1, a.shift) for a in lg.acc
@@ -94,6 +96,11 @@ def _rebuild(
     cycle = max((g.nodes[g.registered(a).node].cycle for a in accs if a is not None), default=0)
     accs = [None if a is None else g.delayed(a, cycle) for a in accs]
     return LayerGraph(lg.layer, g, accs, cycle)
+
+
+def _scaled(ref: Ref, shift: int, neg: bool) -> Ref:
+    """`ref` << shift, negated when `neg` (Ref.scaled without the sign argument's test)."""
+    return Ref(ref.node, ref.shift + shift, ref.neg != neg)
 
 
 def _latest(
