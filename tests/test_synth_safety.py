@@ -185,6 +185,7 @@ def design(tmp_path) -> Path:
         "design": "tiny",
         "top": "two_adders",
         "verilog": ["two_adders.v"],
+        "layers": [],  # as a hardwired (mlp adapter) design's manifest has
         "arithmetic": {"register_every_levels": 1, "cse": True, "max_adder_depth": None},
     }
     (d / "manifest.json").write_text(json.dumps(manifest))
