@@ -16,7 +16,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hwgen.folded import machine, tables
-from hwgen.folded.engine import CSD, FoldedEngine, csd_value, engine_cycles, engine_verilog
+from hwgen.folded.engine import FoldedEngine, engine_cycles, engine_verilog
 from hwgen.folded.isa import FoldedLinear, FoldedProgram, Instr, Op, Table
 from hwgen.ir import Q4Linear
 from hwgen.quant.q4 import BLOCK
@@ -222,13 +222,6 @@ def check_program(prog: FoldedProgram, lanes: int, inputs: dict[str, np.ndarray]
 
 
 # --------------------------------------------------------------------------- tests
-
-
-def test_csd_covers_every_q4_code():
-    for code in range(-8, 8):
-        word = CSD[code]
-        assert csd_value(word) == code
-        assert word < 256
 
 
 @pytest.mark.parametrize(

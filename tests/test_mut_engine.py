@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwgen.folded import engine
 from hwgen.folded.engine import (
     engine_cycles,
     engine_verilog,
@@ -117,19 +116,3 @@ def test_negative_biases_stay_in_their_lane(lanes):
         np.zeros(0, dtype=np.int64), {"x": (0, 1)}, {"y": (8, out)},
     )  # fmt: skip
     check_program(prog, lanes, {"x": np.array([[5], [-7], [0]])})
-
-
-def test_the_csd_table_holds_a_fewest_digit_word_for_every_q4_code():
-    # _csd_table runs while the module is imported, before mutmut picks a mutant: this
-    # test calls it again so its mutants are judged. Words are decoded here from the
-    # documented layout: nibble k = (nonzero, negative, shift in bits 2-3).
-    table = engine._csd_table()
-    assert sorted(table) == list(range(-8, 8))
-    for code, word in table.items():
-        assert 0 <= word < 1 << 8
-        nibbles = [(word >> (4 * k)) & 15 for k in range(2)]
-        terms = [(-1 if n & 2 else 1) * (1 << (n >> 2)) for n in nibbles if n & 1]
-        assert all(n & 1 or n == 0 for n in nibbles)  # an unused nibble is all zero
-        assert sum(terms) == code
-        fewest = 0 if code == 0 else 1 if abs(code) & (abs(code) - 1) == 0 else 2
-        assert len(terms) == fewest, code

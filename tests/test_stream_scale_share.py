@@ -97,3 +97,17 @@ def test_shared_multiplier_with_slots():
     mems, cycles = simulate_slots(prog, 8, 2, inputs, 2)
     assert np.array_equal(mems, machine.execute(prog, inputs).mem)
     assert cycles == [engine_cycles(prog, 8)] * 2
+
+
+def test_dsp_estimate_counts_lanes_and_shared_multipliers():
+    """Per slot: the element-wise product, one DSP per MAC lane, one per multiplier (all
+    of these fit one DSP48E1 at 12-bit words)."""
+    from hwgen.stream.model import Calibration, estimate_resources
+
+    prog = lin_program(np.random.default_rng(2), [(40, 20)])
+    cal = Calibration.load()
+    for lanes, slots, multipliers in ((16, 3, 2), (4, 2, 1)):
+        plan = plan_engine(prog, lanes)
+        assert plan.multipliers == multipliers
+        dsp = estimate_resources(plan, prog, slots, cal)["DSP48E1"]
+        assert dsp == slots * (1 + lanes + multipliers)

@@ -15,8 +15,9 @@ presented (see docs/FOLDED_ENGINE.md for the full table):
     t+6  LUT value / element result -> round unit
     RSQRT: t+5 max(acc, 1), t+6 bit length, t+7 exponent, t+8 mantissa -> table ROM,
            t+10 table value -> round unit
-    LIN (lanes rows at once, input j): t+2 x_j and the CSD word, t+3 lane terms
-           +-(x<<s1) +-(x<<s2), partial block sums; at a block end (the last input's
+    LIN (lanes rows at once, input j): t+2 x_j and the Q4 codes, t+3 lane products
+           x_j * code (a DSP48E1 per lane, which also holds the partial block sum in its
+           P register), partial block sums; at a block end (the last input's
            t = T): T+4 the lanes' partials, scales and biases are latched; each block-scale
            multiplier serves `share` lanes in turn, lane i of its group at T+5+i (operand
            mux), T+6+i (product), T+7+i (its row accumulator, bias first); the row group
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from itertools import product
 from types import SimpleNamespace as _Shared
 
 import numpy as np
@@ -104,35 +104,6 @@ class _Layout:
     def shape(self, name: str):
         f = next(f for f in self.fields if f.name == name)
         return signed(f.width) if f.signed else unsigned(f.width)
-
-
-def _csd_table() -> dict[int, int]:
-    """Q4 code -> 8-bit CSD word: two digits (nonzero, negative, shift 0..3), 4 bits each."""
-    digits = [None] + [(neg, s) for neg in (0, 1) for s in range(4)]
-    best: dict[int, tuple[int, int]] = {}
-    for d1, d2 in product(digits, digits):
-        value = sum((-1 if d[0] else 1) << d[1] for d in (d1, d2) if d is not None)
-        cost = sum(d is not None for d in (d1, d2))
-        word = 0
-        for k, d in enumerate((d1, d2)):
-            if d is not None:
-                word |= (1 | d[0] << 1 | d[1] << 2) << (4 * k)
-        if -8 <= value <= 7 and (value not in best or cost < best[value][0]):
-            best[value] = (cost, word)
-    return {v: w for v, (_, w) in best.items()}
-
-
-CSD = _csd_table()
-
-
-def csd_value(word: int) -> int:
-    """The code an 8-bit CSD word stands for (inverse of CSD, for checks)."""
-    v = 0
-    for k in range(2):
-        nib = (word >> (4 * k)) & 15
-        if nib & 1:
-            v += (-1 if nib & 2 else 1) << (nib >> 2)
-    return v
 
 
 @dataclass
@@ -240,7 +211,7 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
             bound = max(bound, ins.n * (1 << (2 * w - 2)) + abs(imm))
     red_acc_bits = signed_width(-bound, bound)
 
-    # LIN: weights as CSD words, lanes rows per word; scales and biases per row group.
+    # LIN: 4-bit Q4 codes, lanes rows per word; scales and biases per row group.
     plan_lin: list[_LinPlan] = []
     weight_rom: list[int] = []
     scale_rom: list[int] = []
@@ -842,7 +813,7 @@ class FoldedEngine(wiring.Component):
     def _lin_control(self, m: Module, p: EnginePlan, c: _Shared, lin_issue: Value) -> _Shared:
         """The Q4 unit's shared part: parameters, weight / scale / bias ROMs and pointers,
         the block and row-group tokens, and the row writer's count. Every slot's MAC lanes
-        use the same CSD word, scale and bias in the same cycle."""
+        use the same codes, scale and bias in the same cycle."""
         w, lanes = p.word_bits, p.lanes
         lp = p.lin
         ir, dec, decoding, pa = c.ir, c.dec, c.decoding, c.pa
@@ -863,11 +834,16 @@ class FoldedEngine(wiring.Component):
         l_groups = param("groups", "l_groups")
         l_rows_last = param("rows_last", "l_rows_last")
 
-        wrom = Memory(shape=unsigned(4 * lanes), depth=len(p.weight_rom), init=p.weight_rom)
+        # Block RAM even where Yosys would map a wide, shallow ROM to logic: at 8 lanes it
+        # turned the scale and bias ROMs into ~3,600 LUTs (calibration probe, 8 x 1).
+        rom = {"attrs": {"ram_style": "block"}}
+        wrom = Memory(shape=unsigned(4 * lanes), depth=len(p.weight_rom), init=p.weight_rom, **rom)
         srom = Memory(
-            shape=unsigned(p.scale_bits * lanes), depth=len(p.scale_rom), init=p.scale_rom
+            shape=unsigned(p.scale_bits * lanes), depth=len(p.scale_rom), init=p.scale_rom, **rom
         )
-        brom = Memory(shape=unsigned(p.bias_bits * lanes), depth=len(p.bias_rom), init=p.bias_rom)
+        brom = Memory(
+            shape=unsigned(p.bias_bits * lanes), depth=len(p.bias_rom), init=p.bias_rom, **rom
+        )
         m.submodules.weights, m.submodules.scales, m.submodules.biases = wrom, srom, brom
         rd_w, rd_s, rd_bias = wrom.read_port(), srom.read_port(), brom.read_port()
 
@@ -907,12 +883,9 @@ class FoldedEngine(wiring.Component):
         fb = _delay(m, je < BLOCK, 6 + share, "fb")  # first block of the row group
         lb = _delay(m, je >= l_lastb, 7 + share, "lb")  # last block of the row group
 
-        # t+2: the CSD word registered (x_j is registered per slot)
-        # The ROM holds the 4-bit Q4 codes (half the block RAM of CSD words); a 16-entry
-        # table per lane recodes each to its two CSD digits on the way into the register.
-        u.w2 = Signal(8 * lanes)
-        csd = Array([Const(CSD[v - 16 if v >= 8 else v], 8) for v in range(16)])
-        m.d.sync += u.w2.eq(Cat(*(csd[rd_w.data[4 * k : 4 * k + 4]] for k in range(lanes))))
+        # t+2: the lanes' 4-bit Q4 codes registered (x_j is registered per slot)
+        u.w2 = Signal(4 * lanes)
+        m.d.sync += u.w2.eq(rd_w.data)
 
         # T (block end at t+3): scale and bias ROM addresses; T+1: their data, latched with
         # the partials (be[4]) so the block-scale multipliers can take the lanes in turn.
@@ -975,15 +948,12 @@ class FoldedEngine(wiring.Component):
         x2 = Signal(signed(w), name=f"x2{sfx}")
         m.d.sync += x2.eq(rd_a.data)
 
-        def digit(nib: Value) -> Value:
-            mag = x2 << nib[2:4]
-            return Mux(nib[0], Mux(nib[1], -mag, mag), 0)
-
         pbuf = []
         for k in range(lanes):
-            # t+3: lane term from the CSD word, added to the partial block sum
-            t3 = Signal(signed(w + 6), name=f"term{k}{sfx}")
-            m.d.sync += t3.eq(digit(u.w2[8 * k : 8 * k + 4]) + digit(u.w2[8 * k + 4 : 8 * k + 8]))
+            # t+3: x_j * code (the DSP's M register), accumulated into the partial block
+            # sum (its P register; the first input of a block loads instead of adding)
+            t3 = Signal(signed(w + 4), name=f"term{k}{sfx}")
+            m.d.sync += t3.eq(x2 * u.w2[4 * k : 4 * k + 4].as_signed())
             partial = Signal(signed(p.partial_bits + 1), name=f"partial{k}{sfx}")
             with m.If(u.lv[3]):
                 m.d.sync += partial.eq(Mux(u.fib[3], 0, partial) + t3)

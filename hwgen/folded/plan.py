@@ -1,7 +1,8 @@
 """Fit to board: choose the folded engine's lane count for a device, and print the plan.
 
-The engine's cost grows with its MAC lanes (each lane: a CSD shift-add MAC, a scale
-multiplier in a DSP48, one code-ROM byte per word), and its time falls with them: a Q4
+The engine's cost grows with its MAC lanes (each lane: a DSP48 multiply-accumulate, a
+row accumulator, a share of a block-scale multiplier, four code-ROM bits per word), and
+its time falls with them: a Q4
 layer takes ceil(out / lanes) * in cycles per token (its reuse factor). The planner
 1. synthesizes the engine at two lane counts and fits LUT, FF and DSP as linear in the
    lanes; block RAM comes from the same two runs (it is dominated by the memories);

@@ -15,8 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
+from ..folded.engine import engine_verilog, plan_engine
 from ..synth import REPORT_JSON, SynthReport, synthesize
-from .model import CALIBRATION
+from .model import CALIBRATION, Calibration, estimate_resources
+
+_NO_FIT = Calibration({"LUT": [0.0] * 4, "FF": [0.0] * 4}, [])  # DSP and BRAM need no fit
 
 CHECKPOINT = Path("models/checkpoints/lewm_tiny")
 
@@ -35,8 +38,6 @@ def probe_program():
 
 
 def run_probe(prog, lanes: int, slots: int, work: Path, timeout: float) -> SynthReport:
-    from ..folded.engine import engine_verilog
-
     d = work / f"L{lanes}_W{slots}"
     d.mkdir(parents=True, exist_ok=True)
     text = engine_verilog(prog, lanes, "folded_engine", slots=slots)
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     for lanes, slots in pairs:
         r = run_probe(prog, lanes, slots, a.work, a.timeout)
         print(f"{lanes} lanes x {slots} slots: {r.counts}  ({r.seconds:.0f} s)")
+        est = estimate_resources(plan_engine(prog, lanes), prog, slots, _NO_FIT)
+        bram = r.counts["RAMB36E1"] + r.counts["RAMB18E1"] / 2
+        print(f"  DSP48E1 {r.counts['DSP48E1']} (model {est['DSP48E1']:.0f}), "
+              f"BRAM tiles {bram:g} (model {est['BRAM']:g})")  # fmt: skip
         probes.append(
             {
                 "lanes": lanes,

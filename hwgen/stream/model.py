@@ -9,8 +9,9 @@ is slots / (engine + host) cycles per batch.
 
 Resources are estimates, used to choose (lanes, slots) before synthesis:
 - DSP48E1 and block RAM from the datapath's widths and the memories' shapes (the
-  DSP48E1's 25 x 18 multiplier: per slot the element-wise product and the block-scale
-  multipliers, each shared by `plan.share` lanes; the RAMB18/RAMB36 aspect ratios);
+  DSP48E1's 25 x 18 multiplier: per slot the element-wise product, one per MAC lane
+  (x times a Q4 code, accumulated in its P register) and the block-scale multipliers,
+  each shared by `plan.share` lanes; the RAMB18/RAMB36 aspect ratios);
 - LUT and FF from a fit r = a + b*lanes + slots * (c + d*lanes) to synthesized probes
   (calibration.json, written by `python -m hwgen.stream.calibrate` with Yosys).
 `hwgen synth` then checks the chosen design with a real synthesis.
@@ -32,7 +33,7 @@ from ..folded.isa import FoldedProgram, Op
 
 CLOCK_HZ = 100e6
 RESOURCES = ("LUT", "FF", "DSP48E1", "BRAM")
-LANE_CHOICES = (4, 8, 16)  # the LUT fit is calibrated at 4 and 8 lanes; 16 extrapolates
+LANE_CHOICES = tuple(range(2, 17))  # the LUT fit is calibrated at 4 and 8 lanes
 MAX_SLOTS = 64
 CALIBRATION = Path(__file__).with_name("calibration.json")
 
@@ -121,8 +122,9 @@ def estimate_resources(
 ) -> dict[str, float]:
     """Estimated LUT, FF, DSP48E1 and BRAM tiles of the (plan.lanes, slots) engine."""
     lanes, w = plan.lanes, plan.word_bits
-    dsp = slots * (dsp_per_multiplier(w, w) + plan.multipliers * dsp_per_multiplier(
-        plan.partial_bits + 1, plan.scale_bits + 1))  # fmt: skip
+    dsp = slots * (dsp_per_multiplier(w, w) + lanes * dsp_per_multiplier(w, 4)
+                   + plan.multipliers * dsp_per_multiplier(plan.partial_bits + 1,
+                                                           plan.scale_bits + 1))  # fmt: skip
     bram = slots * 2 * ramb36_tiles(prog.depth, w)  # two read ports: two copies
     bram += math.ceil(slots / 2) * ramb36_tiles(len(plan.table_rom), w)  # 2 slots a ROM
     bram += ramb36_tiles(len(plan.words), plan.layout.width)
