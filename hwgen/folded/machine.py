@@ -38,8 +38,9 @@ class Run:
 def lut(table: Table, x: np.ndarray) -> np.ndarray:
     """LUT semantics: the table entry of x's bin; x itself above the range if pass_above."""
     size = len(table.values)
-    idx = np.clip((x - table.lo) >> table.step, 0, size - 1)
-    y = table.values[idx]
+    idx = x - table.lo
+    idx >>= table.step
+    y = table.values.take(idx, mode="clip")  # bins below 0 read entry 0, above the last
     if table.pass_above:
         y = np.where(x >= table.lo + (size << table.step), x, y)
     return y
