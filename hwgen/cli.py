@@ -385,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--simulator",
         default=None,
-        help="icarus or verilator (default: the model's adapter picks: verilator for LeWM's "
-        "batched engine, icarus for the others)",
+        help="icarus or verilator (default: the model's adapter picks: verilator for folded "
+        "designs, icarus for hardwired ones)",
     )
     s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
     s.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")

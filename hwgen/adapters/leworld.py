@@ -31,8 +31,6 @@ TOP = "folded_engine"
 
 class LeworldAdapter(FoldedAdapter):
     architecture = "leworld"
-    # One slot and a few lanes: Icarus starts in seconds where Verilator compiles a minute.
-    default_simulator = "icarus"
 
     def owns_design(self, manifest: dict) -> bool:
         return manifest.get("kind") == "folded" and manifest.get("architecture") == "leworld"
