@@ -163,8 +163,9 @@ def build_bitstream(
         (design_dir / f).stat().st_size for f in verilog
     )
     limit = tools.tool_timeout(estimate, tool_timeout)
-    program, solved = load_solved(design_dir)
-    kwargs = {"board": board, "solved": solved}
+    solved = load_solved(design_dir)
+    program = solved.program
+    kwargs = {"board": board, "solved": solved.graphs, "adders": solved.adders}
     name = f"{program.name}_board"
     out = design_dir / f"bitstream_{board}"
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from hwgen.boards import DEFAULT_BOARD, Board, get_any_board
 from hwgen.errors import InputError
 from hwgen.host import DEFAULT_BAUD, DeviceInfo, program_info
 from hwgen.ir import Program
-from hwgen.rtl.linear import DEFAULT_BACKEND
+from hwgen.rtl.linear import DEFAULT_ADDERS, DEFAULT_BACKEND
 from hwgen.rtl.pipeline import HardwiredPipeline
 from hwgen.solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph
 
@@ -58,6 +58,9 @@ class BoardCore(wiring.Component):
     solved : list[LayerGraph] | None
         Every layer's graph as `hwgen rtl` solved it (hwgen.design.load_solved): emitted
         as it is, and the three solver options above are not used.
+    adders : str
+        The adder form the layer cores are emitted in ("binary" or "ternary"), as in
+        `hwgen rtl` (graph.npz records it).
 
     Attributes
     ----------
@@ -83,11 +86,12 @@ class BoardCore(wiring.Component):
         cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
         solved: list[LayerGraph] | None = None,
+        adders: str = DEFAULT_ADDERS,
     ):
         self.clk_hz = int(clk_hz)
         self.divisor = baud_divisor(clk_hz, baud)
         self.pipeline = HardwiredPipeline(
-            program, register_every, backend, cse, max_depth, solved=solved
+            program, register_every, backend, cse, max_depth, solved=solved, adders=adders
         )
         timeout = frame_timeout if frame_timeout is not None else self.clk_hz // 20
         if timeout < 20 * self.divisor:
@@ -164,7 +168,7 @@ class BoardTop(Elaboratable):
         Serial rate (default 1 Mbaud).
     board : str
         A board of hwgen.boards.BOARDS: which LEDs and button to request.
-    register_every, backend, cse, max_depth, solved
+    register_every, backend, cse, max_depth, solved, adders
         As for BoardCore.
     """
 
@@ -180,8 +184,10 @@ class BoardTop(Elaboratable):
         cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
         solved: list[LayerGraph] | None = None,
+        adders: str = DEFAULT_ADDERS,
     ):
         self.program = program
+        self.adders = adders
         self.cse = cse
         self.max_depth = max_depth
         self.backend = backend
@@ -206,6 +212,7 @@ class BoardTop(Elaboratable):
             cse=self.cse,
             max_depth=self.max_depth,
             solved=self.solved,
+            adders=self.adders,
         )
         cores = core.core_verilog()
         if cores:

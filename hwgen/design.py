@@ -30,6 +30,7 @@ from .npz import int_array, read_npz
 from .outdir import MAX_NAME, DesignClaim, claim_design
 from .progress import step
 from .quant.q4 import quantize_q4
+from .rtl.linear import ADDERS, DEFAULT_ADDERS
 from .rtl.pipeline import HardwiredPipeline
 from .solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph, solve_layer
 from .vectors import MAX_RANDOM_VECTORS, VECTOR_BYTES_MIN, make_vectors, write_vectors
@@ -54,6 +55,7 @@ class RtlOptions:
     register_every: int = DEFAULT_REGISTER_EVERY  # the solver's defaults (solve.py)
     cse: bool = DEFAULT_CSE
     max_depth: int | None = None  # adders on any path of a layer; None: no bound
+    adders: str = DEFAULT_ADDERS  # emitted as two-operand adders, or fused into three
     n_random: int = 5000
     n_real: int = 5000
     n_calibration: int = 4096
@@ -62,6 +64,10 @@ class RtlOptions:
     def __post_init__(self) -> None:
         """Bounds before any work: a typo must not become hours of compile or 100 GiB."""
         check_count(self.register_every, "--register-every", 1, 1 << 16)
+        if self.adders not in ADDERS:
+            raise InputError(
+                f"--adders must be one of {', '.join(ADDERS)}, got {self.adders!r:.40}"
+            )
         if self.max_depth is not None:
             check_count(self.max_depth, "--max-depth", 1, 1 << 16)
         check_count(
@@ -186,6 +192,7 @@ def manifest(
             "register_every_levels": options.register_every,
             "cse": options.cse,
             "max_adder_depth": options.max_depth,
+            "adders": options.adders,
             "calibration": calibration,
             "rules": list(EXACT_ARITHMETIC),
         },
@@ -227,7 +234,7 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
             for layer in program.layers
         ]
     # Emitted from the graphs that are saved, as `bitstream` and the board tops emit them.
-    pipeline = HardwiredPipeline(program, solved=solved)
+    pipeline = HardwiredPipeline(program, solved=solved, adders=options.adders)
     with step(f"generate Verilog for {top} (Amaranth)"):
         t0 = time.monotonic()
         text = verilog.convert(pipeline, name=top, emit_src=False) + pipeline.core_verilog()
@@ -236,7 +243,9 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
     with claim.staging() as tmp, step("write golden vectors and manifest"):
         (tmp / f"{top}.v").write_text(text)
         program.save(tmp / "program.npz")
-        save_graphs(tmp / GRAPH_FILE, solved, program.constants_sha256())
+        save_graphs(
+            tmp / GRAPH_FILE, solved, program.constants_sha256(), {"adders": options.adders}
+        )
         real = (
             real_inputs(ckpt.config, options.n_real, options.seed + 1)
             if options.n_real > 0
@@ -262,8 +271,17 @@ def _build_rtl(claim: DesignClaim, checkpoint: Path, options: RtlOptions) -> Rtl
 SPOT_CHECK_VECTORS = 64  # load_solved's check of the graphs against the golden model
 
 
-def load_solved(design_dir: Path) -> tuple[Program, list[LayerGraph]]:
-    """The program and the solved graph of every layer that `hwgen rtl` saved.
+@dataclass(frozen=True)
+class Solved:
+    """A design's program, every layer's solved graph and the adder form `rtl` emitted."""
+
+    program: Program
+    graphs: list[LayerGraph]
+    adders: str
+
+
+def load_solved(design_dir: Path) -> Solved:
+    """The program, the solved graph of every layer and the emit options `hwgen rtl` saved.
 
     Both files must match the manifest's hashes; emitting from them (the board tops, the
     bitstream) gives the circuit `rtl` wrote without solving again. The graphs must also
@@ -280,7 +298,11 @@ def load_solved(design_dir: Path) -> tuple[Program, list[LayerGraph]]:
         )
     integrity.verify_design(design_dir, ["program.npz", GRAPH_FILE])
     program = load_program(design_dir / "program.npz")
-    graphs = load_graphs(path, program)
+    saved = load_graphs(path, program)
+    adders = saved.emit.get("adders", DEFAULT_ADDERS)
+    if adders not in ADDERS:
+        raise InputError(f"{path}: 'emit.adders' must be one of {', '.join(ADDERS)}")
+    graphs = saved.graphs
     inputs, _ = make_vectors(program, SPOT_CHECK_VECTORS, None, seed=0)
     wrong = check_graphs(program, graphs, inputs)
     if wrong:
@@ -288,13 +310,14 @@ def load_solved(design_dir: Path) -> tuple[Program, list[LayerGraph]]:
             f"{path}: does not compute program.npz ({wrong} of {len(inputs)} random vectors "
             "differ from the golden model); run `hwgen rtl` again"
         )
-    return program, graphs
+    return Solved(program, graphs, adders)
 
 
 def check_solved(design_dir: Path, max_vectors: int | None = None) -> tuple[int, int]:
     """(mismatches, vectors): the saved graphs against the golden model on the design's
     vectors.npz, in numpy (no RTL); a fast check before a simulator is started."""
-    program, graphs = load_solved(design_dir)
+    solved = load_solved(design_dir)
+    program, graphs = solved.program, solved.graphs
     integrity.verify_design(design_dir, ["vectors.npz"])
     inputs = vector_inputs(design_dir / "vectors.npz", program)[:max_vectors]
     return check_graphs(program, graphs, inputs), len(inputs)

@@ -7,7 +7,9 @@ registers (emit-time passes such as adder fusion run on the loaded graph).
 
 Schema (version 1). Member `header` is UTF-8 JSON: {"format": FORMAT, "version":
 VERSION, "register_every": k, "program_sha256": the program's constants_sha256,
-"layers": [{"nodes": N, "rows": R, "acc_cycle": c}, ...]}. Per layer n, integer arrays:
+"layers": [{"nodes": N, "rows": R, "acc_cycle": c}, ...], "emit": {name: value}: the
+emit-time options `hwgen rtl` used, such as "adders", so every emitter repeats them}. Per
+layer n, integer arrays:
   l{n}_kind [N]     0 input, 1 adder, 2 delay (a register holding `a` one cycle)
   l{n}_a, l{n}_b [N] operand node indices, each below the node's own (b: -1 unless an
                     adder); for an input, `a` is the layer input index it reads
@@ -45,11 +47,22 @@ MAX_SHIFT = 64
 # evaluator (graph_eval.py) is exact in int64; the IR bounds accumulators to 62 bits.
 MAX_WIDTH = 63
 MAX_GRAPH_BYTES = 1 << 30
+MAX_EMIT = 64  # emit options, and characters of each name and value
 NODE_FIELDS = ("kind", "a", "b", "a_shift", "b_shift", "sub")
 ACC_FIELDS = ("acc_node", "acc_shift", "acc_neg")
 
 
-def save_graphs(path: Path, graphs: list[LayerGraph], program_sha256: str) -> None:
+@dataclass(frozen=True)
+class SavedGraphs:
+    """What graph.npz holds: every layer's graph and the emit-time options to repeat."""
+
+    graphs: list[LayerGraph]
+    emit: dict[str, str]
+
+
+def save_graphs(
+    path: Path, graphs: list[LayerGraph], program_sha256: str, emit: dict[str, str] | None = None
+) -> None:
     """Write every layer's graph to `path` (integer arrays and a JSON header; no pickle)."""
     every = {lg.graph.register_every for lg in graphs}
     if len(every) != 1:
@@ -69,6 +82,7 @@ def save_graphs(path: Path, graphs: list[LayerGraph], program_sha256: str) -> No
         "register_every": every.pop(),
         "program_sha256": program_sha256,
         "layers": specs,
+        "emit": dict(emit or {}),
     }
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(path, **arrays)
@@ -94,7 +108,7 @@ def node_columns(nodes: list[Node]) -> dict[str, np.ndarray]:
     }
 
 
-def load_graphs(path: Path, program: Program) -> list[LayerGraph]:
+def load_graphs(path: Path, program: Program) -> SavedGraphs:
     """The graphs `save_graphs` wrote for `program`, every count and index checked.
 
     Node operands must come before the node (so the graph is acyclic), inputs must read
@@ -113,10 +127,18 @@ def load_graphs(path: Path, program: Program) -> list[LayerGraph]:
         specs = header.get("layers")
         if not isinstance(specs, list) or len(specs) != len(program.layers):
             raise ValueError(f"'layers' must list the program's {len(program.layers)} layers")
-        return [
+        emit = header.get("emit", {})
+        if (
+            not isinstance(emit, dict)
+            or len(emit) > MAX_EMIT
+            or not all(isinstance(v, str) and len(v) <= MAX_EMIT for kv in emit.items() for v in kv)
+        ):
+            raise ValueError(f"'emit' must map at most {MAX_EMIT} short names to short strings")
+        graphs = [
             _load_layer(z, n, spec, layer, every)
             for n, (spec, layer) in enumerate(zip(specs, program.layers, strict=True))
         ]
+        return SavedGraphs(graphs, emit)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a valid solved adder graph: {e}") from None
 

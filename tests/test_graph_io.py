@@ -53,7 +53,7 @@ def saved(tmp_path_factory):
 
 def test_saved_graph_loads_as_the_solver_built_it(saved):
     program, graphs, path = saved
-    loaded = load_graphs(path, program)
+    loaded = load_graphs(path, program).graphs
     assert graphs[0].acc[3] is None and loaded[0].acc[3] is None
     for built, back in zip(graphs, loaded, strict=True):
         assert node_tuples(back) == node_tuples(built)
@@ -190,6 +190,8 @@ def test_bad_members_are_one_line(saved, tmp_path, edit, expected):
         (lambda h: h["layers"][0].update(nodes=10**9), "nodes"),
         (lambda h: h["layers"][1].update(rows=4), "4 rows"),
         (lambda h: h["layers"][1].update(acc_cycle=0), "not registered at 0"),
+        (lambda h: h.update(emit={"adders": 3}), "'emit' must map"),
+        (lambda h: h.update(emit=["adders"]), "'emit' must map"),
     ],
 )
 def test_bad_headers_are_one_line(saved, tmp_path, edit, expected):
@@ -212,11 +214,12 @@ def test_pickled_member_is_refused(saved, tmp_path):
 # ---- a design: rtl saves, bitstream and the board top emit from the saved graphs --------
 
 
-@pytest.fixture(scope="module")
-def design(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["binary", "ternary"])
+def design(tmp_path_factory, request) -> Path:
+    """A tiny design, its cores emitted with two- or three-operand adders."""
     root = tmp_path_factory.mktemp("d")
     ckpt = write_mlp(root / "ck", [5, 9, 3])
-    build_rtl(ckpt, root / "out", "tiny", RtlOptions(n_random=300, n_real=0))
+    build_rtl(ckpt, root / "out", "tiny", RtlOptions(n_random=300, n_real=0, adders=request.param))
     return root / "out" / "tiny"
 
 
@@ -239,14 +242,16 @@ def test_rtl_emits_the_graphs_it_saves(tmp_path, monkeypatch):
 
 def test_rtl_saves_a_hashed_graph_equal_to_the_golden(design):
     assert GRAPH_FILE in recorded_hashes(design)
-    assert read_manifest(design)["solved_graph"] == GRAPH_FILE
+    manifest = read_manifest(design)
+    assert manifest["solved_graph"] == GRAPH_FILE
+    assert load_solved(design).adders == manifest["arithmetic"]["adders"]
     assert check_solved(design) == (0, 300)
 
 
 def test_emitting_from_the_saved_graph_solves_nothing_and_gives_rtls_verilog(design, monkeypatch):
     no_solver(monkeypatch)
-    program, solved = load_solved(design)
-    top = HardwiredPipeline(program, solved=solved)
+    solved = load_solved(design)
+    top = HardwiredPipeline(solved.program, solved=solved.graphs, adders=solved.adders)
     text = verilog.convert(top, name="tiny_top", emit_src=False) + top.core_verilog()
     assert text == (design / "tiny_top.v").read_text()
 
@@ -258,6 +263,7 @@ def test_board_top_cores_are_rtls_cores_without_solving(design, monkeypatch):
     result = build_bitstream(design, "arty-a7-35")
     cores = (result.plans["vivado"] / "hwgen_layer_cores.v").read_text()
     assert cores and (design / "tiny_top.v").read_text().endswith(cores)
+    assert ("LUT6_2" in cores) == (load_solved(design).adders == "ternary")
 
 
 def test_a_changed_graph_is_refused_before_any_work(design, tmp_path):
@@ -282,3 +288,8 @@ def test_a_changed_graph_is_refused_before_any_work(design, tmp_path):
     (copy / GRAPH_FILE).unlink()
     with pytest.raises(InputError, match="graph.npz: not found .* run `hwgen rtl` again"):
         load_solved(copy)
+
+
+def test_adders_option_is_checked_before_any_work():
+    with pytest.raises(InputError, match="--adders must be one of binary, ternary, got 'quad'"):
+        RtlOptions(adders="quad")

@@ -17,6 +17,7 @@ DEFAULT_BACKEND = BACKENDS[0]
 # "ternary" fuses adder pairs into LUT6_2 + CARRY4 three-operand adders (arith/ternary);
 # its Verilog instantiates those cells, so simulators also read sim/xilinx_prims.v.
 ADDERS = ("binary", "ternary")
+DEFAULT_ADDERS = ADDERS[0]
 
 
 class HardwiredQ4Linear(wiring.Component):
@@ -57,7 +58,7 @@ class HardwiredQ4Linear(wiring.Component):
         cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
         solved: LayerGraph | None = None,
-        adders: str = "binary",
+        adders: str = DEFAULT_ADDERS,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Program
 from ..solve import DEFAULT_CSE, DEFAULT_REGISTER_EVERY, LayerGraph
-from .linear import DEFAULT_BACKEND, HardwiredQ4Linear
+from .linear import DEFAULT_ADDERS, DEFAULT_BACKEND, HardwiredQ4Linear
 
 
 class HardwiredPipeline(wiring.Component):
@@ -39,7 +39,7 @@ class HardwiredPipeline(wiring.Component):
         cse: bool = DEFAULT_CSE,
         max_depth: int | None = None,
         solved: list[LayerGraph] | None = None,
-        adders: str = "binary",
+        adders: str = DEFAULT_ADDERS,
     ):
         self.program = program
         if solved is not None and len(solved) != len(program.layers):
