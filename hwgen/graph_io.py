@@ -174,9 +174,7 @@ def _load_layer(z: dict, n: int, spec: object, layer: Layer, every: int) -> Laye
     xlo, xhi = layer.in_format.range
     seen_inputs: set[int] = set()
     for i in range(count):
-        g.nodes.append(_node(g, i, cols, layer, (xlo, xhi), seen_inputs, f"layer {n} node {i}"))
-        if g.nodes[i].kind == "delay":
-            g._delays[g.nodes[i].a] = i  # noqa: SLF001 - the builder's own sharing map
+        _add_node(g, i, cols, layer, (xlo, xhi), seen_inputs, f"layer {n} node {i}")
     acc_cycle = int_field(spec.get("acc_cycle"), f"layer {n} acc_cycle", 0, count)
     node, shift, neg = (
         _column(z, f"l{n}_{key}", lo, hi, rows)
@@ -208,7 +206,7 @@ def _column(z: dict, key: str, lo: int, hi: int, length: int) -> list[int]:
     return col.tolist()
 
 
-def _node(
+def _add_node(
     g: AdderGraph,
     i: int,
     c: _Columns,
@@ -216,50 +214,41 @@ def _node(
     x_range: tuple[int, int],
     seen_inputs: set[int],
     where: str,
-) -> Node:
-    """Node i with its interval, cycle and register derived as AdderGraph.add does."""
+) -> None:
+    """Append node i through the builder's own methods (AdderGraph.input, .delayed, .add),
+    so its interval, cycle and register follow the solver's rules, once checked that
+    those methods will make exactly the stored node."""
     kind = KINDS[c.kind[i]]
-    a, b = c.a[i], c.b[i]
+    a, b, xs, ys, sub = c.a[i], c.b[i], c.a_shift[i], c.b_shift[i], bool(c.sub[i])
     if kind == "input":
         if not 0 <= a < layer.linear.in_features or a in seen_inputs:
             raise ValueError(f"{where}: input index {a} is out of range or read twice")
-        if b != -1 or c.a_shift[i] or c.b_shift[i] or c.sub[i]:
+        if b != -1 or xs or ys or sub:
             raise ValueError(f"{where}: an input has no operands")
         seen_inputs.add(a)
-        return Node("input", *x_range, cycle=0, level=0, index=a)
+        g.input(a, *x_range)
+        return
     if not 0 <= a < i:
         raise ValueError(f"{where}: operand {a} is not an earlier node")
     na = g.nodes[a]
     if kind == "delay":
-        if b != -1 or c.a_shift[i] or c.b_shift[i] or c.sub[i]:
+        if b != -1 or xs or ys or sub:
             raise ValueError(f"{where}: a delay has one operand and no shift")
-        if a in g._delays:  # noqa: SLF001
+        if a in g._delays:  # noqa: SLF001 - the builder's map of shared delays
             raise ValueError(f"{where}: node {a} is delayed twice")
-        return Node("delay", na.lo, na.hi, cycle=na.cycle + 1, level=0, registered=True, a=a)
+        g.delayed(Ref(a), na.cycle + 1)
+        return
     if not 0 <= b < i:
         raise ValueError(f"{where}: operand {b} is not an earlier node")
     nb = g.nodes[b]
     if na.cycle != nb.cycle:
         raise ValueError(f"{where}: operands valid at cycles {na.cycle} and {nb.cycle}")
-    xs, ys, sub = c.a_shift[i], c.b_shift[i], bool(c.sub[i])
-    alo, ahi = _check_width((na.lo << xs, na.hi << xs), where)
-    blo, bhi = _check_width((nb.lo << ys, nb.hi << ys), where)
-    lo, hi = _check_width((alo - bhi, ahi - blo) if sub else (alo + blo, ahi + bhi), where)
-    level = max(na.level, nb.level) + 1
-    registered = level >= g.register_every
-    return Node(
-        "add",
-        lo,
-        hi,
-        cycle=na.cycle + registered,
-        level=0 if registered else level,
-        registered=registered,
-        a=a,
-        b=b,
-        a_shift=xs,
-        b_shift=ys,
-        sub=sub,
-    )
+    if min(xs, ys):
+        raise ValueError(f"{where}: both operands shifted (the solver shifts at most one)")
+    _check_width((na.lo << xs, na.hi << xs), where)
+    _check_width((nb.lo << ys, nb.hi << ys), where)
+    g.add(Ref(a, xs), Ref(b, ys, sub))
+    _check_width((g.nodes[i].lo, g.nodes[i].hi), where)
 
 
 def _check_width(interval: tuple[int, int], where: str) -> tuple[int, int]:
