@@ -98,6 +98,11 @@ def _done(result) -> int:
 
 def cmd_rtl(a: argparse.Namespace) -> int:
     adapter, ckpt, name = _checkpoint_job(a)
+    if not adapter.rtl_measures_accuracy and (a.min_cosine is not None or a.max_error is not None):
+        raise InputError(
+            "--min-cosine/--max-error: `rtl` measures no accuracy on this checkpoint; "
+            "use them with `compare` or `flow`"
+        )
     return _done(adapter.rtl(ckpt, a.out, name, _job_options(a)))
 
 

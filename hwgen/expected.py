@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,38 +82,21 @@ def _number(doc: dict, key: str, path: Path) -> float:
 
 
 def measure(checkpoint: Path, board: str | None = None) -> dict[str, Any]:
-    """Build the design in a scratch folder with default options and measure golden vs float.
+    """Build the design in a scratch folder with default options and measure golden vs float,
+    as the checkpoint's adapter (hwgen/adapters/) does.
 
     `board`: the board a folded engine is planned for (its lanes and slots; the arithmetic,
-    and so the figures, do not depend on it); None: FoldedOptions' default."""
-    from .checkpoint import checkpoint_architecture
+    and so the figures, do not depend on it); None: the jobs' default."""
+    from .adapters import JobOptions, for_checkpoint
     from .gate import GateOptions
 
-    off = GateOptions(enabled=False)
+    adapter = for_checkpoint(checkpoint)
+    options = JobOptions(gate=GateOptions(enabled=False))
+    if board is not None:
+        options = replace(options, board=board)
     with tempfile.TemporaryDirectory(prefix="hwgen_expected_") as tmp:
-        if checkpoint_architecture(checkpoint) == "lewm":
-            from .folded.design import FoldedOptions, build_folded_rtl, gate_options
-
-            opts = FoldedOptions() if board is None else FoldedOptions(board=board)
-            acc = build_folded_rtl(checkpoint, Path(tmp), "expected", opts, off).accuracy
-            golden = {
-                "cosine_mean": acc.cos_mean,
-                "cosine_min": acc.cos_min,
-                "max_abs_error": acc.max_abs_error,
-                "mse_vs_float": acc.mse_vs_float,
-            }
-            where = f"{acc.windows} held-out PushT windows, as `hwgen rtl` measures it"
-            return _doc(checkpoint, where, acc.windows, gate_options(opts), golden)
-        from .compare import compare
-        from .design import RtlOptions, build_rtl
-
-        rtl = RtlOptions(cse=False)  # CSE changes the adders, not the arithmetic
-        design = build_rtl(checkpoint, Path(tmp), "expected", rtl).design_dir
-        report = compare(checkpoint, design, simulator=None, gate=off)
-        lowering = {"act_bits": rtl.lowering.act_bits, "scale_bits": rtl.lowering.scale_bits}
-        golden = report.rows["golden (integer IR)"].to_dict()
-        where = f"{report.samples} real samples, as `hwgen compare` measures it"
-        return _doc(checkpoint, where, report.samples, lowering, golden)
+        f = adapter.expected_figures(checkpoint, Path(tmp), options)
+    return _doc(checkpoint, f.where, f.samples, f.options, f.golden)
 
 
 def _doc(checkpoint: Path, where: str, samples: int, options: dict, golden: dict) -> dict:

@@ -52,6 +52,7 @@ def test_an_unknown_architecture_is_one_line_naming_the_file(tmp_path, capsys):
     "manifest,arch",
     [
         ({"layers": [], "top": "t"}, "mlp"),
+        ({"top": "t"}, "mlp"),  # a damaged manifest: sim's and synth's own checks name it
         ({"kind": "folded", "top": "folded_engine"}, "lewm"),  # designs from before the key
         ({"kind": "folded", "architecture": "leworld"}, "leworld"),
     ],
@@ -83,6 +84,36 @@ def test_expected_refuses_an_unknown_board(capsys):
 
     assert expected_main(["--board", "nexys", str(CKPTS / "lewm_tiny")]) == 2
     assert "unknown board 'nexys'; known boards: arty-a7-35" in capsys.readouterr().err
+
+
+def test_an_architecture_without_a_record_says_so(tmp_path, capsys):
+    """hwgen.expected asks the adapter; LeWorld has no recorded figure yet: one line."""
+    from hwgen.expected import main as expected_main
+
+    assert expected_main([str(CKPTS / "leworld_tiny")]) == 2
+    assert "records no figures for leworld checkpoints yet" in capsys.readouterr().err
+    assert not (CKPTS / "leworld_tiny" / "expected_accuracy.json").exists()
+
+
+@pytest.mark.slow
+def test_the_recorded_mlp_figure_is_reproduced_through_the_adapter(tmp_path):
+    import shutil
+
+    from hwgen.expected import FILE_NAME, record
+
+    ckpt = shutil.copytree(CKPTS / "dynamics_mlp", tmp_path / "dynamics_mlp")
+    committed = json.loads((ckpt / FILE_NAME).read_text())
+    fresh = json.loads(record(ckpt).read_text())
+    assert fresh["golden"] == committed["golden"] and fresh["options"] == committed["options"]
+
+
+def test_rtl_refuses_gate_bounds_where_it_measures_nothing(tmp_path, capsys):
+    from tests.checkpoints import write_mlp
+
+    ckpt = write_mlp(tmp_path / "tiny", [5, 4])
+    argv = ["--out", str(tmp_path / "o"), "rtl", str(ckpt), "--min-cosine", "0.9"]
+    assert main(argv) == 2
+    assert "`rtl` measures no accuracy on this checkpoint" in capsys.readouterr().err
 
 
 def _flow(name: str, out: Path, *extra: str) -> list[str]:

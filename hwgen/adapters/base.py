@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..design import RtlOptions
+from ..errors import InputError
 from ..gate import DEFAULT_GATE, GateOptions
 
 
@@ -53,6 +54,17 @@ class JobResult:
     data: object = None  # the job's own result object, for callers that want the figures
 
 
+@dataclass(frozen=True)
+class Figures:
+    """An expected-accuracy record's content (hwgen/expected.py): golden vs float, measured
+    where `where` says on `samples` inputs, valid for the numeric `options`."""
+
+    where: str
+    samples: int
+    options: dict[str, int]
+    golden: dict[str, float]
+
+
 def line(label: str, text: str) -> str:
     """One flow-summary line: a 10-column label, then the text."""
     return f"{label:<10}{text}"
@@ -64,6 +76,7 @@ class Adapter(ABC):
     architecture: str  # config.json's "architecture"
     lowering: str  # "hardwired", "folded" or "mixed", as the docs and errors say
     default_simulator: str
+    rtl_measures_accuracy = False  # True: `rtl` itself gates golden vs float (--min-cosine)
 
     @abstractmethod
     def owns_design(self, manifest: dict) -> bool:
@@ -101,3 +114,10 @@ class Adapter(ABC):
         """Float vs quantized vs golden vs RTL on the model's own data, with its task metric.
 
         `simulated`: a `sim` result of this design the adapter may reuse (the flow passes it)."""
+
+    def expected_figures(self, checkpoint: Path, scratch: Path, options: JobOptions) -> Figures:
+        """Golden vs float with default options, built in `scratch`, for the gate's record."""
+        raise InputError(
+            f"{checkpoint}: `python -m hwgen.expected` records no figures for "
+            f"{self.architecture} checkpoints yet"
+        )

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .base import JobOptions, JobResult, line
+from .base import Figures, JobOptions, JobResult, line
 from .folded import FoldedAdapter, rtl_row, write_compare, write_outputs
 
 
 class LewmAdapter(FoldedAdapter):
     architecture = "lewm"
+    rtl_measures_accuracy = True
 
     def owns_design(self, manifest: dict) -> bool:
         return manifest.get("kind") == "folded" and manifest.get("architecture", "lewm") == "lewm"
@@ -112,6 +113,20 @@ class LewmAdapter(FoldedAdapter):
         ]
         ok = (gate is None or gate.passed) and (simulated is None or simulated.ok)
         return JobResult(text, ok, summary, design, acc)
+
+    def expected_figures(self, checkpoint: Path, scratch: Path, options: JobOptions) -> Figures:
+        from ..folded.design import build_folded_rtl, gate_options
+
+        o = folded_options(options)
+        acc = build_folded_rtl(checkpoint, scratch, "expected", o, options.gate).accuracy
+        golden = {
+            "cosine_mean": acc.cos_mean,
+            "cosine_min": acc.cos_min,
+            "max_abs_error": acc.max_abs_error,
+            "mse_vs_float": acc.mse_vs_float,
+        }
+        where = f"{acc.windows} held-out PushT windows, as `hwgen rtl` measures it"
+        return Figures(where, acc.windows, gate_options(o), golden)
 
 
 def _with_count(options: JobOptions) -> JobOptions:

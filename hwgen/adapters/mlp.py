@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from .base import Adapter, JobOptions, JobResult, line
+from .base import Adapter, Figures, JobOptions, JobResult, line
 
 _SHALLOWEST = re.compile(r"the shallowest built has (\d+)")
 
@@ -22,16 +22,12 @@ class MlpAdapter(Adapter):
     default_simulator = "icarus"
 
     def owns_design(self, manifest: dict) -> bool:
-        return "kind" not in manifest and isinstance(manifest.get("layers"), list)
+        """Every design without a kind: the hardwired flow's own checks judge the rest."""
+        return "kind" not in manifest
 
     def rtl(self, checkpoint: Path, out_root: Path, name: str, options: JobOptions) -> JobResult:
         from ..design import build_rtl
 
-        if options.gate.min_cosine is not None or options.gate.max_error is not None:
-            raise InputError(
-                "--min-cosine/--max-error: `rtl` measures no accuracy on this checkpoint; "
-                "use them with `compare` or `flow`"
-            )
         try:
             r = build_rtl(checkpoint, out_root, name, options.rtl)
         except InputError as e:
@@ -130,6 +126,23 @@ class MlpAdapter(Adapter):
         summary += [line("gate", c.line().removeprefix("accuracy gate: ")) for c in r.gate]
         ok = r.rtl_mismatches in (None, 0) and r.accuracy_ok
         return JobResult(format_compare(r), ok, summary, design, r)
+
+    def expected_figures(self, checkpoint: Path, scratch: Path, options: JobOptions) -> Figures:
+        from dataclasses import replace
+
+        from ..compare import compare
+        from ..design import build_rtl
+
+        rtl = replace(options.rtl, cse=False)  # CSE changes the adders, not the arithmetic
+        design = build_rtl(checkpoint, scratch, "expected", rtl).design_dir
+        report = compare(checkpoint, design, simulator=None, gate=options.gate)
+        lowering = {"act_bits": rtl.lowering.act_bits, "scale_bits": rtl.lowering.scale_bits}
+        return Figures(
+            f"{report.samples} real samples, as `hwgen compare` measures it",
+            report.samples,
+            lowering,
+            report.rows["golden (integer IR)"].to_dict(),
+        )
 
 
 def _figure(c, row: str) -> str:
