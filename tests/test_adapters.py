@@ -66,7 +66,7 @@ def test_a_design_no_adapter_made_is_refused():
         for_design(Path("d"), {"kind": "systolic"})
 
 
-@pytest.mark.parametrize("module", ["hwgen/cli.py", "hwgen/flow.py"])
+@pytest.mark.parametrize("module", ["hwgen/cli.py", "hwgen/flow.py", "hwgen/expected.py"])
 def test_the_cli_and_flow_have_no_per_architecture_branches(module):
     """No architecture or design-kind name as a constant: only the adapters know them."""
     names = {*ADAPTERS, "folded", "hardwired"}
