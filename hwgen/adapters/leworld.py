@@ -203,14 +203,55 @@ def _slots(options: JobOptions) -> None:
 
 
 def load(checkpoint: Path):
+    """The float model and its config, its data records checked before any episode is drawn."""
     from models.leworld import load_checkpoint
 
     try:
-        return load_checkpoint(checkpoint)
+        model, meta = load_checkpoint(checkpoint)
     except InputError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise InputError(f"{checkpoint}: cannot load the LeWorld checkpoint ({e})") from e
+    check_records(meta, model.config, str(Path(checkpoint) / "config.json"))
+    return model, meta
+
+
+MAX_WORLD_STEPS = 1000  # transitions per episode; the committed world has 20
+
+
+def check_records(meta: dict, cfg, where: str) -> None:
+    """The world the episodes are drawn from and the normalization the states go through:
+    sizes that fit the model, positive standard deviations (they divide)."""
+    from dataclasses import fields
+
+    from models.leworld_world import WorldConfig
+
+    from ..checkpoint import check_vector, need
+
+    data, norm = meta.get("dataset"), meta.get("normalization")
+    need(isinstance(data, dict) and isinstance(data.get("world"), dict), where,
+         "'dataset.world' must be an object")  # fmt: skip
+    need(isinstance(norm, dict), where, "'normalization' must be an object")
+    world = data["world"]
+    kinds = {f.name: f.type for f in fields(WorldConfig)}
+    for key, value in world.items():
+        need(key in kinds, where, f"dataset.world has an unknown field '{key}'")
+        ok = type(value) is int if kinds[key] in (int, "int") else type(value) in (int, float)
+        need(ok and abs(value) <= 1e9, where, f"dataset.world.{key} must be a number, got "
+             f"{str(value)[:40]!r}")  # fmt: skip
+    w = WorldConfig(**world)
+    try:
+        w.validate()
+    except ValueError as e:
+        raise InputError(f"{where}: {e}") from None
+    need(w.steps <= MAX_WORLD_STEPS, where, f"dataset.world.steps must be at most "
+         f"{MAX_WORLD_STEPS}, got {w.steps}")  # fmt: skip
+    for key, want in (("state_dim", cfg.state_dim), ("char_dim", cfg.char_dim)):
+        got = getattr(w, key)
+        need(got == want, where, f"dataset.world gives {key} {got}, the model's is {want}")
+    for key, n in (("state", cfg.state_dim), ("char", cfg.char_dim)):
+        for stat in ("mean", "std"):
+            check_vector(norm, f"{key}_{stat}", n, f"{where}: normalization", stat == "std")
 
 
 def _build(claim, checkpoint: Path, options: JobOptions) -> JobResult:
