@@ -116,6 +116,31 @@ def test_rtl_refuses_gate_bounds_where_it_measures_nothing(tmp_path, capsys):
     assert "`rtl` measures no accuracy on this checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "edit,msg",
+    [
+        (lambda m: m["normalization"]["state_std"].__setitem__(0, -1e-9), "must be positive"),
+        (
+            lambda m: m["dataset"]["world"].__setitem__("char_dim", 9),
+            "char_dim 9, the model's is 8",
+        ),
+        (lambda m: m["dataset"]["world"].__setitem__("steps", 10**6), "must be at most 1000"),
+        (lambda m: m["dataset"]["world"].__setitem__("noise", "x"), "must be a number"),
+        (lambda m: m["dataset"].pop("world"), "'dataset.world' must be an object"),
+    ],
+)
+def test_leworld_data_records_are_checked_before_any_episode(edit, msg):
+    import copy
+
+    from hwgen.adapters.leworld import check_records, load
+
+    model, meta = load(CKPTS / "leworld_tiny")
+    bad = copy.deepcopy(meta)
+    edit(bad)
+    with pytest.raises(InputError, match=msg):
+        check_records(bad, model.config, "config.json")
+
+
 def _flow(name: str, out: Path, *extra: str) -> list[str]:
     return ["--out", str(out), "flow", str(CKPTS / name), *SMALL[name], *extra]
 
