@@ -161,6 +161,8 @@ def test_rtl_sim_compare_on_every_committed_checkpoint(name, tmp_path, capsys):
     task = {"dynamics_mlp": "task mse", "lewm_tiny": "rollout", "leworld_tiny": "closed loop"}
     assert task[name] in (design / "compare.txt").read_text()
     assert main(["--out", str(out), "report", name]) == 0
+    page = (design / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 1  # the accuracy distribution
 
 
 @pytest.mark.sim
