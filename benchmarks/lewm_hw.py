@@ -99,6 +99,7 @@ def engine_rows(prog, name: str, sim: dict | None) -> list[dict]:
             "model": name,
             "board": board,
             "lanes": plan.lanes,
+            "lut_lanes": plan.lut_lanes,
             "slots": plan.slots,
             "engine_cycles": plan.engine_cycles,
             "batch_cycles": plan.batch_cycles,
@@ -240,7 +241,8 @@ def markdown(r: dict) -> str:
         best = max(rates.values())
         hw_plan = n * iters * horizon / e["predictions_per_s"] * 1e3
         lines.append(
-            f"| {e['model']} | {e['board']} | {e['slots']} x {e['lanes']} | "
+            f"| {e['model']} | {e['board']} | {e['slots']} x {e['lanes']} "
+            f"({e.get('lut_lanes', 0)} shift-add) | "
             f"{e['cycles_per_prediction']:,.1f} | {_f(e['predictions_per_s'])} | "
             f"{e['latency_us']:.0f} | {e['mac_efficiency']:.0%} | {_f(e['lut_estimate'])} | "
             f"{e['dsp']:.0f} | {e['bram']:.1f} | {e['predictions_per_s'] / best:.2f} | "

@@ -16,9 +16,11 @@ from hwgen.folded.engine import FoldedEngine, engine_cycles, engine_verilog
 from tests.test_folded_engine import random_inputs, random_program
 
 
-def simulate_slots(prog, lanes: int, slots: int, inputs: dict[str, np.ndarray], batches: int):
+def simulate_slots(
+    prog, lanes: int, slots: int, inputs: dict[str, np.ndarray], batches: int, lut_lanes: int = 0
+):
     """Run `batches` batches of `slots` input sets; returns ([N, depth] memories, cycles)."""
-    dut = FoldedEngine(prog, lanes, slots)
+    dut = FoldedEngine(prog, lanes, slots, lut_lanes)
     n = batches * slots
     mems = np.zeros((n, prog.depth), dtype=np.int64)
     cycles: list[int] = []

@@ -34,7 +34,7 @@ class LewmAdapter(FoldedAdapter):
         summary = line(
             "RTL",
             f"{r.weights:,} Q4 weights, {r.instructions} instructions on {r.slots} slots x "
-            f"{r.lanes} lanes, {r.cycles:,} cycles per batch run",
+            f"{r.lanes} lanes ({r.lut_lanes} shift-add), {r.cycles:,} cycles per batch run",
         )
         return JobResult(format_folded(r), ok, [summary], r.design_dir, r)
 

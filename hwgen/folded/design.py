@@ -134,6 +134,7 @@ class FoldedResult:
     gate: GateCheck | None = None  # None: not gated (while the figure is being recorded)
     slots: int = 1
     plan: str = ""  # the batched engine's plan, as printed
+    lut_lanes: int = 0  # of the lanes, those that multiply by shift-and-add in LUTs
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -309,11 +310,11 @@ def _build_folded_rtl(
         )
         inputs = quantize_inputs(prog, test.z, test.actions)
         expected = outputs(prog, execute(prog, inputs))
-    lanes, slots = plan.lanes, plan.slots
+    lanes, slots, lut_lanes = plan.lanes, plan.slots, plan.lut_lanes
     with step(f"generate the engine's Verilog ({slots} slots x {lanes} lanes)"):
         from .engine import engine_cycles, engine_verilog
 
-        text = engine_verilog(prog, lanes, "folded_engine", slots=slots)
+        text = engine_verilog(prog, lanes, "folded_engine", slots=slots, lut_lanes=lut_lanes)
         cycles = engine_cycles(prog, lanes)
     plan_text = format_plan(plan)
     weights = sum(fl.linear.out_features * fl.linear.in_features for fl in prog.linears)
@@ -335,6 +336,7 @@ def _build_folded_rtl(
             "verilog": ["folded_engine.v"],
             "lanes": lanes,
             "slots": slots,
+            "lut_lanes": lut_lanes,
             "board": plan.board,
             "cycles_per_run": cycles,
             "cycles_per_prediction": plan.batch_cycles / slots,
@@ -373,6 +375,7 @@ def _build_folded_rtl(
         checked,
         slots,
         plan_text,
+        lut_lanes,
     )
 
 
@@ -381,8 +384,8 @@ def format_folded(r: FoldedResult) -> str:
     head = [
         f"design      {r.design_dir}",
         f"predictor   {r.weights:,} Q4 weights, {r.instructions} instructions, words Q{w - f}.{f}",
-        f"engine      {r.slots} sample slots x {r.lanes} MAC lanes, {r.cycles:,} cycles per "
-        "batch run",
+        f"engine      {r.slots} sample slots x {r.lanes} MAC lanes ({r.lut_lanes} shift-add), "
+        f"{r.cycles:,} cycles per batch run",
     ]
     if r.plan:
         head.append(r.plan)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import product
 from types import SimpleNamespace as _Shared
 
 import numpy as np
@@ -104,6 +105,35 @@ class _Layout:
     def shape(self, name: str):
         f = next(f for f in self.fields if f.name == name)
         return signed(f.width) if f.signed else unsigned(f.width)
+
+
+def _csd_table() -> dict[int, int]:
+    """Q4 code -> 8-bit CSD word: two digits (nonzero, negative, shift 0..3), 4 bits each."""
+    digits = [None] + [(neg, s) for neg in (0, 1) for s in range(4)]
+    best: dict[int, tuple[int, int]] = {}
+    for d1, d2 in product(digits, digits):
+        value = sum((-1 if d[0] else 1) << d[1] for d in (d1, d2) if d is not None)
+        cost = sum(d is not None for d in (d1, d2))
+        word = 0
+        for k, d in enumerate((d1, d2)):
+            if d is not None:
+                word |= (1 | d[0] << 1 | d[1] << 2) << (4 * k)
+        if -8 <= value <= 7 and (value not in best or cost < best[value][0]):
+            best[value] = (cost, word)
+    return {v: w for v, (_, w) in best.items()}
+
+
+CSD = _csd_table()
+
+
+def csd_value(word: int) -> int:
+    """The code an 8-bit CSD word stands for (inverse of CSD, for checks)."""
+    v = 0
+    for k in range(2):
+        nib = (word >> (4 * k)) & 15
+        if nib & 1:
+            v += (-1 if nib & 2 else 1) << (nib >> 2)
+    return v
 
 
 @dataclass
@@ -403,13 +433,18 @@ class FoldedEngine(wiring.Component):
     prog : FoldedProgram
         The program; its constants, tables and weights become memory / ROM contents.
     lanes : int
-        Rows a LIN computes in parallel (shift-add MAC lanes); a layer's reuse factor is
+        Rows a LIN computes in parallel (MAC lanes); a layer's reuse factor is
         ceil(out / lanes).
     slots : int
         Samples run at once (the batched engine): every slot has its own data memory,
         element-wise, table, reduction and round unit and `lanes` MAC lanes; all slots
         share the controller, the program ROM and the weight, scale and bias ROMs, so one
         instruction and one weight read serve `slots` samples. Cycles do not depend on it.
+    lut_lanes : int
+        How many of the `lanes` (the last ones) multiply by shift-and-add in LUTs (two
+        CSD digits of the Q4 code) instead of in a DSP48E1. They take their rows of the
+        same row group in the same cycles, so neither results nor cycles depend on it:
+        it trades DSP48E1 for LUTs (the planner's lane split).
 
     Attributes
     ----------
@@ -432,17 +467,20 @@ class FoldedEngine(wiring.Component):
         (host_rdata: the slot of the previous cycle, like the address).
     """
 
-    def __init__(self, prog: FoldedProgram, lanes: int, slots: int = 1):
+    def __init__(self, prog: FoldedProgram, lanes: int, slots: int = 1, lut_lanes: int = 0):
         if not isinstance(prog, FoldedProgram):
             raise TypeError(f"prog must be a FoldedProgram, got {type(prog).__name__}")
         if not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots must be a positive integer, got {slots!r}")
         if slots > 1 and prog.bit_depth:
             raise ValueError("a program with a bit memory (BREAD) runs on one slot only")
+        self.plan = plan_engine(prog, lanes)
+        if not isinstance(lut_lanes, int) or not 0 <= lut_lanes <= lanes:
+            raise ValueError(f"lut_lanes must be an integer in 0..{lanes}, got {lut_lanes!r}")
         self.prog = prog
         self.lanes = lanes
         self.slots = slots
-        self.plan = plan_engine(prog, lanes)
+        self.lut_lanes = lut_lanes
         w, aw = prog.word_bits, self.plan.addr_bits
         ports = {
             "start": In(1),
@@ -883,9 +921,16 @@ class FoldedEngine(wiring.Component):
         fb = _delay(m, je < BLOCK, 6 + share, "fb")  # first block of the row group
         lb = _delay(m, je >= l_lastb, 7 + share, "lb")  # last block of the row group
 
-        # t+2: the lanes' 4-bit Q4 codes registered (x_j is registered per slot)
+        # t+2: the lanes' 4-bit Q4 codes registered (x_j is registered per slot); a
+        # shift-add lane's code is recoded to its two CSD digits on the way (one 16-entry
+        # table per lane, shared by all slots)
         u.w2 = Signal(4 * lanes)
         m.d.sync += u.w2.eq(rd_w.data)
+        u.csd = {}
+        table = Array([Const(CSD[v - 16 if v >= 8 else v], 8) for v in range(16)])
+        for k in range(lanes - self.lut_lanes, lanes):
+            u.csd[k] = Signal(8, name=f"csd{k}")
+            m.d.sync += u.csd[k].eq(table[rd_w.data[4 * k : 4 * k + 4]])
 
         # T (block end at t+3): scale and bias ROM addresses; T+1: their data, latched with
         # the partials (be[4]) so the block-scale multipliers can take the lanes in turn.
@@ -948,12 +993,20 @@ class FoldedEngine(wiring.Component):
         x2 = Signal(signed(w), name=f"x2{sfx}")
         m.d.sync += x2.eq(rd_a.data)
 
+        def digit(nib: Value) -> Value:
+            mag = x2 << nib[2:4]
+            return Mux(nib[0], Mux(nib[1], -mag, mag), 0)
+
         pbuf = []
         for k in range(lanes):
             # t+3: x_j * code (the DSP's M register), accumulated into the partial block
-            # sum (its P register; the first input of a block loads instead of adding)
+            # sum (its P register; the first input of a block loads instead of adding);
+            # a shift-add lane forms x_j * code as +-(x << s1) +-(x << s2) in LUTs
             t3 = Signal(signed(w + 4), name=f"term{k}{sfx}")
-            m.d.sync += t3.eq(x2 * u.w2[4 * k : 4 * k + 4].as_signed())
+            if k in u.csd:
+                m.d.sync += t3.eq(digit(u.csd[k][:4]) + digit(u.csd[k][4:]))
+            else:
+                m.d.sync += t3.eq(x2 * u.w2[4 * k : 4 * k + 4].as_signed())
             partial = Signal(signed(p.partial_bits + 1), name=f"partial{k}{sfx}")
             with m.If(u.lv[3]):
                 m.d.sync += partial.eq(Mux(u.fib[3], 0, partial) + t3)
@@ -987,10 +1040,15 @@ class FoldedEngine(wiring.Component):
 
 
 def engine_verilog(
-    prog: FoldedProgram, lanes: int, name: str = "folded_engine", slots: int = 1
+    prog: FoldedProgram,
+    lanes: int,
+    name: str = "folded_engine",
+    slots: int = 1,
+    lut_lanes: int = 0,
 ) -> str:
-    """Verilog of the engine for `prog` (top module `name`, clk / rst and the ports)."""
-    top = FoldedEngine(prog, lanes, slots)
+    """Verilog of the engine for `prog` (top module `name`, clk / rst and the ports);
+    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1."""
+    top = FoldedEngine(prog, lanes, slots, lut_lanes)
     return verilog.convert(top, name=name, emit_src=False)
 
 

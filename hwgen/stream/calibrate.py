@@ -1,6 +1,8 @@
 """Synthesize the batched engine at a few (lanes, slots) probes; write calibration.json.
 
-    python -m hwgen.stream.calibrate [--work DIR] [--probes 4x1,8x1,4x2,8x2]
+    python -m hwgen.stream.calibrate [--work DIR] [--probes 4x1,8x1,4x2,8x2,8x2x4]
+
+A probe is LANESxSLOTS, or LANESxSLOTSxLUT with LUT of the lanes in shift-add form.
 
 The probes run the streamlined tiny-LeWM program (models/checkpoints/lewm_tiny, 10
 fractional bits: the format does not change the engine's size) through Yosys
@@ -37,10 +39,12 @@ def probe_program():
     return streamlined(compile_predictor(predictor_weights(model), 10))
 
 
-def run_probe(prog, lanes: int, slots: int, work: Path, timeout: float) -> SynthReport:
-    d = work / f"L{lanes}_W{slots}"
+def run_probe(
+    prog, lanes: int, slots: int, work: Path, timeout: float, lut_lanes: int = 0
+) -> SynthReport:
+    d = work / (f"L{lanes}_W{slots}" + (f"_K{lut_lanes}" if lut_lanes else ""))
     d.mkdir(parents=True, exist_ok=True)
-    text = engine_verilog(prog, lanes, "folded_engine", slots=slots)
+    text = engine_verilog(prog, lanes, "folded_engine", slots=slots, lut_lanes=lut_lanes)
     source, report = d / "e.v", d / REPORT_JSON
     if report.is_file() and source.is_file() and source.read_text() == text:
         return SynthReport.from_json(report.read_text())
@@ -59,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=2400.0, help="seconds per Yosys run")
     ap.add_argument("--out", type=Path, default=CALIBRATION)
     a = ap.parse_args(argv)
-    pairs = [tuple(int(v) for v in p.split("x")) for p in a.probes.split(",")]
+    shapes = [[int(v) for v in p.split("x")] + [0] for p in a.probes.split(",")]
     prog = probe_program()
     probes = []
-    for lanes, slots in pairs:
-        r = run_probe(prog, lanes, slots, a.work, a.timeout)
-        print(f"{lanes} lanes x {slots} slots: {r.counts}  ({r.seconds:.0f} s)")
-        est = estimate_resources(plan_engine(prog, lanes), prog, slots, _NO_FIT)
+    for lanes, slots, lut_lanes, *_ in shapes:
+        r = run_probe(prog, lanes, slots, a.work, a.timeout, lut_lanes)
+        print(f"{lanes} lanes ({lut_lanes} shift-add) x {slots} slots: {r.counts}  "
+              f"({r.seconds:.0f} s)")  # fmt: skip
+        est = estimate_resources(plan_engine(prog, lanes), prog, slots, _NO_FIT, lut_lanes)
         bram = r.counts["RAMB36E1"] + r.counts["RAMB18E1"] / 2
         print(f"  DSP48E1 {r.counts['DSP48E1']} (model {est['DSP48E1']:.0f}), "
               f"BRAM tiles {bram:g} (model {est['BRAM']:g})")  # fmt: skip
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "lanes": lanes,
                 "slots": slots,
+                "lut_lanes": lut_lanes,
                 "counts": {
                     k: r.counts[k] for k in ("LUT", "FF", "DSP48E1", "RAMB36E1", "RAMB18E1")
                 },

@@ -13,7 +13,9 @@ Resources are estimates, used to choose (lanes, slots) before synthesis:
   (x times a Q4 code, accumulated in its P register) and the block-scale multipliers,
   each shared by `plan.share` lanes; the RAMB18/RAMB36 aspect ratios);
 - LUT and FF from a fit r = a + b*lanes + slots * (c + d*lanes) to synthesized probes
-  (calibration.json, written by `python -m hwgen.stream.calibrate` with Yosys).
+  (calibration.json, written by `python -m hwgen.stream.calibrate` with Yosys), plus
+  e * slots * lut_lanes for the lanes that multiply by shift-and-add in LUTs instead of
+  in a DSP48E1 (e from the probes with such lanes: their excess over the fit).
 `hwgen synth` then checks the chosen design with a real synthesis.
 """
 
@@ -85,10 +87,12 @@ def useful_macs(prog: FoldedProgram) -> int:
 
 @dataclass(frozen=True)
 class Calibration:
-    """LUT and FF fits from synthesized probes; coefficients on [1, L, W, W*L]."""
+    """LUT and FF fits from synthesized probes; coefficients on [1, L, W, W*L] and, per
+    slot and shift-add lane, `lut_lane` (None without a probe that has such lanes)."""
 
     coef: dict[str, list[float]]
     probes: list[dict]
+    lut_lane: dict[str, float] | None = None
 
     @classmethod
     def load(cls, path: Path = CALIBRATION) -> Calibration:
@@ -101,28 +105,44 @@ class Calibration:
 
     @classmethod
     def fit(cls, probes: list[dict]) -> Calibration:
-        basis = np.array([[1, p["lanes"], p["slots"], p["slots"] * p["lanes"]] for p in probes])
-        if np.linalg.matrix_rank(basis) < 4:
+        dsp = [p for p in probes if not p.get("lut_lanes")]
+        mixed = [p for p in probes if p.get("lut_lanes")]
+        basis = np.array([[1, p["lanes"], p["slots"], p["slots"] * p["lanes"]] for p in dsp])
+        if len(dsp) < 4 or np.linalg.matrix_rank(basis) < 4:
             raise InputError(
                 "calibration probes must span lanes x slots (e.g. 4/8 lanes, 1/2 slots)"
             )
         coef = {}
         for r in ("LUT", "FF"):
-            y = np.array([float(p["counts"][r]) for p in probes])
+            y = np.array([float(p["counts"][r]) for p in dsp])
             coef[r] = [float(v) for v in np.linalg.lstsq(basis, y, rcond=None)[0]]
-        return cls(coef, probes)
+        cal = cls(coef, probes)
+        if mixed:
+            lut_lane = {
+                r: float(np.mean([
+                    (p["counts"][r] - cal.estimate(r, p["lanes"], p["slots"]))
+                    / (p["slots"] * p["lut_lanes"])
+                    for p in mixed
+                ]))
+                for r in ("LUT", "FF")
+            }  # fmt: skip
+            cal = cls(coef, probes, lut_lane)
+        return cal
 
-    def estimate(self, resource: str, lanes: int, slots: int) -> float:
+    def estimate(self, resource: str, lanes: int, slots: int, lut_lanes: int = 0) -> float:
         a, b, c, d = self.coef[resource]
-        return a + b * lanes + slots * (c + d * lanes)
+        extra = slots * lut_lanes * self.lut_lane[resource] if lut_lanes else 0.0
+        return a + b * lanes + slots * (c + d * lanes) + extra
 
 
 def estimate_resources(
-    plan: EnginePlan, prog: FoldedProgram, slots: int, cal: Calibration
+    plan: EnginePlan, prog: FoldedProgram, slots: int, cal: Calibration, lut_lanes: int = 0
 ) -> dict[str, float]:
-    """Estimated LUT, FF, DSP48E1 and BRAM tiles of the (plan.lanes, slots) engine."""
+    """Estimated LUT, FF, DSP48E1 and BRAM tiles of the (plan.lanes, slots) engine whose
+    last `lut_lanes` lanes multiply by shift-and-add."""
     lanes, w = plan.lanes, plan.word_bits
-    dsp = slots * (dsp_per_multiplier(w, w) + lanes * dsp_per_multiplier(w, 4)
+    dsp_lanes = lanes - lut_lanes
+    dsp = slots * (dsp_per_multiplier(w, w) + dsp_lanes * dsp_per_multiplier(w, 4)
                    + plan.multipliers * dsp_per_multiplier(plan.partial_bits + 1,
                                                            plan.scale_bits + 1))  # fmt: skip
     bram = slots * 2 * ramb36_tiles(prog.depth, w)  # two read ports: two copies
@@ -132,8 +152,8 @@ def estimate_resources(
     bram += ramb36_tiles(len(plan.scale_rom), plan.scale_bits * lanes)
     bram += ramb36_tiles(len(plan.bias_rom), plan.bias_bits * lanes)
     return {
-        "LUT": cal.estimate("LUT", lanes, slots),
-        "FF": cal.estimate("FF", lanes, slots),
+        "LUT": cal.estimate("LUT", lanes, slots, lut_lanes),
+        "FF": cal.estimate("FF", lanes, slots, lut_lanes),
         "DSP48E1": float(dsp),
         "BRAM": bram,
     }
@@ -166,6 +186,7 @@ class StreamPlan:
     rows: list[LayerRow] = field(default_factory=list)
     other_cycles: int = 0
     candidates: list[tuple[int, int, float, str]] = field(default_factory=list)
+    lut_lanes: int = 0  # of the lanes, those that multiply by shift-and-add in LUTs
 
     @property
     def predictions_per_second(self) -> float:
@@ -212,9 +233,12 @@ def choose(
     cal: Calibration | None = None,
     lanes: int | None = None,
     slots: int | None = None,
+    lut_lanes: int | None = None,
 ) -> StreamPlan:
-    """The (lanes, slots) with the highest predictions/s whose estimate fits every
-    resource within `margin` of the board; `lanes` / `slots` pin a choice."""
+    """The (lanes, slots, lut_lanes) with the highest predictions/s whose estimate fits
+    every resource within `margin` of the board; `lanes` / `slots` / `lut_lanes` pin a
+    choice. Shift-add lanes change resources, not cycles: among equally fast shapes the
+    one with fewer of them wins; without a calibrated shift-add probe there are none."""
     board = get_board(board_name)
     if not 0 < margin <= 1:
         raise InputError(f"--margin must be in (0, 1], got {margin}")
@@ -225,28 +249,35 @@ def choose(
     slot_set = [slots] if slots else list(range(1, MAX_SLOTS + 1))
     best: StreamPlan | None = None
     tried: list[tuple[int, int, float, str]] = []
+    if lut_lanes is not None and cal.lut_lane is None and lut_lanes:
+        raise InputError("shift-add lanes need a calibration probe with them (calibrate)")
     for n_l in lane_set:
         plan = plan_engine(prog, n_l)
         cycles = plan.cycles
-        fit_slots = None
-        for n_s in slot_set:
-            res = estimate_resources(plan, prog, n_s, cal)
-            over = [r for r in RESOURCES if res[r] > margin * avail[r]]
-            if over:
-                if fit_slots is None:
-                    tried.append((n_l, n_s, 0.0, "over " + ", ".join(over)))
-                break
-            fit_slots = (n_s, res)
-        if fit_slots is None:
-            continue
-        n_s, res = fit_slots
-        cand = StreamPlan(
-            board.name, margin, n_l, n_s, cycles, batch_cycles(prog, n_l, n_s),
-            useful_macs(prog), res, avail,
-        )  # fmt: skip
-        tried.append((n_l, n_s, cand.predictions_per_second, "fits"))
-        if best is None or cand.predictions_per_second > best.predictions_per_second:
-            best = cand
+        if lut_lanes is not None:
+            splits = [lut_lanes] if lut_lanes <= n_l else []
+        else:
+            splits = list(range(n_l + 1)) if cal.lut_lane is not None else [0]
+        for n_k in splits:
+            fit_slots = None
+            for n_s in slot_set:
+                res = estimate_resources(plan, prog, n_s, cal, n_k)
+                over = [r for r in RESOURCES if res[r] > margin * avail[r]]
+                if over:
+                    if fit_slots is None:
+                        tried.append((n_l, n_s, 0.0, "over " + ", ".join(over)))
+                    break
+                fit_slots = (n_s, res)
+            if fit_slots is None:
+                continue
+            n_s, res = fit_slots
+            cand = StreamPlan(
+                board.name, margin, n_l, n_s, cycles, batch_cycles(prog, n_l, n_s),
+                useful_macs(prog), res, avail, lut_lanes=n_k,
+            )  # fmt: skip
+            tried.append((n_l, n_s, cand.predictions_per_second, f"fits ({n_k} shift-add)"))
+            if best is None or cand.predictions_per_second > best.predictions_per_second:
+                best = cand
     if best is None:
         raise InputError(
             f"the batched engine does not fit {board.name} within {margin:.0%} at any "
@@ -261,7 +292,8 @@ def format_plan(plan: StreamPlan) -> str:
     """The plan as `hwgen rtl` prints it."""
     lines = [
         f"plan for {plan.board} (resource margin {plan.margin:.0%}): {plan.slots} sample "
-        f"slots x {plan.lanes} MAC lanes = {plan.slots * plan.lanes} MAC lanes",
+        f"slots x {plan.lanes} MAC lanes = {plan.slots * plan.lanes} MAC lanes; per slot "
+        f"{plan.lanes - plan.lut_lanes} in DSP48E1 and {plan.lut_lanes} shift-add in LUTs",
         f"{'layer':<10}{'shape':>9}{'calls':>6}{'style':>8}{'fold R':>8}{'cycles':>9}"
         f"{'ROM kbit':>10}",
     ]
