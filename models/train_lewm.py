@@ -346,10 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=t.device, choices=("cpu", "cuda", "auto"))
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--sigreg-lambda",
+        type=float,
+        default=None,
+        help="SIGReg weight (default: the preset's); the checkpoint's config records it",
+    )
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = LeWMConfig.from_preset(args.preset)
+    if args.sigreg_lambda is not None:
+        if not args.sigreg_lambda >= 0:
+            ap.error(f"--sigreg-lambda must be >= 0, got {args.sigreg_lambda}")
+        cfg = dataclasses.replace(cfg, sigreg_lambda=args.sigreg_lambda)
     tcfg = TrainConfig(
         preset=args.preset,
         iters=args.iters,
@@ -369,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out or f"build/lewm_{args.preset}")
     plot = Path(args.plot or f"build/lewm_{args.preset}_loss.png")
-    _, meta = train(tcfg, dcfg, out, resume=args.resume, plot=plot)
+    _, meta = train(tcfg, dcfg, out, resume=args.resume, plot=plot, model_cfg=cfg)
     tr = meta["training"]
     print(
         f"wrote {out}: val pred_loss {tr['final_val_pred_loss']:.5f}, val SIGReg "

@@ -113,6 +113,15 @@ def test_train_writes_a_checkpoint_and_lowers_val_loss(tmp_path):
     assert loaded.config.image_size == 32
 
 
+def test_train_cli_refuses_a_negative_sigreg_weight(capsys):
+    from models.train_lewm import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--sigreg-lambda", "-1"])
+    assert e.value.code == 2
+    assert "--sigreg-lambda must be >= 0" in capsys.readouterr().err
+
+
 def test_planner_smoke_under_every_protocol(small_data):
     from models.plan_cem import CEMPolicy, LatentCEM, float_predictor, run_episode
     from models.pusht_protocol import PROTOCOLS
