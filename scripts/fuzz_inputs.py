@@ -60,7 +60,7 @@ BUILD_ARGS = ["--random-vectors", "20", "--real-vectors", "20"]
 CHEAP = {
     "mlp": ["--random-vectors", "20", "--real-vectors", "20"],
     "lewm": ["--test-episodes", "2"],
-    "leworld": [],
+    "leworld": ["--test-episodes", "1"],
 }
 OUTCOMES = (
     "clean",
