@@ -21,7 +21,9 @@ from ..folded.engine import engine_verilog, plan_engine
 from ..synth import REPORT_JSON, SynthReport, synthesize
 from .model import CALIBRATION, Calibration, estimate_resources
 
-_NO_FIT = Calibration({"LUT": [0.0] * 4, "FF": [0.0] * 4}, [])  # DSP and BRAM need no fit
+_NO_FIT = Calibration(
+    {"LUT": [0.0] * 4, "FF": [0.0] * 4}, [], {"LUT": 0.0, "FF": 0.0}
+)  # DSP and BRAM need no fit
 
 CHECKPOINT = Path("models/checkpoints/lewm_tiny")
 
