@@ -51,10 +51,10 @@ class LewmAdapter(FoldedAdapter):
 
         from ..expected import load_expected
         from ..folded.design import (
-            _rollout_windows,
             check_accuracy,
             format_accuracy,
             measure_accuracy,
+            rollout_inputs,
         )
         from ..folded.lewm_lower import float_predict, pusht_windows, run_golden
         from ..folded.program_io import load_program
@@ -69,7 +69,7 @@ class LewmAdapter(FoldedAdapter):
         prog = load_program(design / "program.npz")
         with step(f"play and encode PushT: {o.test_episodes} episodes"):
             test = pusht_windows(model, meta, o.test_episodes, o.steps, o.seed + 1)
-            roll = _rollout_windows(
+            roll = rollout_inputs(
                 model, meta, max(1, o.test_episodes // 2), o.steps, o.seed + 2, o.rollout_horizon
             )
         with step(f"golden model on {len(test.z)} windows and {len(roll[0])} rollouts"):

@@ -180,7 +180,7 @@ def measure_accuracy(model, prog, test: Windows, roll_z, roll_a, roll_true) -> A
     return acc
 
 
-def _rollout_windows(model, meta, episodes: int, steps: int, seed: int, horizon: int):
+def rollout_inputs(model, meta, episodes: int, steps: int, seed: int, horizon: int):
     """Start windows for rollouts: h observed latents, h-1+K actions, K true future latents."""
     from ..quant_report import pusht_clips
 
@@ -294,7 +294,7 @@ def _build_folded_rtl(
     with step(f"play and encode PushT: {o.calib_episodes} + {o.test_episodes} episodes"):
         calib = pusht_windows(model, meta, o.calib_episodes, o.steps, o.seed)
         test = pusht_windows(model, meta, o.test_episodes, o.steps, o.seed + 1)
-        roll = _rollout_windows(
+        roll = rollout_inputs(
             model, meta, max(1, o.test_episodes // 2), o.steps, o.seed + 2, o.rollout_horizon
         )
     with step("choose the fixed-point format and compile the predictor"):
