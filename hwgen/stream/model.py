@@ -279,9 +279,13 @@ def choose(
             if best is None or cand.predictions_per_second > best.predictions_per_second:
                 best = cand
     if best is None:
+        reasons: dict[int, set[str]] = {}
+        for n, _, _, why in tried:
+            reasons.setdefault(n, set()).add(why)
+        per_lanes = "; ".join(f"{n} lanes: {', '.join(sorted(w))}" for n, w in reasons.items())
         raise InputError(
             f"the batched engine does not fit {board.name} within {margin:.0%} at any "
-            f"lane count ({'; '.join(f'{n} lanes: {why}' for n, _, _, why in tried)})"
+            f"lane count ({per_lanes})"
         )
     best.rows, best.other_cycles = layer_rows(prog, best.lanes)
     best.candidates = tried
