@@ -7,6 +7,8 @@ the split; the planner trades DSP48E1 for LUTs only where a calibration prices t
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,12 @@ def test_planner_adds_shift_add_lanes_only_where_they_pay():
     assert dear.predictions_per_second == pytest.approx(plain.predictions_per_second)
     with pytest.raises(InputError, match="shift-add"):
         choose(prog, "arty-a7-35", cal=_calibration(None), lut_lanes=2)
+
+
+def test_a_plan_that_fits_nowhere_names_each_lane_count_once():
+    rng = np.random.default_rng(12)
+    prog = lin_program(rng, [(64, 64), (64, 64)])
+    with pytest.raises(InputError, match="does not fit arty-a7-35") as e:
+        choose(prog, "arty-a7-35", cal=_calibration(40.0), margin=0.001)
+    counts = re.findall(r"\b(\d+) lanes:", str(e.value))
+    assert counts and len(counts) == len(set(counts))
