@@ -293,3 +293,23 @@ def test_a_changed_graph_is_refused_before_any_work(design, tmp_path):
 def test_adders_option_is_checked_before_any_work():
     with pytest.raises(InputError, match="--adders must be one of binary, ternary, got 'quad'"):
         RtlOptions(adders="quad")
+
+
+def test_sim_checks_the_saved_graphs_before_starting_a_simulator(design, tmp_path, monkeypatch):
+    import sim.runner
+    from hwgen.adapters import ADAPTERS
+    from hwgen.adapters.base import JobOptions
+
+    copy = tmp_path / "tiny"
+    copy.mkdir()
+    for f in design.iterdir():
+        if f.is_file():
+            (copy / f.name).write_bytes(f.read_bytes())
+    graph = dict(np.load(copy / GRAPH_FILE))
+    adders = graph["l0_kind"] == 1
+    graph["l0_sub"][adders] = 1 - graph["l0_sub"][adders]
+    np.savez(copy / GRAPH_FILE, **graph)
+    seal(copy)
+    monkeypatch.setattr(sim.runner, "run_simulation", lambda *a, **k: 1 / 0)
+    with pytest.raises(InputError, match="does not compute program.npz"):
+        ADAPTERS["mlp"].sim(copy, JobOptions())

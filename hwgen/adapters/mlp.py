@@ -50,8 +50,21 @@ class MlpAdapter(Adapter):
     def sim(self, design: Path, options: JobOptions) -> JobResult:
         from sim.runner import format_sim_result, run_simulation
 
+        from .. import integrity
+        from ..design import check_solved
+        from ..errors import InputError
+
         simulator = options.simulator or self.default_simulator
         vectors = options.vectors or design / "vectors.npz"
+        if "solved_graph" in integrity.read_manifest(design):
+            # The saved adder graphs against the golden model, in numpy: a wrong graph is
+            # named here in a second instead of as RTL mismatches after a simulator build.
+            bad, n = check_solved(design)
+            if bad:
+                raise InputError(
+                    f"{design / 'graph.npz'}: the saved adder graphs differ from the golden "
+                    f"model on {bad} of {n} vectors; run `hwgen rtl` again"
+                )
         r = run_simulation(
             design,
             vectors,
