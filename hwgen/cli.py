@@ -48,6 +48,7 @@ def _rtl_options(a: argparse.Namespace):
         register_every=a.register_every,
         cse=not a.no_cse,
         max_depth=a.max_depth,
+        adders=a.adders,
         n_random=a.random_vectors,
         n_real=a.real_vectors,
     )
@@ -260,6 +261,7 @@ def _add_tool_timeout(p: argparse.ArgumentParser) -> None:
 
 def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     from .design import RtlOptions
+    from .rtl.linear import ADDERS
 
     d = RtlOptions()  # the defaults live there; the help shows them
     g = p.add_argument_group("RTL options")
@@ -287,6 +289,13 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
         "--no-cse",
         action="store_true",
         help="skip common-subexpression elimination (faster compile, more adders)",
+    )
+    g.add_argument(
+        "--adders",
+        choices=ADDERS,
+        default=d.adders,
+        help="binary: two-input adders; ternary: adder pairs fused into LUT6_2 + CARRY4 "
+        f"three-input adders (fewer LUTs on the 7-series; default {d.adders})",
     )
     g.add_argument(
         "--max-depth",

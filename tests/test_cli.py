@@ -47,6 +47,15 @@ def test_rtl_writes_a_complete_design(design, capsys):
     )  # no multiplier in the RTL
 
 
+def test_adders_option_reaches_the_design(tmp_path):
+    ckpt = write_mlp(tmp_path / "tiny", [5, 12, 3])
+    out = tmp_path / "rtl_out"
+    assert main(["--out", str(out), "rtl", str(ckpt), *SMALL, "--adders", "ternary"]) == 0
+    m = json.loads((out / "tiny" / "manifest.json").read_text())
+    assert m["arithmetic"]["adders"] == "ternary"
+    assert "LUT6_2" in (out / "tiny" / "tiny_top.v").read_text()
+
+
 @pytest.mark.sim
 def test_sim_is_bit_exact_on_icarus(design, capsys):
     _, out = design
