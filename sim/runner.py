@@ -173,6 +173,17 @@ def _design_name(value: Any, folder: str) -> str:
     return value if ok else folder
 
 
+XILINX_CELL_MODELS = Path(__file__).resolve().parent / "xilinx_prims.v"
+
+
+def _cell_models(raw: dict) -> tuple[Path, ...]:
+    """Behavioural models of the FPGA cells a design instantiates (its ternary adders'
+    LUT6_2 and CARRY4): simulators need them, synthesis maps the real cells."""
+    arithmetic = raw.get("arithmetic")
+    ternary = isinstance(arithmetic, dict) and arithmetic.get("adders") == "ternary"
+    return (XILINX_CELL_MODELS,) if ternary else ()
+
+
 def load_manifest(design_dir: Path) -> Manifest:
     """Read and check `design_dir/manifest.json`; raise InputError naming the problem."""
     path = Path(design_dir) / "manifest.json"
@@ -196,7 +207,7 @@ def load_manifest(design_dir: Path) -> Manifest:
         design=_design_name(raw.get("design"), path.parent.name),
         top=_get(raw, "top", str, "", path),
         sources=sources,
-        verilog=tuple((path.parent / f).resolve() for f in sources),
+        verilog=tuple((path.parent / f).resolve() for f in sources) + _cell_models(raw),
         clock_port=_get(clock, "port", str, "clock.", path),
         reset_port=_get(reset, "port", str, "reset.", path),
         reset_active_high=active == "high",

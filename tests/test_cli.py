@@ -57,6 +57,15 @@ def test_adders_option_reaches_the_design(tmp_path):
 
 
 @pytest.mark.sim
+def test_a_ternary_design_simulates_bit_exact(tmp_path, capsys):
+    ckpt = write_mlp(tmp_path / "tiny", [5, 12, 3])
+    out = tmp_path / "rtl_out"
+    assert main(["--out", str(out), "rtl", str(ckpt), *SMALL, "--adders", "ternary"]) == 0
+    assert main(["--out", str(out), "sim", "tiny", "--simulator", "icarus"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+
+
+@pytest.mark.sim
 def test_sim_is_bit_exact_on_icarus(design, capsys):
     _, out = design
     assert main(["--out", str(out), "sim", "tiny"]) == 0
