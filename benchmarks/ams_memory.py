@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from models.ams.bundles import BUNDLES, Encoders, bundle_scores, cosine, fit_gate
-from models.ams.codec import CodecConfig
-from models.ams.facts import extract_answer, make_facts, sample_questions
-from models.ams.methods import PQ, Kakeya, Method, PCAk, Raw, kakeya_for_budget
-from models.ams.retrieval import compressed_cosine
-from models.ams.store import CodecStore, relative_error
+from hwgen.models.ams.bundles import BUNDLES, Encoders, bundle_scores, cosine, fit_gate
+from hwgen.models.ams.codec import CodecConfig
+from hwgen.models.ams.facts import extract_answer, make_facts, sample_questions
+from hwgen.models.ams.methods import PQ, Kakeya, Method, PCAk, Raw, kakeya_for_budget
+from hwgen.models.ams.retrieval import compressed_cosine
+from hwgen.models.ams.store import CodecStore, relative_error
 
 SIZES = (10, 20, 100, 1000)
 SEEDS = (1, 2, 3)

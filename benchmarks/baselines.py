@@ -24,8 +24,8 @@ from pathlib import Path
 from benchmarks.machine import cpu_model
 from benchmarks.md_table import read_rows
 from hwgen.design import RtlOptions, RtlResult, build_rtl
+from hwgen.sim.runner import run_simulation
 from hwgen.synth import synthesize
-from sim.runner import run_simulation
 from tests.checkpoints import write_mlp
 
 HERE = Path(__file__).parent

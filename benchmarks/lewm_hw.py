@@ -38,8 +38,8 @@ from hwgen.errors import InputError
 from hwgen.folded.compact import streamlined
 from hwgen.folded.lewm_lower import compile_predictor, predictor_weights
 from hwgen.folded.machine import execute, outputs
+from hwgen.models.lewm import LeWM, LeWMConfig, load_checkpoint
 from hwgen.stream.model import choose
-from models.lewm import LeWM, LeWMConfig, load_checkpoint
 
 HERE = Path(__file__).parent
 OUT = HERE / "out"

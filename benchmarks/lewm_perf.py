@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from benchmarks.machine import cpu_model
-from models.lewm import LeWM, LeWMConfig
-from models.pusht_data import PushTDataConfig, action_stats, generate
-from models.train_lewm import ClipSampler, TrainConfig, make_optimizer, train_step
+from hwgen.models.lewm import LeWM, LeWMConfig
+from hwgen.models.pusht_data import PushTDataConfig, action_stats, generate
+from hwgen.models.train_lewm import ClipSampler, TrainConfig, make_optimizer, train_step
 
 HERE = Path(__file__).parent
 OUT = HERE / "out"

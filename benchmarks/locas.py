@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwgen.models.dynamics_mlp import load_checkpoint
+from hwgen.models.locas import MemoryConfig, TrainMemoryConfig, memorize, to_dense, train_params
+from hwgen.models.lora import add_lora
+from hwgen.models.memorize import regime_transitions, unchanged_old_transitions
 from hwgen.quant.q4 import quantize_q4
-from models.dynamics_mlp import load_checkpoint
-from models.locas import MemoryConfig, TrainMemoryConfig, memorize, to_dense, train_params
-from models.lora import add_lora
-from models.memorize import regime_transitions, unchanged_old_transitions
 
 HERE = Path(__file__).parent
 CKPT = HERE.parent / "models" / "checkpoints" / "dynamics_mlp"

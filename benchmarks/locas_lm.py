@@ -33,11 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.lm.bpb import evaluate
-from models.lm.lm_io import load_lm
-from models.lm.train import streams
-from models.locas import MemoryConfig, memorize_ffn
-from models.lora import add_lora
+from hwgen.models.lm.bpb import evaluate
+from hwgen.models.lm.lm_io import load_lm
+from hwgen.models.lm.train import streams
+from hwgen.models.locas import MemoryConfig, memorize_ffn
+from hwgen.models.lora import add_lora
 
 HERE = Path(__file__).parent
 TABLE = HERE / "LOCAS_LM.md"

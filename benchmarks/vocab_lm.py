@@ -23,15 +23,15 @@ import numpy as np
 
 from benchmarks.machine import cpu_model
 from hwgen.ir import Program, load_program
-from models.lm import baselines as bl
-from models.lm.bpb import evaluate
-from models.lm.gen_vectors import PROMPT
-from models.lm.hw_export import export, feature_scale
-from models.lm.hw_golden import HwGolden
-from models.lm.lm_io import load_lm
-from models.lm.tokenizer import encode_plays, load_tokenizer
-from models.lm.train import main as train_main
-from models.lm.train import streams
+from hwgen.models.lm import baselines as bl
+from hwgen.models.lm.bpb import evaluate
+from hwgen.models.lm.gen_vectors import PROMPT
+from hwgen.models.lm.hw_export import export, feature_scale
+from hwgen.models.lm.hw_golden import HwGolden
+from hwgen.models.lm.lm_io import load_lm
+from hwgen.models.lm.tokenizer import encode_plays, load_tokenizer
+from hwgen.models.lm.train import main as train_main
+from hwgen.models.lm.train import streams
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 OUT = Path(__file__).resolve().parent / "VOCAB_LM.md"
@@ -178,7 +178,7 @@ def hardware_lines(gold: HwGolden) -> list[str]:
         out += [
             "",
             f"`hwgen sim --vectors gen10k.npz` (the {r['vectors']:,} read-out inputs of a greedy "
-            f"generation, `python -m models.lm.gen_vectors`): {r['simulator']}, "
+            f"generation, `python -m hwgen.models.lm.gen_vectors`): {r['simulator']}, "
             f"{r['compared']:,} compared, {r['mismatches']} mismatches, latency "
             f"{r['measured_latency']} cycles.",
         ]

@@ -50,9 +50,9 @@ from hwgen.arith.ternary import fuse_ternary
 from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
 from hwgen.rtl.graph_verilog import emit_verilog
 from hwgen.rtl.linear import ADDERS
+from hwgen.sim.runner import simulator_env
 from hwgen.solve import LayerGraph, solve_layer
 from hwgen.synth import synthesize
-from sim.runner import simulator_env
 
 HERE = Path(__file__).parent
 OUT = HERE / "out" / "vs_da4ml"

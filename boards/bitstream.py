@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hwgen import integrity, tools
-from hwgen.boards import get_any_board
+from hwgen.board_registry import get_any_board
 from hwgen.design import load_solved
 from hwgen.errors import InputError, ToolError
 from hwgen.progress import step

@@ -17,7 +17,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from hwgen.boards import DEFAULT_BOARD, Board, get_any_board
+from hwgen.board_registry import DEFAULT_BOARD, Board, get_any_board
 from hwgen.errors import InputError
 from hwgen.host import DEFAULT_BAUD, DeviceInfo, program_info
 from hwgen.ir import Program
@@ -167,7 +167,7 @@ class BoardTop(Elaboratable):
     baud : int
         Serial rate (default 1 Mbaud).
     board : str
-        A board of hwgen.boards.BOARDS: which LEDs and button to request.
+        A board of hwgen.board_registry.BOARDS: which LEDs and button to request.
     register_every, backend, cse, max_depth, solved, adders
         As for BoardCore.
     """

@@ -157,7 +157,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_bitstream(a: argparse.Namespace) -> int:
-    from boards.bitstream import build_bitstream, check_board_name, format_bitstream
+    from hwgen.boards.bitstream import build_bitstream, check_board_name, format_bitstream
 
     check_board_name(a.board)
     design = _design_dir(a.design, a.out)
@@ -167,7 +167,7 @@ def cmd_bitstream(a: argparse.Namespace) -> int:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from sim.runner import load_manifest, load_vectors
+    from hwgen.sim.runner import load_manifest, load_vectors
 
     from .host import HostLink, SerialTransport, format_board_run, run_on_board
     from .integrity import verify_design

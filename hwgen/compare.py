@@ -129,7 +129,7 @@ def compare(
     clipped = float(np.mean(np.abs(x_int) == (1 << (in_fmt.width - 1)) - 1))
     report.notes.append(f"{clipped:.2%} of input elements saturate the input format")
     if simulator:
-        from sim.runner import run_simulation
+        from hwgen.sim.runner import run_simulation
 
         vec_path = design_dir / "compare_vectors.npz"
         write_vectors(vec_path, program, x_int)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .boards import get_any_board
+from .board_registry import get_any_board
 from .errors import HwgenError, InputError
 
 FILE_NAME = "expected_accuracy.json"

@@ -12,7 +12,7 @@ from .report import write_report
 
 def default_checkpoint() -> Path:
     """The embedded default: the dynamics MLP trained by models/train_dynamics.py."""
-    import models
+    from hwgen import models
 
     return Path(models.__file__).parent / "checkpoints" / "dynamics_mlp"
 

@@ -26,7 +26,7 @@ def check_dataset(config: dict, n_inputs: int, n_outputs: int, where: str) -> No
         raise CheckpointError(f"{where}: 'dataset' must be an object")
     if dataset.get("name") != "push_sim":
         return
-    from models.push_sim import sim_config
+    from hwgen.models.push_sim import sim_config
 
     check_fields(dataset, PUSH_SIM_FIELDS, f"{where}: dataset")
     sim_config(dataset.get("sim", {}), f"{where}: dataset.sim")
@@ -52,7 +52,7 @@ def real_transitions(config: dict, n: int, seed: int) -> tuple[np.ndarray, np.nd
     dataset = config.get("dataset", {})
     name = dataset.get("name") if isinstance(dataset, dict) else None
     if name == "push_sim":
-        from models.dynamics_mlp import sample_transitions
+        from hwgen.models.dynamics_mlp import sample_transitions
 
         check_dataset(config, PUSH_SIM_INPUTS, PUSH_SIM_OUTPUTS, "config.json")
         x, y = sample_transitions(config, n, seed)

@@ -167,10 +167,10 @@ def compare_mlp(path: Path, variants: list[str], samples: int, seed: int) -> Rep
 
 def pusht_clips(meta: dict, episodes: int, steps: int, seed: int):
     """Real PushT frames (E, T+1, ...) and z-scored model actions (E, T, A) as tensors."""
-    from models.lewm import normalize_actions, preprocess_pixels
+    from hwgen.models.lewm import normalize_actions, preprocess_pixels
 
     try:
-        from models.pusht_data import PushTDataConfig, generate
+        from hwgen.models.pusht_data import PushTDataConfig, generate
     except ImportError as e:
         raise InputError(f"LeWM samples need models/pusht_data.py and gym-pusht ({e})") from e
 
@@ -195,7 +195,7 @@ def compare_lewm(
 ) -> Report:
     import torch
 
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     from .quant.wanda import collect_input_norms
 
@@ -285,7 +285,7 @@ def _lq40_check(qw, meta, mode, pred, f1, a1, report) -> int:
     """Write the variant's weights as an LQ40 file, read it back, check it predicts the same."""
     import torch
 
-    from models.lq40 import read_lq40, write_lq40
+    from hwgen.models.lq40 import read_lq40, write_lq40
 
     # the writer Q4-quantizes its Q4 tensors itself; pass it the (pruned) float weights
     state = dict(qw.tensors)

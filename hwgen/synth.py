@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hwgen import integrity, progress, tools
-from hwgen.boards import Board, get_board
+from hwgen.board_registry import Board, get_board
 from hwgen.errors import InputError, ToolError
 
 LOG_NAME = "yosys.log"

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.push_sim import ACTION_NAMES, STATE_NAMES, PushSimConfig, generate_transitions
+from hwgen.models.push_sim import ACTION_NAMES, STATE_NAMES, PushSimConfig, generate_transitions
 
 
 @dataclass

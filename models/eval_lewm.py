@@ -1,6 +1,6 @@
 """Evaluate a LeWM checkpoint on held-out PushT episodes (the training run's validation split).
 
-    python -m models.eval_lewm models/checkpoints/lewm_tiny [--horizon 10] [--write]
+    python -m hwgen.models.eval_lewm models/checkpoints/lewm_tiny [--horizon 10] [--write]
 
 Figures (latents are the model's own encodings of the true frames, eval mode):
 - one-step: teacher-forced prediction of the next latent from 3 history frames and their
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.lewm import LeWM, load_checkpoint, normalize_actions, preprocess_pixels
-from models.pusht_data import PushTDataConfig, load_or_generate
-from models.sigreg import sigreg
+from hwgen.models.lewm import LeWM, load_checkpoint, normalize_actions, preprocess_pixels
+from hwgen.models.pusht_data import PushTDataConfig, load_or_generate
+from hwgen.models.sigreg import sigreg
 
 
 @torch.no_grad()
@@ -150,7 +150,7 @@ def format_report(ev: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m models.eval_lewm", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.eval_lewm", description=__doc__.split("\n")[0]
     )
     ap.add_argument("ckpt")
     ap.add_argument("--horizon", type=int, default=10)

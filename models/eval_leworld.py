@@ -1,6 +1,6 @@
 """Evaluate a LeWorld checkpoint on held-out episodes, with the ablations.
 
-    .venv/bin/python -m models.eval_leworld models/checkpoints/leworld_tiny [--write]
+    .venv/bin/python -m hwgen.models.eval_leworld models/checkpoints/leworld_tiny [--write]
 
 The rollout: the system steps through each held-out episode (``steps`` transitions), observing
 the true state at every step, predicting the next one and writing the observed transition to
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.leworld import LeWorld, load_checkpoint
-from models.leworld_world import WorldConfig, apply_normalization, generate
+from hwgen.models.leworld import LeWorld, load_checkpoint
+from hwgen.models.leworld_world import WorldConfig, apply_normalization, generate
 
 
 def eval_data(
@@ -173,7 +173,7 @@ def format_report(name: str, r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m models.eval_leworld", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.eval_leworld", description=__doc__.split("\n")[0]
     )
     ap.add_argument("checkpoint")
     ap.add_argument("--episodes", type=int, default=256)

@@ -29,7 +29,7 @@ Checkpoint: `model.safetensors` (the state dict, BatchNorm running statistics in
 dataset and training records). The host does the normalization: the model takes normalized
 pixels (`preprocess_pixels`) and z-scored actions (`normalize_actions`).
 
-CLI: `python -m models.lewm --params [--preset official]` prints the parameter table.
+CLI: `python -m hwgen.models.lewm --params [--preset official]` prints the parameter table.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ from hwgen.checkpoint import (
     read_config,
     require_architecture,
 )
-from models.sigreg import sigreg
-from models.torch_state import load_validated
+from hwgen.models.sigreg import sigreg
+from hwgen.models.torch_state import load_validated
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -652,7 +652,7 @@ def save_checkpoint(model: LeWM, out_dir: str | Path, extra: dict | None = None)
 def _check_records(meta: dict, cfg: LeWMConfig, where: str) -> None:
     """The dataset and normalization records hwgen plays PushT and normalizes with: their
     values size the frames and must fit the model (render size = image size, and so on)."""
-    from models.pusht_data import FIELDS as PUSHT_FIELDS
+    from hwgen.models.pusht_data import FIELDS as PUSHT_FIELDS
 
     data, norm = meta.get("dataset", {}), meta.get("normalization", {})
     need(isinstance(data, dict), where, "'dataset' must be an object")
@@ -730,7 +730,9 @@ def format_param_table(cfg: LeWMConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.lewm", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m hwgen.models.lewm", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--params", action="store_true", help="print the parameter table")
     ap.add_argument("--preset", default=None, help="official | tiny | baseline_192d_6e_6p | slim_*")
     args = ap.parse_args(argv)

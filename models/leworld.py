@@ -35,7 +35,8 @@ gradients can flow through reads of written bits. A write stores ``write_words``
 words; reads return ``[addr, min(addr + length, mem_words))``.
 
 Checkpoint: ``model.safetensors`` + ``config.json`` (``architecture: "leworld"`` and the
-``LeWorldConfig`` fields). CLI: ``python -m models.leworld --params [--preset reported|tiny]``.
+``LeWorldConfig`` fields).
+CLI: ``python -m hwgen.models.leworld --params [--preset reported|tiny]``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from hwgen.checkpoint import (
     read_config,
     require_architecture,
 )
-from models.torch_state import load_validated
+from hwgen.models.torch_state import load_validated
 
 READ_MODES = ("hard", "soft", "st")
 
@@ -749,7 +750,7 @@ def format_param_table(cfg: LeWorldConfig) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m models.leworld", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.leworld", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--params", action="store_true", help="print the parameter table")
     ap.add_argument("--preset", default=None, choices=PRESETS)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.q4_qat import q4_fake_quant
+from hwgen.models.q4_qat import q4_fake_quant
 
 INITS = ("activation", "relative", "lowest", "random", "random_index")
 

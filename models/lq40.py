@@ -350,7 +350,7 @@ def identity_batchnorm(prefix: str, n: int) -> dict[str, np.ndarray]:
 
 
 def _config_from_json(meta: dict):
-    from models.lewm import LeWMConfig
+    from hwgen.models.lewm import LeWMConfig
 
     return LeWMConfig.from_json_dict(meta)
 
@@ -409,7 +409,7 @@ class LQ40File:
         """A LeWM in eval mode holding these weights."""
         import torch
 
-        from models.lewm import LeWM
+        from hwgen.models.lewm import LeWM
 
         model = LeWM(_config_from_json(self.config))
         sd = {k: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()}
@@ -422,7 +422,7 @@ def _check_config(meta: object, cur: Cursor, at: int) -> dict:
         raise cur.fail("config", "JSON config is not an object", at)
     if meta.get("mode") not in MODES:
         raise cur.fail("config.mode", f"mode {meta.get('mode')!r} is not one of {MODES}", at)
-    from models.lewm import LeWMConfig
+    from hwgen.models.lewm import LeWMConfig
 
     for f in dataclasses.fields(LeWMConfig):
         if f.name not in meta:

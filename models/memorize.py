@@ -1,6 +1,6 @@
 """Memorize new data into a dynamics checkpoint with Locas memory and write the fused model.
 
-    python -m models.memorize models/checkpoints/dynamics_mlp --memory 8 \\
+    python -m hwgen.models.memorize models/checkpoints/dynamics_mlp --memory 8 \\
         --sim patch_from=0.625 --sim patch_yield=0.2 --out build/dynamics_mlp_mud
     hwgen rtl build/dynamics_mlp_mud        # the fused checkpoint is a plain, wider MLP
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hwgen.errors import InputError
-from models.dynamics_mlp import (
+from hwgen.models.dynamics_mlp import (
     DynamicsMLP,
     DynamicsMLPConfig,
     Normalization,
@@ -38,9 +38,9 @@ from models.dynamics_mlp import (
     sample_transitions,
     save_checkpoint,
 )
-from models.locas import INITS, LocasMLP, MemoryConfig, TrainMemoryConfig, memorize, to_dense
-from models.locas import train_params as train_memory
-from models.push_sim import PushSimConfig, rollout, sim_config, step
+from hwgen.models.locas import INITS, LocasMLP, MemoryConfig, TrainMemoryConfig, memorize, to_dense
+from hwgen.models.locas import train_params as train_memory
+from hwgen.models.push_sim import PushSimConfig, rollout, sim_config, step
 
 MAX_ROWS = 10_000_000  # rows read from --data
 CHANGED_PX = 1e-3  # a transition is "changed" when the two physics differ by more (px)
@@ -134,7 +134,7 @@ def file_transitions(path: Path, meta: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m models.memorize",
+        prog="python -m hwgen.models.memorize",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,9 +1,9 @@
 """CEM planning in LeWM's latent space on PushT, under a named protocol (official by default).
 
-    python -m models.plan_cem CKPT                       # the official protocol, 50 episodes
-    python -m models.plan_cem CKPT --protocol project    # the project's earlier variant
-    python -m models.plan_cem CKPT --predictor golden    # the hardware's integer golden model
-    python -m models.plan_cem CKPT --write               # append the run to config.json
+    python -m hwgen.models.plan_cem CKPT                       # the official protocol, 50 episodes
+    python -m hwgen.models.plan_cem CKPT --protocol project    # the project's earlier variant
+    python -m hwgen.models.plan_cem CKPT --predictor golden    # the hardware's integer golden model
+    python -m hwgen.models.plan_cem CKPT --write               # append the run to config.json
 
 Protocols are defined in models/pusht_protocol.py (official: success on agent AND block,
 checked every env step, 50 env steps, CEM 300 x 30 top 30 in z-scored action space, horizon 5,
@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.lewm import LeWM, load_checkpoint, preprocess_pixels
-from models.pusht_data import PushTDataConfig, get_state, load_or_generate, make_env, render
-from models.pusht_data import reset_to as reset_env
-from models.pusht_protocol import PROTOCOLS, SUCCESS, Protocol, draw_tasks, wilson_interval
+from hwgen.models.lewm import LeWM, load_checkpoint, preprocess_pixels
+from hwgen.models.pusht_data import PushTDataConfig, get_state, load_or_generate, make_env, render
+from hwgen.models.pusht_data import reset_to as reset_env
+from hwgen.models.pusht_protocol import PROTOCOLS, SUCCESS, Protocol, draw_tasks, wilson_interval
 
 PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -198,7 +198,7 @@ class ExpertPolicy:
     (15 px, 0.25 rad instead of the data generator's 6 px, 0.08 rad)."""
 
     def __init__(self, goal: np.ndarray, fs: int):
-        from models.pusht_expert import ExpertConfig, PushTExpert
+        from hwgen.models.pusht_expert import ExpertConfig, PushTExpert
 
         self.expert = PushTExpert(ExpertConfig(pos_done=15.0, ang_done=0.25))
         self.goal, self.fs = goal, fs
@@ -300,8 +300,8 @@ def calibrated_golden(
 ) -> GoldenPredictor:
     """The golden predictor, its word format calibrated on every window of (up to) 20
     training episodes."""
-    from models.eval_lewm import encode_episodes
-    from models.lewm import normalize_actions
+    from hwgen.models.eval_lewm import encode_episodes
+    from hwgen.models.lewm import normalize_actions
 
     tr = np.arange(min(20, len(data["states"]) - n_val))
     z = encode_episodes(model, data["frames"][tr]).numpy()
@@ -457,7 +457,7 @@ def evaluate(
 
 def _command(argv: list[str] | None) -> str:
     """The command line that reproduces a run, for the record."""
-    return " ".join(["python -m models.plan_cem", *(sys.argv[1:] if argv is None else argv)])
+    return " ".join(["python -m hwgen.models.plan_cem", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _norm(meta: dict) -> dict:
@@ -479,7 +479,7 @@ def append_planning(ckpt: str, record: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m models.plan_cem", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.plan_cem", description=__doc__.split("\n")[0]
     )
     ap.add_argument("ckpt")
     ap.add_argument("--protocol", default="official", choices=sorted(PROTOCOLS))

@@ -25,7 +25,7 @@ and a reset seed drawn from it for the env's start state. Frames are rendered on
 `frame_skip` env steps (the env steps with obs_type "state" and renders through its own
 `_render`, 5x faster than rendering every step).
 
-CLI: `python -m models.pusht_data --episodes 300 --steps 40 --size 64 --out build/pusht.npz`.
+CLI: `python -m hwgen.models.pusht_data --episodes 300 --steps 40 --size 64 --out build/pusht.npz`.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def weak_policy_step(env, rng: np.random.Generator, cfg: PushTDataConfig) -> np.
 def expert_episode_step(env, expert, goal: np.ndarray, rng, cfg: PushTDataConfig) -> np.ndarray:
     """One model step of the scripted expert towards `goal` (updated in place: a new random
     block pose once the block is there); returns actions (frame_skip, 2)."""
-    from models.pusht_expert import wrap
+    from hwgen.models.pusht_expert import wrap
 
     out = np.empty((cfg.frame_skip, 2), dtype=np.float32)
     for k in range(cfg.frame_skip):
@@ -153,7 +153,7 @@ def random_goal(rng: np.random.Generator) -> np.ndarray:
 
 def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarray]:
     """Play cfg.episodes episodes; returns frames, actions, states (see module docstring)."""
-    from models.pusht_expert import ExpertConfig, PushTExpert
+    from hwgen.models.pusht_expert import ExpertConfig, PushTExpert
 
     env = make_env(cfg.render_size)
     e, t, s = cfg.episodes, cfg.steps, cfg.render_size
@@ -224,7 +224,7 @@ def action_stats(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m models.pusht_data", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.pusht_data", description=__doc__.split("\n")[0]
     )
     d = PushTDataConfig()
     ap.add_argument("--episodes", type=int, default=d.episodes)

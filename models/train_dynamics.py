@@ -1,6 +1,6 @@
 """Train DynamicsMLP on push_sim transitions and write the checkpoint hwgen embeds.
 
-    python -m models.train_dynamics --out models/checkpoints/dynamics_mlp
+    python -m hwgen.models.train_dynamics --out models/checkpoints/dynamics_mlp
     python -m hwgen.expected models/checkpoints/dynamics_mlp   # then record the accuracy gate
 
 The second command writes expected_accuracy.json beside the checkpoint (golden vs float),
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from models.dynamics_mlp import (
+from hwgen.models.dynamics_mlp import (
     DynamicsMLP,
     DynamicsMLPConfig,
     Normalization,
@@ -30,9 +30,9 @@ from models.dynamics_mlp import (
     raw_features,
     save_checkpoint,
 )
-from models.push_sim import PushSimConfig, rollout
-from models.q4_qat import enable_q4_qat, finish_q4_qat
-from models.schedule import lr_at
+from hwgen.models.push_sim import PushSimConfig, rollout
+from hwgen.models.q4_qat import enable_q4_qat, finish_q4_qat
+from hwgen.models.schedule import lr_at
 
 
 @dataclass

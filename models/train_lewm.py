@@ -1,6 +1,6 @@
 """Train LeWM on generated PushT trajectories and write a checkpoint (safetensors + config.json).
 
-    python -m models.train_lewm --preset tiny --out models/checkpoints/lewm_tiny
+    python -m hwgen.models.train_lewm --preset tiny --out models/checkpoints/lewm_tiny
     python -m hwgen.expected models/checkpoints/lewm_tiny   # then record the accuracy gate
 
 Samples are (history + 1)-frame clips (3 history frames + 1 target) with the 3 actions between
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.lewm import (
+from hwgen.models.lewm import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LeWM,
@@ -35,9 +35,9 @@ from models.lewm import (
     preprocess_pixels,
     save_checkpoint,
 )
-from models.pusht_data import PushTDataConfig, action_stats, block_moved, load_or_generate
-from models.schedule import lr_at
-from models.sigreg import sigreg
+from hwgen.models.pusht_data import PushTDataConfig, action_stats, block_moved, load_or_generate
+from hwgen.models.schedule import lr_at
+from hwgen.models.sigreg import sigreg
 
 
 @dataclasses.dataclass
@@ -330,7 +330,7 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     t, d = TrainConfig(), PushTDataConfig()
     ap = argparse.ArgumentParser(
-        prog="python -m models.train_lewm", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.train_lewm", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--preset", default=t.preset)
     ap.add_argument("--out", default=None, help="checkpoint folder (default build/lewm_<preset>)")

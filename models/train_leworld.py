@@ -1,6 +1,6 @@
 """Train LeWorld on the recurring-situation world in three phases; write a checkpoint.
 
-    nice .venv/bin/python -m models.train_leworld --preset tiny --train-episodes 2048 \\
+    nice .venv/bin/python -m hwgen.models.train_leworld --preset tiny --train-episodes 2048 \\
         --epochs 0.5 7 0.5 --lr-scale 4.5 --diversity-weight 0.1 --route-cost 0.005 \\
         --out models/checkpoints/leworld_tiny
 
@@ -57,9 +57,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.leworld import LeWorld, LeWorldConfig, save_checkpoint
-from models.leworld_world import WorldConfig, apply_normalization, generate, normalization
-from models.schedule import lr_at
+from hwgen.models.leworld import LeWorld, LeWorldConfig, save_checkpoint
+from hwgen.models.leworld_world import WorldConfig, apply_normalization, generate, normalization
+from hwgen.models.schedule import lr_at
 
 LOSS_WEIGHTS = {
     "balance": 0.01,
@@ -403,7 +403,7 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     t = TrainConfig()
     ap = argparse.ArgumentParser(
-        prog="python -m models.train_leworld", description=__doc__.split("\n")[0]
+        prog="python -m hwgen.models.train_leworld", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--preset", default=t.preset)
     ap.add_argument("--out", default=None, help="checkpoint folder (default build/leworld_<p>)")

@@ -1097,8 +1097,8 @@ PRELOAD = [
     "hwgen.flow",
     "hwgen.synth",
     "hwgen.host",
-    "sim.runner",
-    "boards.bitstream",
+    "hwgen.sim.runner",
+    "hwgen.boards.bitstream",
 ]
 
 

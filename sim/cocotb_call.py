@@ -4,7 +4,7 @@ cocotb's Python runner starts iverilog, vvp, verilator and make itself, with no 
 limit. sim/runner.py runs this module under hwgen.tools.run_tool instead: a timeout
 there kills the whole process group, this child and every tool it started.
 
-Usage: python -m sim.cocotb_call REQUEST.json, where REQUEST holds "action" ("build" or
+Usage: python -m hwgen.sim.cocotb_call REQUEST.json, where REQUEST holds "action" ("build" or
 "test"), "simulator", "vcd" (Icarus waves as VCD instead of FST) and "kwargs" (the
 runner call's keyword arguments). The tools' output goes to stdout (run_tool's log).
 Exit status 0 when the call returned, 1 when the runner raised (its message is printed).

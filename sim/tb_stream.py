@@ -38,7 +38,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from sim.runner import Manifest, load_manifest, load_vectors
+from hwgen.sim.runner import Manifest, load_manifest, load_vectors
 
 RESET_CYCLES = 2  # rising edges with reset asserted
 

@@ -164,7 +164,7 @@ def test_nan_float_model_is_refused(mlp, monkeypatch, capsys):
 
 def test_rtl_figure_comes_from_the_rtl_outputs(mlp, monkeypatch, tmp_path):
     """A simulated RTL that delivers golden / 2 is measured as such, never as golden."""
-    import sim.runner
+    import hwgen.sim.runner as sim_runner
     from hwgen.compare import compare as run_compare
     from hwgen.design import RtlOptions, build_rtl
     from hwgen.golden import run
@@ -184,7 +184,7 @@ def test_rtl_figure_comes_from_the_rtl_outputs(mlp, monkeypatch, tmp_path):
             mismatches=len(inputs), compared=len(inputs), extra={"outputs_file": str(path)}
         )
 
-    monkeypatch.setattr(sim.runner, "run_simulation", fake_simulation)
+    monkeypatch.setattr(sim_runner, "run_simulation", fake_simulation)
     report = run_compare(ckpt, design, samples=300, simulator="icarus")
     golden, rtl = report.rows["golden (integer IR)"], report.rows["RTL"]
     assert rtl is not None and rtl.max_abs_error > 2 * golden.max_abs_error

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from models.ams.bundles import cosine
-from models.ams.codec import CodecConfig, KakeyaCodec, pca, spherical_kmeans
-from models.ams.methods import PQ, PCAk, kakeya_for_budget
-from models.ams.retrieval import compressed_cosine, memory_norms
-from models.ams.store import CodecStore, RebuildPolicy, relative_error
+from hwgen.models.ams.bundles import cosine
+from hwgen.models.ams.codec import CodecConfig, KakeyaCodec, pca, spherical_kmeans
+from hwgen.models.ams.methods import PQ, PCAk, kakeya_for_budget
+from hwgen.models.ams.retrieval import compressed_cosine, memory_norms
+from hwgen.models.ams.store import CodecStore, RebuildPolicy, relative_error
 
 
 def anisotropic(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from hwgen.checkpoint import load_mlp_checkpoint
-from models.ams.bundles import BUNDLES, Encoders, Gate, cosine, read
-from models.ams.facts import (
+from hwgen.models.ams.bundles import BUNDLES, Encoders, Gate, cosine, read
+from hwgen.models.ams.facts import (
     HORIZON_DAYS,
     all_questions,
     current,
@@ -15,7 +15,7 @@ from models.ams.facts import (
     parse_date,
     sample_questions,
 )
-from models.ams.hardware import CHECKPOINT, ENCODER, column_scales, fit_time_codec
+from hwgen.models.ams.hardware import CHECKPOINT, ENCODER, column_scales, fit_time_codec
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_committed_encoder_checkpoint_gives_alpha_scores_and_coefficients(time_c
 
 @pytest.mark.slow
 def test_golden_decode_stays_close_to_float(time_codec):
-    from models.ams.hardware_eval import golden_decoder
+    from hwgen.models.ams.hardware_eval import golden_decoder
 
     codec, enc, _ = time_codec
     decode, _ = golden_decoder(CHECKPOINT, 8)

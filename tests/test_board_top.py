@@ -27,7 +27,7 @@ def test_board_top_bit_exact_over_uart(tmp_path):
 
     The host side is hwgen.host.HostLink itself (see sim/tb_board.py).
     """
-    from sim.tb_board import simulate_board
+    from hwgen.sim.tb_board import simulate_board
 
     program = mlp_program([5, 8, 3])
     program.save(tmp_path / "program.npz")
@@ -42,7 +42,7 @@ def test_board_top_bit_exact_over_uart(tmp_path):
 @pytest.mark.slow
 def test_icebreaker_bitstream(tmp_path):
     """A real iCE40 bitstream of a tiny design with the host link (about 40 s here)."""
-    from boards.bitstream import build_bitstream
+    from hwgen.boards.bitstream import build_bitstream
     from hwgen.design import RtlOptions, build_rtl
     from tests.checkpoints import write_mlp
 
@@ -57,7 +57,7 @@ def test_icebreaker_bitstream(tmp_path):
 @pytest.mark.synth
 def test_arty_build_plan_without_vivado(tmp_path):
     """No Vivado here: the Arty A7 gets a complete build plan and says what is missing."""
-    from boards.bitstream import build_bitstream, format_bitstream
+    from hwgen.boards.bitstream import build_bitstream, format_bitstream
     from hwgen.design import RtlOptions, build_rtl
     from tests.checkpoints import write_mlp
 

@@ -279,7 +279,7 @@ def test_folded_word_format_keeps_one_headroom_bit():
     torch = pytest.importorskip("torch")
     from hwgen.folded.design import FoldedOptions
     from hwgen.folded.lewm_lower import choose_frac_bits, predictor_weights, pusht_windows
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     torch.set_num_threads(1)
     model, meta = load_checkpoint(

@@ -295,7 +295,7 @@ def test_random_programs_many(seed: int):
 
 
 def _cocotb_case(tmp_path: Path, simulator: str) -> dict:
-    from sim.folded_runner import run_folded_simulation
+    from hwgen.sim.folded_runner import run_folded_simulation
 
     rng = np.random.default_rng(11)
     prog = random_program(rng, n_instr=10)
@@ -316,7 +316,7 @@ def test_cocotb_icarus(tmp_path: Path):
 @pytest.mark.sim
 def test_cocotb_negative_control(tmp_path: Path):
     """A golden vector changed in one word is reported as a mismatch."""
-    from sim.folded_runner import run_folded_simulation
+    from hwgen.sim.folded_runner import run_folded_simulation
 
     rng = np.random.default_rng(12)
     prog = random_program(rng, n_instr=4, ops=(Op.ADD, Op.DOT))

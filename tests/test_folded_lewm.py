@@ -26,7 +26,7 @@ CKPT = Path(__file__).parents[1] / "models" / "checkpoints" / "lewm_tiny"
 
 @pytest.fixture(scope="module")
 def tiny():
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     torch.set_num_threads(1)
     model, meta = load_checkpoint(CKPT)

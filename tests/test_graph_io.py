@@ -257,7 +257,7 @@ def test_emitting_from_the_saved_graph_solves_nothing_and_gives_rtls_verilog(des
 
 
 def test_board_top_cores_are_rtls_cores_without_solving(design, monkeypatch):
-    from boards.bitstream import build_bitstream
+    from hwgen.boards.bitstream import build_bitstream
 
     no_solver(monkeypatch)
     result = build_bitstream(design, "arty-a7-35")
@@ -267,7 +267,7 @@ def test_board_top_cores_are_rtls_cores_without_solving(design, monkeypatch):
 
 
 def test_a_changed_graph_is_refused_before_any_work(design, tmp_path):
-    from boards.bitstream import build_bitstream
+    from hwgen.boards.bitstream import build_bitstream
 
     copy = tmp_path / "tiny"
     copy.mkdir()
@@ -296,7 +296,7 @@ def test_adders_option_is_checked_before_any_work():
 
 
 def test_sim_checks_the_saved_graphs_before_starting_a_simulator(design, tmp_path, monkeypatch):
-    import sim.runner
+    import hwgen.sim.runner as sim_runner
     from hwgen.adapters import ADAPTERS
     from hwgen.adapters.base import JobOptions
 
@@ -310,6 +310,6 @@ def test_sim_checks_the_saved_graphs_before_starting_a_simulator(design, tmp_pat
     graph["l0_sub"][adders] = 1 - graph["l0_sub"][adders]
     np.savez(copy / GRAPH_FILE, **graph)
     seal(copy)
-    monkeypatch.setattr(sim.runner, "run_simulation", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(sim_runner, "run_simulation", lambda *a, **k: 1 / 0)
     with pytest.raises(InputError, match="does not compute program.npz"):
         ADAPTERS["mlp"].sim(copy, JobOptions())

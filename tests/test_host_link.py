@@ -7,8 +7,8 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from boards.link import crc8_step
-from boards.uart import UARTRx, UARTTx, baud_divisor
+from hwgen.boards.link import crc8_step
+from hwgen.boards.uart import UARTRx, UARTTx, baud_divisor
 from hwgen.cli import main
 from hwgen.errors import InputError, ToolError
 from hwgen.host import (

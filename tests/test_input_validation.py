@@ -353,7 +353,7 @@ def test_program_nested_header(tmp_path, mlp_design):
     ],
 )
 def test_bad_leworld_checkpoint(tmp_path, mutate, expected):
-    from models.leworld import load_checkpoint
+    from hwgen.models.leworld import load_checkpoint
 
     ckpt = copy_ckpt(tmp_path, "leworld_tiny")
     mutate(ckpt)

@@ -31,7 +31,18 @@ HARDWARE_IN_THE_LOOP = {
     "models/lm/hw_golden.py",
     "models/lm/gen_vectors.py",
 }
-UPPER = {"sim", "boards", "models"}
+# The layers above the core. The folders sim/, boards/ and models/ sit at the top of the
+# repository and are installed as hwgen.sim, hwgen.boards and hwgen.models (symbolic links
+# under hwgen/), so the package claims no generic top-level name in site-packages.
+UPPER = ("hwgen.sim", "hwgen.boards", "hwgen.models")
+BARE = {"sim", "boards", "models"}
+
+
+def layer(module: str) -> str | None:
+    """The upper layer a module name belongs to, or None for the core and third parties."""
+    return next((u for u in UPPER if module == u or module.startswith(u + ".")), None)
+
+
 # What models/ may take from hwgen: checking inputs and the weight formats, not the compiler.
 MODEL_MAY_USE = {
     "hwgen.checkpoint",
@@ -56,7 +67,8 @@ def imported(path: Path) -> set[str]:
 
 
 def files(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+    """Python files under folder, not through the hwgen/sim, hwgen/models, hwgen/boards links."""
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if not p.is_symlink())
 
 
 def test_the_compiler_core_imports_no_layer_above_it():
@@ -65,7 +77,7 @@ def test_the_compiler_core_imports_no_layer_above_it():
         rel = path.relative_to(ROOT).as_posix()
         if rel in FRONT_DOOR or rel.startswith(FRONT_DOOR_PACKAGES):
             continue
-        bad += [f"{rel}: {m}" for m in imported(path) if m.split(".")[0] in UPPER]
+        bad += [f"{rel}: {m}" for m in imported(path) if layer(m)]
     assert not bad, "core modules import a layer above them:\n" + "\n".join(sorted(bad))
 
 
@@ -75,11 +87,10 @@ def test_models_use_only_hwgen_utilities():
         if path.relative_to(ROOT).as_posix() in HARDWARE_IN_THE_LOOP:
             continue
         for m in imported(path):
-            if m.split(".")[0] == "hwgen" and m != "hwgen":
-                top = ".".join(m.split(".")[:2])
-                if top not in MODEL_MAY_USE:
-                    bad.append(f"{path.relative_to(ROOT)}: {m}")
-            if m.split(".")[0] in {"sim", "boards"}:
+            if layer(m) == "hwgen.models" or m in ("hwgen", "hwgen.models"):
+                continue
+            top = ".".join(m.split(".")[:2])
+            if m.split(".")[0] == "hwgen" and top not in MODEL_MAY_USE:
                 bad.append(f"{path.relative_to(ROOT)}: {m}")
     assert not bad, "models import the compiler or a layer above:\n" + "\n".join(sorted(bad))
 
@@ -90,13 +101,36 @@ def test_simulators_and_boards_do_not_import_models():
         for folder in ("sim", "boards")
         for p in files(folder)
         for m in imported(p)
-        if m.split(".")[0] == "models"
+        if layer(m) == "hwgen.models"
     ]
     assert not bad, "\n".join(bad)
+
+
+def test_nothing_imports_the_folders_by_their_bare_names():
+    """`import models` would load a second copy of every module under another name."""
+    bad = [
+        f"{p.relative_to(ROOT)}: {m}"
+        for folder in ("hwgen", "sim", "boards", "models", "tests", "benchmarks", "scripts")
+        for p in files(folder)
+        for m in imported(p)
+        if m.split(".")[0] in BARE
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_package_installs_under_one_top_level_name():
+    """pyproject installs hwgen only; the upper folders come in through the links."""
+    import tomllib
+
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert found["packages"]["find"]["include"] == ["hwgen*"]
+    for name in ("sim", "boards", "models"):
+        link = ROOT / "hwgen" / name
+        assert link.is_symlink() and link.resolve() == (ROOT / name).resolve()
 
 
 def test_the_rule_catches_a_violation(tmp_path):
     """The canary: a function-local upward import is seen."""
     f = tmp_path / "x.py"
-    f.write_text("def f():\n    from sim.runner import run_simulation\n")
-    assert "sim.runner" in imported(f)
+    f.write_text("def f():\n    from hwgen.sim.runner import run_simulation\n")
+    assert "hwgen.sim.runner" in imported(f)

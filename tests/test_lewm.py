@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.lewm import (
+from hwgen.models.lewm import (
     PRESETS,
     LeWM,
     LeWMConfig,
@@ -17,7 +17,7 @@ from models.lewm import (
     param_table,
     save_checkpoint,
 )
-from models.sigreg import epps_pulley, random_directions, sigreg
+from hwgen.models.sigreg import epps_pulley, random_directions, sigreg
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.lewm import LeWM, LeWMConfig, load_checkpoint
-from models.pusht_data import (
+from hwgen.models.lewm import LeWM, LeWMConfig, load_checkpoint
+from hwgen.models.pusht_data import (
     PushTDataConfig,
     action_stats,
     block_moved,
@@ -20,7 +20,7 @@ from models.pusht_data import (
     reset_to,
     save,
 )
-from models.train_lewm import ClipSampler, TrainConfig, lr_at, train
+from hwgen.models.train_lewm import ClipSampler, TrainConfig, lr_at, train
 
 torch.set_num_threads(1)
 
@@ -114,7 +114,7 @@ def test_train_writes_a_checkpoint_and_lowers_val_loss(tmp_path):
 
 
 def test_train_cli_refuses_a_negative_sigreg_weight(capsys):
-    from models.train_lewm import main
+    from hwgen.models.train_lewm import main
 
     with pytest.raises(SystemExit) as e:
         main(["--sigreg-lambda", "-1"])
@@ -123,8 +123,8 @@ def test_train_cli_refuses_a_negative_sigreg_weight(capsys):
 
 
 def test_planner_smoke_under_every_protocol(small_data):
-    from models.plan_cem import CEMPolicy, LatentCEM, float_predictor, run_episode
-    from models.pusht_protocol import PROTOCOLS
+    from hwgen.models.plan_cem import CEMPolicy, LatentCEM, float_predictor, run_episode
+    from hwgen.models.pusht_protocol import PROTOCOLS
 
     cfg = dataclasses.replace(LeWMConfig.tiny(), image_size=32, name="tiny32")
     model = LeWM(cfg).eval()

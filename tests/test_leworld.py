@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.leworld import (
+from hwgen.models.leworld import (
     LeWorld,
     LeWorldConfig,
     empty_memory,
@@ -22,7 +22,7 @@ from models.leworld import (
     straight_through_mask,
     write_memory,
 )
-from models.leworld_world import WorldConfig, generate
+from hwgen.models.leworld_world import WorldConfig, generate
 
 torch.set_num_threads(1)
 
@@ -250,7 +250,7 @@ def test_checkpoint_errors_name_the_file(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_three_phase_training_runs_and_resumes(tmp_path):
-    from models.train_leworld import TrainConfig, train
+    from hwgen.models.train_leworld import TrainConfig, train
 
     tcfg = TrainConfig(train_episodes=32, val_episodes=8, steps=4, epochs=(1, 1, 1),
                        eval_every=2, ckpt_every=1)  # fmt: skip
@@ -271,7 +271,7 @@ def test_three_phase_training_runs_and_resumes(tmp_path):
 def test_committed_tiny_checkpoint_loads_and_predicts():
     from pathlib import Path
 
-    from models.eval_leworld import eval_data, run
+    from hwgen.models.eval_leworld import eval_data, run
 
     ck = Path(__file__).resolve().parents[1] / "models" / "checkpoints" / "leworld_tiny"
     if not (ck / "model.safetensors").exists():

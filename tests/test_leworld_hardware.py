@@ -22,7 +22,7 @@ FRAC_BITS = 11  # choose_frac_bits on 16 calibration episodes (seed 4242), 1 bit
 
 @pytest.fixture(scope="module")
 def setup():
-    from models.leworld import load_checkpoint
+    from hwgen.models.leworld import load_checkpoint
 
     torch.set_num_threads(1)
     model, meta = load_checkpoint(CKPT)
@@ -75,7 +75,7 @@ def cosim_vectors(steps: dict, n: int) -> np.ndarray:
 @pytest.mark.parametrize("config", ["default", "all_q4"])
 def test_cocotb_leworld_step_bit_exact(setup, tmp_path: Path, config: str):
     """The default program (address heads wide) and the all-Q4 one (the 35T candidate)."""
-    from sim.folded_runner import run_folded_simulation
+    from hwgen.sim.folded_runner import run_folded_simulation
 
     model, steps, prog = setup
     if config == "all_q4":
@@ -104,7 +104,7 @@ def test_scratch_reuse_keeps_the_outputs(setup):
 def test_closed_loop_rollout(setup):
     """The engine in the loop (own info request, host write-back at its addresses): the
     per-step error falls along the episode and stays near the float model's."""
-    from models.leworld import load_checkpoint
+    from hwgen.models.leworld import load_checkpoint
 
     model, _, prog = setup
     _, meta = load_checkpoint(CKPT)

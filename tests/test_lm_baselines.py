@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.lm import baselines as bl
-from models.lm.bpb import evaluate
-from models.lm.causality import leaks
+from hwgen.models.lm import baselines as bl
+from hwgen.models.lm.bpb import evaluate
+from hwgen.models.lm.causality import leaks
 
 
 def test_bigram_rows_are_distributions_and_svd_has_the_rank():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.lm.bpb import Score, evaluate, windows
-from models.lm.causality import leaks
-from models.lm.corpus import TEST_PLAYS, VAL_PLAYS, load_plays, split_plays
-from models.lm.tokenizer import VOCABS, load_tokenizer, piece_bytes, train_tokenizer
-from models.lm.transformer import TinyTransformer, TransformerConfig
+from hwgen.models.lm.bpb import Score, evaluate, windows
+from hwgen.models.lm.causality import leaks
+from hwgen.models.lm.corpus import TEST_PLAYS, VAL_PLAYS, load_plays, split_plays
+from hwgen.models.lm.tokenizer import VOCABS, load_tokenizer, piece_bytes, train_tokenizer
+from hwgen.models.lm.transformer import TinyTransformer, TransformerConfig
 
 # first, second, middle and last positions: each check is one forward pass
 POSITIONS = (1, 2, 5, 20, 39)
@@ -43,7 +43,7 @@ def test_tokenizer_round_trips_held_out_plays(split, vocab):
 
 @pytest.mark.slow
 def test_tokenizer_retrains_bit_identically(split):
-    from models.lm.tokenizer import tokenizer_path
+    from hwgen.models.lm.tokenizer import tokenizer_path
 
     texts = list(split["train"].values())
     assert train_tokenizer(256, texts) == tokenizer_path(256).read_bytes()
@@ -95,8 +95,8 @@ def test_checkpoint_round_trip_and_bad_field(tmp_path):
     import json
 
     from hwgen.checkpoint import CheckpointError
-    from models.lm.lm_io import load_lm, save_lm
-    from models.lm.registry import build
+    from hwgen.models.lm.lm_io import load_lm, save_lm
+    from hwgen.models.lm.registry import build
 
     model = build("lm_transformer", 256, 128, "small")
     save_lm(model, tmp_path, "lm_transformer", {"tokenizer": "sp256"})

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-import models
-from hwgen import golden
+from hwgen import golden, models
 from hwgen.checkpoint import load_mlp_checkpoint
 from hwgen.design import calibration_inputs, float_layers
 from hwgen.lower import lower
-from models.dynamics_mlp import load_checkpoint, sample_inputs
-from models.locas import (
+from hwgen.models.dynamics_mlp import load_checkpoint, sample_inputs
+from hwgen.models.locas import (
     INITS,
     FFNMemory,
     LocasMLP,
@@ -24,7 +23,7 @@ from models.locas import (
     to_dense,
     train_params,
 )
-from models.memorize import save_fused
+from hwgen.models.memorize import save_fused
 
 CKPT = Path(models.__file__).parent / "checkpoints" / "dynamics_mlp"
 
@@ -193,8 +192,8 @@ def test_q4_aware_memory_fuses_into_weights_q4_leaves_unchanged(base_and_meta):
 
 
 def test_transformer_ffn_memory_starts_unchanged_and_trains_alone():
-    from models.lm.transformer import TinyTransformer, TransformerConfig
-    from models.locas import memorize_ffn
+    from hwgen.models.lm.transformer import TinyTransformer, TransformerConfig
+    from hwgen.models.locas import memorize_ffn
 
     torch.manual_seed(0)
     lm = TinyTransformer(TransformerConfig(d_model=24, n_layers=1, n_heads=2, mlp_hidden=64))
@@ -212,7 +211,7 @@ def test_transformer_ffn_memory_starts_unchanged_and_trains_alone():
 
 
 def test_memorize_cli_writes_a_fused_checkpoint_and_refuses_bad_input(tmp_path, capsys):
-    from models.memorize import main
+    from hwgen.models.memorize import main
 
     out = tmp_path / "fused"
     argv = [str(CKPT), "--memory", "4", "--out", str(out), "--steps", "20", "--episodes", "40"]
@@ -231,7 +230,7 @@ def test_memorize_cli_writes_a_fused_checkpoint_and_refuses_bad_input(tmp_path, 
 
 
 def test_the_mud_patch_changes_only_pushes_of_a_block_on_the_patch():
-    from models.push_sim import PushSimConfig, rollout, step
+    from hwgen.models.push_sim import PushSimConfig, rollout, step
 
     mud = PushSimConfig(patch_from=0.625, patch_yield=0.2)
     states, actions, _, _ = rollout(60, 40, seed=5, cfg=mud)

@@ -10,9 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hwgen.quant.q4 import quantize_q4
-from models.lewm import LeWM, LeWMConfig
-from models.lq40 import (
+from hwgen.models.lewm import LeWM, LeWMConfig
+from hwgen.models.lq40 import (
     MODES,
     Cursor,
     Entry,
@@ -26,6 +25,7 @@ from models.lq40 import (
     read_lq40,
     write_lq40,
 )
+from hwgen.quant.q4 import quantize_q4
 
 torch.set_num_threads(1)
 ELEMS = st.floats(-100, 100, width=32, allow_subnormal=False)

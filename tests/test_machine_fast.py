@@ -290,7 +290,7 @@ def test_lewm_predictor_programs_match_the_reference(name):
     """Every window length the planner runs, on latents and actions from typical to far
     beyond calibration (those saturate)."""
     from hwgen.folded.lewm_lower import compile_predictor, predictor_weights, quantize_inputs
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     model, _ = load_checkpoint(f"models/checkpoints/{name}")
     pw = predictor_weights(model)

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import models
-from hwgen.quant.q4 import quantize_q4
-from models.dynamics_mlp import (
+from hwgen import models
+from hwgen.models.dynamics_mlp import (
     DynamicsMLP,
     DynamicsMLPConfig,
     Normalization,
@@ -18,9 +17,10 @@ from models.dynamics_mlp import (
     sample_transitions,
     save_checkpoint,
 )
-from models.push_sim import PushSimConfig, generate_transitions, rollout, step
-from models.q4_qat import q4_fake_quant
-from models.train_dynamics import TrainConfig, make_data, train
+from hwgen.models.push_sim import PushSimConfig, generate_transitions, rollout, step
+from hwgen.models.q4_qat import q4_fake_quant
+from hwgen.models.train_dynamics import TrainConfig, make_data, train
+from hwgen.quant.q4 import quantize_q4
 
 CKPT = Path(models.__file__).parent / "checkpoints" / "dynamics_mlp"
 SIM = PushSimConfig()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import hwgen.design
-import models.lewm
+import hwgen.models.lewm as lewm_module
 from hwgen.cli import main
 from hwgen.integrity import is_hwgen_design, verify_design
 from hwgen.outdir import MAX_NAME, validate_design_name
@@ -69,7 +69,7 @@ def no_compile(monkeypatch):
         raise AssertionError("the checkpoint was loaded before the refusal")
 
     monkeypatch.setattr(hwgen.design, "load_mlp_checkpoint", fail)
-    monkeypatch.setattr(models.lewm, "load_checkpoint", fail)
+    monkeypatch.setattr(lewm_module, "load_checkpoint", fail)
 
 
 def refused(argv: list[str], root: Path, capsys) -> str:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hwgen.folded.lewm_lower import compile_predictor, predictor_weights, run_golden
-from models.lewm import load_checkpoint
-from models.plan_cem import golden_predictor, main
+from hwgen.models.lewm import load_checkpoint
+from hwgen.models.plan_cem import golden_predictor, main
 
 
 @pytest.fixture(scope="module")

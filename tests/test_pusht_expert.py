@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.path import Path as PolyPath
 
-from models.pusht_data import get_state, make_env, reset_to, step_relative
-from models.pusht_expert import T_OUTLINE, PushTExpert, _contact_candidates, wrap
+from hwgen.models.pusht_data import get_state, make_env, reset_to, step_relative
+from hwgen.models.pusht_expert import T_OUTLINE, PushTExpert, _contact_candidates, wrap
 
 
 def test_contact_normals_point_out_of_the_t():

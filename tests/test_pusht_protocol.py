@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.plan_cem import LatentCEM, Stepper, run_episode
-from models.pusht_data import get_state, make_env, reset_to
-from models.pusht_protocol import (
+from hwgen.models.plan_cem import LatentCEM, Stepper, run_episode
+from hwgen.models.pusht_data import get_state, make_env, reset_to
+from hwgen.models.pusht_protocol import (
     PROTOCOLS,
     angle_error,
     block_success,
@@ -156,8 +156,8 @@ def test_unclipped_stepper_passes_large_actions():
 def test_golden_predictor_follows_the_float_model_for_every_window_length():
     """The folded engine's integer golden model as a planner predictor: one program per
     window length (1..history frames), close to the float model on random windows."""
-    from models.lewm import LeWM, LeWMConfig
-    from models.plan_cem import float_predictor, golden_predictor
+    from hwgen.models.lewm import LeWM, LeWMConfig
+    from hwgen.models.plan_cem import float_predictor, golden_predictor
 
     torch.manual_seed(0)
     model = LeWM(dataclasses.replace(LeWMConfig.tiny(), image_size=32, name="t32")).eval()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hwgen.errors import InputError
+from hwgen.models.lewm import LeWM, LeWMConfig, save_checkpoint
 from hwgen.quant_report import compare_checkpoint, main
-from models.lewm import LeWM, LeWMConfig, save_checkpoint
 
 torch.set_num_threads(1)
 MLP = "models/checkpoints/dynamics_mlp"
@@ -43,7 +43,7 @@ def test_cli_errors_and_json(tmp_path, capsys):
 
 def test_lewm_report_on_real_pusht_clips(tmp_path):
     pytest.importorskip("gym_pusht")
-    pytest.importorskip("models.pusht_data")
+    pytest.importorskip("hwgen.models.pusht_data")
     torch.manual_seed(0)
     cfg = LeWMConfig(
         image_size=32, patch_size=8, encoder_hidden=16, encoder_layers=1, encoder_heads=2,

@@ -15,8 +15,8 @@ import pytest
 
 from hwgen import integrity
 from hwgen.errors import InputError, ToolError
-from sim import runner as sim_runner
-from sim.runner import (
+from hwgen.sim import runner as sim_runner
+from hwgen.sim.runner import (
     StreamPort,
     format_sim_result,
     load_manifest,

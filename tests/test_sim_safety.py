@@ -37,8 +37,8 @@ from hwgen.folded.simulate import simulate_design
 from hwgen.golden import run
 from hwgen.ir import Program
 from hwgen.rtl.pipeline import HardwiredPipeline
-from sim import runner as sim_runner
-from sim.runner import build_key, format_sim_result, load_manifest, run_simulation
+from hwgen.sim import runner as sim_runner
+from hwgen.sim.runner import build_key, format_sim_result, load_manifest, run_simulation
 from tests.test_folded_engine import random_inputs, random_program
 from tests.test_rtl_golden import layer_from_codes
 from tests.test_sim_runner import FIXTURE, write_vectors

@@ -8,9 +8,9 @@ import torch
 
 from hwgen.folded.compact import streamlined
 from hwgen.folded.lewm_lower import compile_predictor, predictor_weights, run_golden
+from hwgen.models.lewm import load_checkpoint
 from hwgen.stream.golden import EngineModel
 from hwgen.stream.model import batch_cycles, choose, engine_cycles
-from models.lewm import load_checkpoint
 
 
 @pytest.fixture(scope="module")

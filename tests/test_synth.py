@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hwgen import synth
-from hwgen.boards import get_board
+from hwgen.board_registry import get_board
 from hwgen.errors import InputError, ToolError
 from hwgen.synth import (
     SynthReport,
@@ -33,8 +33,8 @@ def test_unknown_board_lists_known_boards():
 def test_one_board_registry_for_every_job():
     """synth and bitstream read one list: every name bitstream takes, synth knows too, and
     refuses a non-Xilinx board by naming the job that builds it."""
-    from boards.bitstream import check_board_name
-    from hwgen.boards import BOARDS, get_any_board
+    from hwgen.board_registry import BOARDS, get_any_board
+    from hwgen.boards.bitstream import check_board_name
 
     for name in BOARDS:
         check_board_name(name)  # bitstream takes every board

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boards.bitstream import build_bitstream
+from hwgen.boards.bitstream import build_bitstream
 from hwgen.cli import main
 from hwgen.errors import InputError, ToolError
 from hwgen.graph_io import GRAPH_FILE, save_graphs

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-import models.lm.v8 as v8
-from models.lm.causality import leaks
-from models.lm.v8 import V8, V8Config
+import hwgen.models.lm.v8 as v8
+from hwgen.models.lm.causality import leaks
+from hwgen.models.lm.v8 import V8, V8Config
 
 # first, second, middle and last positions: each check is one forward pass
 POSITIONS = (1, 2, 5, 24, 47)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import models.lm.v8hw as v8hw
+import hwgen.models.lm.v8hw as v8hw
 from hwgen.checkpoint import load_mlp_checkpoint
+from hwgen.models.lm.causality import leaks
+from hwgen.models.lm.hw_export import export
+from hwgen.models.lm.hw_golden import GUARD_BITS, HwGolden
+from hwgen.models.lm.v8hw import V8HW, V8HWConfig
 from hwgen.reference import float_model, predict
-from models.lm.causality import leaks
-from models.lm.hw_export import export
-from models.lm.hw_golden import GUARD_BITS, HwGolden
-from models.lm.v8hw import V8HW, V8HWConfig
 
 VOCAB = 64
 

@@ -84,9 +84,9 @@ class Adapter(ABC):
 
     def check(self, options: JobOptions) -> None:
         """Refuse bad names (board, simulator) before the long steps of a flow."""
-        from sim.runner import check_simulator
+        from hwgen.sim.runner import check_simulator
 
-        from ..boards import get_board
+        from ..board_registry import get_board
 
         check_simulator(options.simulator or self.default_simulator)
         get_board(options.board)

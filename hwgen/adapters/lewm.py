@@ -154,7 +154,7 @@ def folded_options(options: JobOptions):
 
 def load(checkpoint: Path):
     """The float model and its config, every load failure one line naming the file."""
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     try:
         return load_checkpoint(checkpoint)

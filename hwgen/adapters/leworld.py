@@ -48,8 +48,8 @@ class LeworldAdapter(FoldedAdapter):
 
     def sim(self, design: Path, options: JobOptions) -> JobResult:
         """The step's inputs through the host port, the bit memory through the second one."""
-        from sim.folded_runner import run_folded_simulation
-        from sim.runner import bounded, verify_sources, verilog_sources
+        from hwgen.sim.folded_runner import run_folded_simulation
+        from hwgen.sim.runner import bounded, verify_sources, verilog_sources
 
         from ..folded.program_io import load_program
         from ..folded.simulate import MAX_LANES, load_folded_vectors
@@ -204,7 +204,7 @@ def _slots(options: JobOptions) -> None:
 
 def load(checkpoint: Path):
     """The float model and its config, its data records checked before any episode is drawn."""
-    from models.leworld import load_checkpoint
+    from hwgen.models.leworld import load_checkpoint
 
     try:
         model, meta = load_checkpoint(checkpoint)
@@ -224,7 +224,7 @@ def check_records(meta: dict, cfg, where: str) -> None:
     sizes that fit the model, positive standard deviations (they divide)."""
     from dataclasses import fields
 
-    from models.leworld_world import WorldConfig
+    from hwgen.models.leworld_world import WorldConfig
 
     from ..checkpoint import check_vector, need
 

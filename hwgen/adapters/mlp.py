@@ -48,7 +48,7 @@ class MlpAdapter(Adapter):
         return JobResult(text, True, [summary], r.design_dir, r)
 
     def sim(self, design: Path, options: JobOptions) -> JobResult:
-        from sim.runner import format_sim_result, run_simulation
+        from hwgen.sim.runner import format_sim_result, run_simulation
 
         from .. import integrity
         from ..design import check_solved

@@ -276,7 +276,7 @@ def build_folded_rtl(
 def _build_folded_rtl(
     claim: DesignClaim, checkpoint: Path, options: FoldedOptions, gate: GateOptions
 ) -> FoldedResult:
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     name = claim.name
     start = time.monotonic()

@@ -409,8 +409,8 @@ def rollout_steps(model, meta: dict, episodes: int, seed: int) -> dict[str, np.n
     the step's inputs (past, curr, char, query, the memory before the step) and the float
     model's outputs (addr, length, reads, route logits, mask, pred, query_next), and the true
     next state. Flattened over episodes and steps."""
-    from models.eval_leworld import eval_data
-    from models.leworld import empty_memory
+    from hwgen.models.eval_leworld import eval_data
+    from hwgen.models.leworld import empty_memory
 
     states, chars, _ = eval_data(meta, episodes, seed)
     cfg = model.config
@@ -446,8 +446,8 @@ def closed_loop(model, meta: dict, prog: FoldedProgram, episodes: int, seed: int
     model on the same episodes."""
     from types import SimpleNamespace
 
-    from models.eval_leworld import eval_data
-    from models.leworld import empty_memory
+    from hwgen.models.eval_leworld import eval_data
+    from hwgen.models.leworld import empty_memory
 
     states, chars, _ = eval_data(meta, episodes, seed)
     cfg, f = model.config, 2.0**prog.frac_bits
@@ -466,7 +466,7 @@ def closed_loop(model, meta: dict, prog: FoldedProgram, episodes: int, seed: int
                  for i in range(cfg.n_slm)]  # fmt: skip
         mem = model.write_back(mem, props, curr, states[:, t + 1], chars)
         query = out["query_next"] / f
-    from models.eval_leworld import run
+    from hwgen.models.eval_leworld import run
 
     float_err = run(model, states, chars)["err"].numpy()
     eng = np.stack(errs, 1)
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from models.leworld import load_checkpoint
+    from hwgen.models.leworld import load_checkpoint
 
     ap = argparse.ArgumentParser(description="LeWorld system step on the folded engine (golden)")
     ap.add_argument("--checkpoint", default="models/checkpoints/leworld_tiny")
@@ -580,7 +580,7 @@ def bit_memory_probe(bit_depth: int, out_dir: Path) -> str:
 def synth_report(prog: FoldedProgram, lanes: int, out_dir: Path, edit=None) -> str:
     """One Yosys synth_xilinx run of the engine (xc7 netlist, the same for both Arty A7
     parts), then the fit against the 35T and the 100T. `edit` may rewrite the Verilog."""
-    from ..boards import get_board
+    from ..board_registry import get_board
     from ..synth import synthesize
     from .engine import engine_verilog
 

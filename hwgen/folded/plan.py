@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import integrity
-from ..boards import get_board
+from ..board_registry import get_board
 from ..errors import InputError
 from ..progress import step
 from ..synth import SynthReport, design_verilog, format_report, synthesize
@@ -211,7 +211,7 @@ def fit_design(design: Path, board: str, margin: float, tool_timeout: float | No
     text = format_plan(plan, prog)
     ckpt = manifest.get("checkpoint")
     if ckpt and Path(ckpt).exists():
-        from models.lewm import load_checkpoint
+        from hwgen.models.lewm import load_checkpoint
 
         model, _ = load_checkpoint(ckpt)
         ins, _ = load_folded_vectors(design / "vectors.npz", prog)

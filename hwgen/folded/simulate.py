@@ -50,8 +50,8 @@ def simulate_design(
     The Verilog, program.npz and the default vectors.npz must match the manifest's
     hashes; tool_timeout overrides the scaled timeout of each simulator build and run.
     """
-    from sim.folded_runner import run_folded_simulation
-    from sim.runner import bounded, verify_sources, verilog_sources
+    from hwgen.sim.folded_runner import run_folded_simulation
+    from hwgen.sim.runner import bounded, verify_sources, verilog_sources
 
     if tool_timeout is not None:
         tools.check_timeout(tool_timeout, "--tool-timeout")

@@ -31,7 +31,7 @@ CHECKPOINT = Path("models/checkpoints/lewm_tiny")
 def probe_program():
     import torch
 
-    from models.lewm import load_checkpoint
+    from hwgen.models.lewm import load_checkpoint
 
     from ..folded.compact import streamlined
     from ..folded.lewm_lower import compile_predictor, predictor_weights

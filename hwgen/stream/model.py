@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..boards import get_board
+from ..board_registry import get_board
 from ..errors import InputError
 from ..folded.engine import EnginePlan, engine_cycles, instr_cycles, plan_engine
 from ..folded.isa import FoldedProgram, Op

@@ -1,7 +1,7 @@
 """The time bundle's Kakeya decoder as a one-layer "mlp" checkpoint for the hardwired flow.
 
-    nice -n 10 .venv/bin/python -m models.ams.hardware            # models/checkpoints/ams_decoder
-    nice -n 10 .venv/bin/python -m models.ams.hardware --measure  # golden vs float, hit@1
+    .venv/bin/python -m hwgen.models.ams.hardware            # models/checkpoints/ams_decoder
+    .venv/bin/python -m hwgen.models.ams.hardware --measure  # golden vs float, hit@1
 
 The decode x^ = mu + W z is linear in the dense code z = [alpha, g onehot(s), scatter(r)],
 so it is one dense layer without ReLU: weight W = basis^T [axis | centres^T | I], bias mu.
@@ -94,7 +94,7 @@ def save_decoder(codec: KakeyaCodec, scales: np.ndarray, out: Path) -> None:
             "input_scales": scales.tolist(),
             "code_bytes": codec.code_bytes(),
         },
-        "command": "python -m models.ams.hardware",
+        "command": "python -m hwgen.models.ams.hardware",
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
@@ -136,7 +136,7 @@ def save_encoder(codec: KakeyaCodec, x: np.ndarray, out: Path) -> None:
             "note": "time fibers times input_scale; hwgen knows no sampler for them",
         },
         "codec": {"input_scale": scale, "pca_dim": codec.dim, "n_codewords": codec.n_codewords},
-        "command": "python -m models.ams.hardware",
+        "command": "python -m hwgen.models.ams.hardware",
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 

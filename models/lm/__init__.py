@@ -9,6 +9,6 @@ Substrate API (shared with the memory work):
     causality.leaks(logits_fn, ids, positions, vocab) -> []  for a causal model
     lm_io.save_lm / load_lm; registry.build(arch, vocab, context, size)
     train.streams(vocab), train.train(model, ids, TrainConfig, context)
-Remake: python -m models.lm.tokenizer;
-        python -m models.lm.train --arch lm_transformer --vocab 256 --steps 2000 --out DIR
+Remake: python -m hwgen.models.lm.tokenizer;
+        python -m hwgen.models.lm.train --arch lm_transformer --vocab 256 --steps 2000 --out DIR
 """

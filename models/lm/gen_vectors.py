@@ -7,7 +7,7 @@ so `hwgen sim DESIGN --vectors OUT.npz` checks all steps bit for bit. The argmax
 expected row is asserted to be the generated token, so a pass means the RTL read-out would
 have produced the same text.
 
-CLI: python -m models.lm.gen_vectors READOUT_DIR OUT.npz [--steps 10000] [--act-bits 8]
+CLI: python -m hwgen.models.lm.gen_vectors READOUT_DIR OUT.npz [--steps 10000] [--act-bits 8]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Folder: model.safetensors (layers.{0,1}.weight/bias), rom.safetensors ("rom": V 
 divided by s), config.json (architecture "mlp", layer_sizes, activation relu, and an "lm"
 object: tokenizer, rank, shifts, source checkpoint, scale s).
 
-CLI: python -m models.lm.hw_export SOURCE_CHECKPOINT OUT_DIR
+CLI: python -m hwgen.models.lm.hw_export SOURCE_CHECKPOINT OUT_DIR
 """
 
 from __future__ import annotations

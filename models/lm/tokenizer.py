@@ -4,7 +4,7 @@ Why these settings: identity normalisation, no dummy prefix and newline as its o
 decode(encode(text)) == text byte for byte, so bits per byte counts exactly the bytes of the
 play; one thread, no sampling and no shuffling make training deterministic, so the committed
 models/checkpoints/lm_tokenizers/sp{V}.model can be remade bit for bit with
-`python -m models.lm.tokenizer`.
+`python -m hwgen.models.lm.tokenizer`.
 
 API
 ---
@@ -67,7 +67,7 @@ def load_tokenizer(vocab: int) -> spm.SentencePieceProcessor:
     """The committed tokenizer of `vocab` pieces."""
     path = tokenizer_path(vocab)
     if not path.is_file():
-        raise InputError(f"{path}: not found; make it with `python -m models.lm.tokenizer`")
+        raise InputError(f"{path}: not found; make it with `python -m hwgen.models.lm.tokenizer`")
     if path.stat().st_size > MAX_MODEL_BYTES:
         raise InputError(f"{path}: larger than {MAX_MODEL_BYTES} bytes")
     sp = spm.SentencePieceProcessor(model_proto=path.read_bytes())

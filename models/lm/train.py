@@ -10,7 +10,7 @@ API
 TrainConfig(steps, batch, lr, weight_decay, warmup, seed, threads)
 train(model, train_ids, cfg, context) -> record dict (losses, seconds)
 streams(vocab) -> (train_ids concatenated, {"val": {...}, "test": {...}}, piece bytes)
-CLI: python -m models.lm.train --arch lm_transformer --vocab 256 --out DIR [--steps ...]
+CLI: python -m hwgen.models.lm.train --arch lm_transformer --vocab 256 --out DIR [--steps ...]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.q4_qat import enable_q4_qat, finish_q4_qat
+from hwgen.models.q4_qat import enable_q4_qat, finish_q4_qat
 
 from .bpb import evaluate
 from .corpus import load_plays, split_plays
