@@ -114,6 +114,15 @@ BOARDS: dict[str, Board] = {
 }
 # The board every job targets unless told otherwise (one definition for all of them).
 DEFAULT_BOARD = "arty-a7-35"
+# A folded engine's plan and fit use at most this fraction of each resource: the rest is
+# headroom for place and route (`--margin`; the planner, the fit and the CLI read it here).
+DEFAULT_MARGIN = 0.8
+
+
+def synth_board_names() -> list[str]:
+    """The boards `hwgen synth` judges (Xilinx 7-series), the default first."""
+    names = [b.name for b in BOARDS.values() if b.synthesizable]
+    return sorted(names, key=lambda n: n != DEFAULT_BOARD)
 
 
 def get_any_board(name: str) -> Board:
@@ -130,7 +139,7 @@ def get_board(name: str) -> Board:
     that does handle them."""
     board = get_any_board(name)
     if not board.synthesizable:
-        xilinx = ", ".join(b.name for b in BOARDS.values() if b.synthesizable)
+        xilinx = ", ".join(synth_board_names())
         raise InputError(
             f"board '{name}' is an {board.family.upper()} board: synth judges Xilinx boards "
             f"({xilinx}); `hwgen bitstream DESIGN --board {name}` builds it and reports "

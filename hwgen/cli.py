@@ -318,34 +318,47 @@ def _add_rtl_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_board_options(g: argparse._ActionsContainer) -> None:
+    """--board and --margin, with JobOptions' defaults (hwgen/board_registry.py owns them)."""
+    from .adapters import JobOptions
+    from .board_registry import synth_board_names
+
+    d = JobOptions()
+    g.add_argument(
+        "--board",
+        default=d.board,
+        help=f"board to fit: {', '.join(synth_board_names())} (default {d.board})",
+    )
+    g.add_argument(
+        "--margin",
+        type=_fraction,
+        default=d.margin,
+        help=f"folded designs: use at most this fraction of each resource (default {d.margin})",
+    )
+
+
 def _add_folded_options(p: argparse.ArgumentParser, board: bool = True) -> None:
+    from .adapters.leworld import LANES, TEST_EPISODES
     from .folded.design import FoldedOptions
 
     d = FoldedOptions()
     g = p.add_argument_group("folded engine options (LeWM, LeWorld checkpoints)")
     g.add_argument(
-        "--lanes", type=_COUNT, help="MAC lanes per sample slot (default: planned; LeWorld 4)"
+        "--lanes",
+        type=_COUNT,
+        help=f"MAC lanes per sample slot (default: planned; LeWorld {LANES})",
     )
     g.add_argument(
         "--slots", type=_COUNT, help="sample slots of the batched engine "
         "(default: the most that fit the board; LeWorld: 1)",
     )  # fmt: skip
     if board:
-        g.add_argument(
-            "--board", default=d.board, help=f"board the plan fits: {d.board} (default) or "
-            "arty-a7-100",
-        )  # fmt: skip
-        g.add_argument(
-            "--margin",
-            type=_fraction,
-            default=d.margin,
-            help=f"plan within this fraction of each resource (default {d.margin})",
-        )
+        _add_board_options(g)
     g.add_argument(
         "--test-episodes",
         type=_COUNT,
         help=f"held-out episodes for the test vectors and compare (default: LeWM "
-        f"{d.test_episodes} PushT episodes, LeWorld 16)",
+        f"{d.test_episodes} PushT episodes, LeWorld {TEST_EPISODES})",
     )
 
 
@@ -356,24 +369,47 @@ def _gate_options(a: argparse.Namespace):
 
 
 def _add_gate_options(p: argparse.ArgumentParser) -> None:
+    from .gate import DEFAULT_ERROR_FRACTION, DEFAULT_MIN_COSINE
+
     g = p.add_argument_group("accuracy gate (hardware vs the float model; hwgen/gate.py)")
     g.add_argument(
         "--min-cosine",
         type=float,
         metavar="C",
         help="fail if the mean cosine is below C (default: from the checkpoint's "
-        "expected_accuracy.json, else 0.99)",
+        f"expected_accuracy.json, else {DEFAULT_MIN_COSINE})",
     )
     g.add_argument(
         "--max-error",
         type=float,
         metavar="E",
         help="fail if the max |error| is above E (default: from the checkpoint's "
-        "expected_accuracy.json, else 0.25 x the largest float output)",
+        f"expected_accuracy.json, else {DEFAULT_ERROR_FRACTION} x the largest float output)",
+    )
+
+
+def _add_seed(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument(
+        "--seed", type=_SEED, default=default, help=f"testbench random seed (default {default})"
+    )
+
+
+def _add_samples(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument(
+        "--samples",
+        type=_COUNT,
+        default=default,
+        help=f"MLP compare: real samples (default {default})",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The commands; every default is read from the option holder that owns it."""
+    from .adapters import JobOptions
+    from .board_registry import BOARDS
+    from .host import DEFAULT_BAUD, REPLY_TIMEOUT_S
+
+    d = JobOptions()
     p = _Parser(prog="hwgen", description=__doc__)
     p.add_argument(
         "--out",
@@ -403,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         "designs, icarus for hardwired ones)",
     )
     s.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
-    s.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
+    _add_seed(s, d.seed)
     s.add_argument("--waves", action="store_true", help="write a waveform (VCD/FST)")
     s.add_argument("--count", type=_COUNT, help="folded designs: only the first N runs")
     _add_tool_timeout(s)
@@ -411,13 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     y = sub.add_parser("synth", help="Yosys synthesis and fit report for a board")
     y.add_argument("design", help="design name under OUT, or a design folder")
-    y.add_argument("--board", default="arty-a7-35", help="arty-a7-35 (default) or arty-a7-100")
-    y.add_argument(
-        "--margin",
-        type=_fraction,
-        default=0.8,
-        help="folded designs: use at most this fraction of each resource (default 0.8)",
-    )
+    _add_board_options(y)
     y.add_argument(
         "--monolithic",
         action="store_true",
@@ -434,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="float vs Q4 fake-quant vs golden vs RTL")
     c.add_argument("checkpoint")
     c.add_argument("--design", help="design name (default: the checkpoint folder's name)")
-    c.add_argument("--samples", type=_COUNT, default=2000, help="MLP: real samples (default 2000)")
+    _add_samples(c, d.samples)
     c.add_argument("--simulator", help="icarus or verilator (default: the adapter's)")
     c.add_argument("--count", type=_COUNT, help="folded designs: RTL runs to simulate")
     c.add_argument("--no-rtl", action="store_true", help="skip the RTL simulation")
@@ -447,19 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flow", help="rtl + sim + compare + synth (default: embedded model)")
     f.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: embedded)")
     f.add_argument("--design", help="design name (default: the checkpoint folder's name)")
-    f.add_argument("--board", default="arty-a7-35", help="arty-a7-35 (default) or arty-a7-100")
-    f.add_argument(
-        "--margin",
-        type=_fraction,
-        default=0.8,
-        help="folded designs: use at most this fraction of each resource (default 0.8)",
-    )
+    _add_board_options(f)
     f.add_argument("--simulator", help="icarus or verilator (default: the adapter's)")
     f.add_argument("--count", type=_COUNT, help="folded designs: only the first N runs")
-    f.add_argument(
-        "--samples", type=_COUNT, default=2000, help="MLP compare: real samples (default 2000)"
-    )
-    f.add_argument("--seed", type=_SEED, default=1, help="testbench random seed")
+    _add_samples(f, d.samples)
+    _add_seed(f, d.seed)
     f.add_argument("--skip-synth", action="store_true")
     _add_tool_timeout(f)
     _add_rtl_options(f)
@@ -474,11 +496,14 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bitstream", help="board top: bitstream (ECP5, iCE40) or Vivado plan")
     b.add_argument("design", help="design name under OUT, or a design folder")
     b.add_argument(
-        "--board",
-        default="arty-a7-35",
-        help="arty-a7-35 (default), arty-a7-100, ulx3s-85f or icebreaker",
+        "--board", default=d.board, help=f"one of {', '.join(BOARDS)} (default {d.board})"
     )
-    b.add_argument("--baud", type=_COUNT, help="host link baud rate (default 1000000)")
+    b.add_argument(
+        "--baud",
+        type=_COUNT,
+        default=DEFAULT_BAUD,
+        help=f"host link baud rate (default {DEFAULT_BAUD})",
+    )
     _add_tool_timeout(b)
     b.set_defaults(func=cmd_bitstream)
 
@@ -487,8 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
     u.add_argument("--vectors", help="vectors .npz (default: the design's vectors.npz)")
     u.add_argument("--count", type=_COUNT, help="only the first N vectors")
-    u.add_argument("--baud", type=_COUNT, default=1_000_000, help="baud rate (default 1000000)")
-    u.add_argument("--timeout", type=_seconds, default=2.0, help="seconds per reply (default 2)")
+    u.add_argument(
+        "--baud", type=_COUNT, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})"
+    )
+    u.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=REPLY_TIMEOUT_S,
+        help=f"seconds per reply (default {REPLY_TIMEOUT_S:g})",
+    )
     u.set_defaults(func=cmd_run)
     for command in sub.choices.values():  # --debug after the command works too
         command.add_argument(

@@ -28,6 +28,8 @@ from .model_data import MAX_REAL_SAMPLES, real_transitions
 from .reference import fake_quant_model, float_model, predict
 from .vectors import write_vectors
 
+DEFAULT_SAMPLES = 2000  # real inputs a hardwired compare evaluates (`--samples`)
+
 
 @dataclass
 class CompareReport:
@@ -68,7 +70,7 @@ class CompareReport:
 def compare(
     checkpoint: Path,
     design_dir: Path,
-    samples: int = 2000,
+    samples: int = DEFAULT_SAMPLES,
     seed: int = 7,
     simulator: str | None = "icarus",
     *,

@@ -44,6 +44,7 @@ ERROR_NAMES = {
 }
 
 DEFAULT_BAUD = 1_000_000
+REPLY_TIMEOUT_S = 2.0  # how long the driver waits for each reply (`hwgen run --timeout`)
 SURPLUS_WAIT_S = 0.05  # how long the driver listens for replies nobody asked for
 
 
@@ -316,7 +317,7 @@ class HostLink:
         Names the link in error messages (e.g. the serial port).
     """
 
-    def __init__(self, transport: Transport, timeout: float = 1.0, where: str = "link"):
+    def __init__(self, transport: Transport, timeout: float = REPLY_TIMEOUT_S, where: str = "link"):
         from .tools import check_timeout
 
         self.transport = transport

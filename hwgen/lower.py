@@ -37,12 +37,16 @@ EXACT_ARITHMETIC = (
 )
 
 
+# Significant bits of a layer's largest block scale, for the hardwired and folded lowerings.
+DEFAULT_SCALE_BITS = 10
+
+
 @dataclass(frozen=True)
 class LoweringOptions:
     """Numeric choices of the lowering. Defaults suit 8-bit activations."""
 
     act_bits: int = 8
-    scale_bits: int = 10
+    scale_bits: int = DEFAULT_SCALE_BITS
 
     def __post_init__(self) -> None:
         if not 2 <= self.act_bits <= 24:

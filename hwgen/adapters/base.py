@@ -12,6 +12,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hwgen.sim.runner import DEFAULT_SEED
+
+from ..board_registry import DEFAULT_BOARD, DEFAULT_MARGIN
+from ..compare import DEFAULT_SAMPLES
 from ..design import RtlOptions
 from ..errors import InputError
 from ..gate import DEFAULT_GATE, GateOptions
@@ -26,16 +30,16 @@ class JobOptions:
 
     rtl: RtlOptions = RtlOptions()
     gate: GateOptions = DEFAULT_GATE
-    board: str = "arty-a7-35"
-    margin: float = 0.8
+    board: str = DEFAULT_BOARD
+    margin: float = DEFAULT_MARGIN
     lanes: int | None = None
     slots: int | None = None
     test_episodes: int | None = None
     simulator: str | None = None
     count: int | None = None  # folded designs: simulate only the first `count` vectors
     vectors: Path | None = None
-    samples: int = 2000  # hardwired compare: real samples
-    seed: int = 1
+    samples: int = DEFAULT_SAMPLES  # hardwired compare: real samples
+    seed: int = DEFAULT_SEED  # the testbench's
     waves: bool = False
     no_rtl: bool = False  # compare without simulating the RTL
     monolithic: bool = False

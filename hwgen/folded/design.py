@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..board_registry import DEFAULT_BOARD, DEFAULT_MARGIN
 from ..errors import InputError
 from ..expected import Expected, load_expected
 from ..gate import DEFAULT_GATE, GateCheck, GateOptions, require_finite, tolerance
 from ..limits import check_count
+from ..lower import DEFAULT_SCALE_BITS
 from ..outdir import DesignClaim, claim_design
 from ..progress import step
 from ..stream.model import choose, format_plan
@@ -51,15 +53,15 @@ class FoldedOptions:
 
     lanes: int | None = None
     slots: int | None = None
-    board: str = "arty-a7-35"
-    margin: float = 0.8
+    board: str = DEFAULT_BOARD
+    margin: float = DEFAULT_MARGIN
     calib_episodes: int = 16
     test_episodes: int = 60
     steps: int = 40
     rollout_horizon: int = 10
     headroom_bits: int = 1
-    scale_bits: int = 10
-    seed: int = 1
+    scale_bits: int = DEFAULT_SCALE_BITS
+    seed: int = 1  # the PushT episodes' seed (calibration, test: +1, rollout: +2)
 
     def __post_init__(self) -> None:
         """Bounds before any work: a typo must not become a day of Verilog or 100 GiB."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import integrity
-from ..board_registry import get_board
+from ..board_registry import DEFAULT_MARGIN, get_board
 from ..errors import InputError
 from ..progress import step
 from ..synth import SynthReport, design_verilog, format_report, synthesize
@@ -96,7 +96,7 @@ def fit_lanes(
     prog: FoldedProgram,
     board_name: str,
     out_dir: Path,
-    margin: float = 0.8,
+    margin: float = DEFAULT_MARGIN,
     probe_lanes: tuple[int, int] = (1, 8),
     tool_timeout: float | None = None,
 ) -> Plan:

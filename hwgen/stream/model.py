@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..board_registry import get_board
+from ..board_registry import DEFAULT_MARGIN, get_board
 from ..errors import InputError
 from ..folded.engine import EnginePlan, engine_cycles, instr_cycles, plan_engine
 from ..folded.isa import FoldedProgram, Op
@@ -229,7 +229,7 @@ def layer_rows(prog: FoldedProgram, lanes: int) -> tuple[list[LayerRow], int]:
 def choose(
     prog: FoldedProgram,
     board_name: str,
-    margin: float = 0.8,
+    margin: float = DEFAULT_MARGIN,
     cal: Calibration | None = None,
     lanes: int | None = None,
     slots: int | None = None,
