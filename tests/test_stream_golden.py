@@ -51,3 +51,21 @@ def test_plan_fits_within_the_margin(programs):
         )
     small = choose(lean, "arty-a7-35", margin=0.5)
     assert small.slots < choose(lean, "arty-a7-35").slots
+
+
+def test_hardware_time_plans_the_engine_once(programs, monkeypatch):
+    """A planner asks `seconds` after every call: the batch plan is made once per engine."""
+    import hwgen.stream.golden as golden
+
+    _, _, lean = programs
+    planned = []
+
+    def counted(prog, lanes, slots):
+        planned.append((lanes, slots))
+        return batch_cycles(prog, lanes, slots) / slots
+
+    monkeypatch.setattr(golden, "cycles_per_prediction", counted)
+    eng = EngineModel(lean, 4, 8)
+    times = [eng.seconds(n) for n in (8, 16, 45_000)]
+    assert planned == [(4, 8)]
+    assert times[1] == pytest.approx(2 * times[0])

@@ -15,6 +15,7 @@ the RTL against this model).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,13 @@ class EngineModel:
         words = self.predict_words(quantize_inputs(self.prog, z, actions))
         return words / 2.0**self.prog.frac_bits
 
-    @property
+    @cached_property
     def cycles_per_prediction(self) -> float:
-        """Steady-state cycles per window of a stream (host I/O included)."""
+        """Steady-state cycles per window of a stream (host I/O included); planned once,
+        since a planner asks `seconds` after every call."""
         return cycles_per_prediction(self.prog, self.lanes, self.slots)
 
-    @property
+    @cached_property
     def latency_cycles(self) -> int:
         """One window's run, start to done (its load and read-back not counted)."""
         return engine_cycles(self.prog, self.lanes)
