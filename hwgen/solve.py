@@ -25,7 +25,7 @@ import numpy as np
 from .arith.adder_graph import AdderGraph, Ref
 from .arith.csd import csd_digits
 from .arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT, Pattern, eliminate
-from .errors import InputError
+from .errors import DepthError
 from .ir import Layer
 from .quant.q4 import BLOCK
 
@@ -168,7 +168,7 @@ def solve_layer(
     With `max_depth`, only graphs with at most that many adders on any path count. If
     no CSE build is that shallow, CSE runs again with patterns nested at most
     DEPTH_CAPS levels deep, then not at all (plain digit sums), until a build fits; if
-    none does, InputError says how deep the shallowest is.
+    none does, DepthError says how deep the shallowest is (its `shallowest`).
     """
     lin = layer.linear
     groups = scale_groups(lin.scales, lin.in_features)
@@ -186,10 +186,11 @@ def solve_layer(
             built += more
             fits = [b for b in more if b[1] <= max_depth]
         if not fits:
-            raise InputError(
+            shallowest = min(b[1] for b in built)
+            raise DepthError(
                 f"no adder graph of the {lin.out_features}x{lin.in_features} layer is within "
-                f"{max_depth} adder levels: the shallowest built has "
-                f"{min(b[1] for b in built)}"
+                f"{max_depth} adder levels: the shallowest built has {shallowest}",
+                shallowest,
             )
         built = fits
     cheapest = min(est for est, _, _ in built)

@@ -15,7 +15,7 @@ import pytest
 
 from hwgen import solve
 from hwgen.arith.cse import DEFAULT_TIES, TIE_LARGER_SHIFT, eliminate
-from hwgen.errors import InputError
+from hwgen.errors import DepthError, InputError
 from hwgen.ir import FixedFormat, Layer, Q4Linear, Requant
 from tests import references as ref
 
@@ -125,7 +125,8 @@ def test_max_depth_falls_back_to_shallower_builds_or_says_how_deep():
     with pytest.raises(InputError, match=r"the 8x32 layer is within 2 adder levels") as err:
         solve.solve_layer(layer, max_depth=2)
     # 32 terms need at least 5 levels; the plain digit sums are among the builds tried
-    shallowest = int(str(err.value).rpartition(" ")[2])
+    shallowest = err.value.shallowest
+    assert str(err.value).endswith(f"the shallowest built has {shallowest}")
     assert 5 <= shallowest <= plain.graph.depth()
 
 
@@ -145,9 +146,9 @@ def test_graph_build_leaves_the_garbage_collector_as_it_found_it():
 def test_the_shallowest_depth_reported_is_reachable_exactly():
     rng = np.random.default_rng(4)
     layer = _layer(rng.integers(-8, 8, size=(8, 32)), rng.integers(1, 9, size=(8, 1)))
-    with pytest.raises(InputError) as err:
+    with pytest.raises(DepthError) as err:
         solve.solve_layer(layer, max_depth=2)
-    shallowest = int(str(err.value).rpartition(" ")[2])
+    shallowest = err.value.shallowest
     lg = solve.solve_layer(layer, max_depth=shallowest)
     assert lg.graph.depth() == shallowest
     _check_exact(lg, rng.integers(-128, 128, size=(3, 32)))

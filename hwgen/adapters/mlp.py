@@ -7,13 +7,10 @@ Task metric: next-state MSE against the data's true targets (compare's "task mse
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import DepthError, InputError
 from .base import Adapter, Figures, JobOptions, JobResult, line
-
-_SHALLOWEST = re.compile(r"the shallowest built has (\d+)")
 
 
 class MlpAdapter(Adapter):
@@ -30,9 +27,7 @@ class MlpAdapter(Adapter):
 
         try:
             r = build_rtl(checkpoint, out_root, name, options.rtl)
-        except InputError as e:
-            if options.rtl.max_depth is None or not _SHALLOWEST.search(str(e)):
-                raise
+        except DepthError:
             raise InputError(depth_report(checkpoint, options)) from None
         text = (
             f"rtl: {r.top} in {r.design_dir}\n"
@@ -52,7 +47,6 @@ class MlpAdapter(Adapter):
 
         from .. import integrity
         from ..design import check_solved
-        from ..errors import InputError
 
         simulator = options.simulator or self.default_simulator
         vectors = options.vectors or design / "vectors.npz"
@@ -185,12 +179,9 @@ def depth_report(checkpoint: Path, options: JobOptions) -> str:
     for n, layer in enumerate(program.layers):
         try:
             solve_layer(layer, o.register_every, o.cse, o.max_depth)
-        except InputError as e:
-            found = _SHALLOWEST.search(str(e))
-            if found is None:
-                raise
+        except DepthError as e:
             lin = layer.linear
-            needs.append(f"layer {n} ({lin.out_features}x{lin.in_features}) {found.group(1)}")
+            needs.append(f"layer {n} ({lin.out_features}x{lin.in_features}) {e.shallowest}")
     return (
         f"{checkpoint}: --max-depth {o.max_depth} is too shallow for {len(needs)} of "
         f"{len(program.layers)} layers; smallest feasible depth: {', '.join(needs)}"
