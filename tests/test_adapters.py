@@ -178,3 +178,15 @@ def test_full_flow_with_synthesis_on_every_committed_checkpoint(name, tmp_path, 
     text = capsys.readouterr().out
     assert "verdict" in text or "synth" in text
     assert code == 0, text[-3000:]
+
+
+def test_expected_figures_name_the_inputs_they_used(tmp_path):
+    """A checkpoint without known data is measured on standard-normal inputs, said so."""
+    from hwgen.adapters import JobOptions
+    from hwgen.design import RtlOptions
+    from tests.checkpoints import write_mlp
+
+    ckpt = write_mlp(tmp_path / "tiny", [5, 4])
+    options = JobOptions(rtl=RtlOptions(n_random=20, n_real=0))
+    figures = for_checkpoint(ckpt).expected_figures(ckpt, tmp_path, options)
+    assert figures.where.startswith(f"{figures.samples} standard-normal inputs")

@@ -145,7 +145,7 @@ class MlpAdapter(Adapter):
         report = compare(checkpoint, design, simulator=None, gate=options.gate)
         lowering = {"act_bits": rtl.lowering.act_bits, "scale_bits": rtl.lowering.scale_bits}
         return Figures(
-            f"{report.samples} real samples, as `hwgen compare` measures it",
+            f"{report.samples} {report.inputs}, as `hwgen compare` measures it",
             report.samples,
             lowering,
             report.rows["golden (integer IR)"].to_dict(),
