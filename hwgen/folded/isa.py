@@ -37,11 +37,21 @@ For i in 0..n-1, A_i = mem[a + i*sa], B_i = mem[b + i*sb], D_i = mem[dst + i*sd]
            (imm is the word for a 1 bit, normally 1.0 = 2**frac_bits; sa, sb, sd, shift and
            arg are unused; the 32n destination words are contiguous). So a read never wraps,
            never returns more than n words, and words outside the range read as all zeros.
+    BWRITE write of the bit memory: base = mem[a] (a plain integer, data-dependent); for
+           word k in 0..n-1, W_k = sum_j [mem[b + 32k + j] > 0] * 2**j (j in 0..31: bit j
+           is 1 exactly when source word 32k + j is positive; 0 and negatives give 0), and
+           bitmem[base + k] = W_k if 0 <= base + k < bit_depth; a word whose address falls
+           outside [0, bit_depth) is not written (nothing else changes). The n words are
+           written in order k = 0, 1, ...; the 32n source words are contiguous. dst, sa,
+           sb, sd, shift, arg and imm are unused; no data word is written. A base <= -n
+           writes nothing (LeWorld's "no record yet" at an episode's first step).
 
 Instructions run in order; an instruction reads its operands before it writes (the
 compiler never overlaps dst with a or b of the same instruction, and `validate` checks).
-ARGMAX and BREAD were added after the first eight ops (codes 8 and 9); a program using
-neither encodes exactly as before.
+ARGMAX, BREAD and BWRITE were added after the first eight ops (codes 8, 9 and 10); a
+program using none of them encodes exactly as before. The bit memory is state: it keeps its
+words from one run of the program to the next (BWRITE's writes are there for the next
+run's BREADs), and the host may load it between runs.
 """
 
 from __future__ import annotations
@@ -65,9 +75,10 @@ class Op(enum.IntEnum):
     LIN = 7
     ARGMAX = 8
     BREAD = 9
+    BWRITE = 10
 
 
-BIT_WORD = 32  # bits per bit-memory word (BREAD)
+BIT_WORD = 32  # bits per bit-memory word (BREAD, BWRITE)
 
 ELEMENTWISE = (Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.LUT)
 REDUCTIONS = (Op.DOT, Op.RSQRT)
@@ -142,7 +153,7 @@ class FoldedProgram:
     inputs: dict[str, tuple[int, int]]  # name -> (address, length)
     outputs: dict[str, tuple[int, int]]
     meta: dict = field(default_factory=dict)
-    bit_depth: int = 0  # words of the bit memory BREAD reads (0: the program has none)
+    bit_depth: int = 0  # words of the bit memory (BREAD, BWRITE; 0: the program has none)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -193,6 +204,11 @@ def _check_instr(prog: FoldedProgram, ins: Instr, k: int) -> None:
             need(src not in writes, "destination overlaps a source")
         need(writes[0] >= 0 and writes[-1] < prog.depth, "destination outside memory")
         need(writes[0] >= prog.n_const, "writes into the constant region")
+        return
+    if ins.op is Op.BWRITE:
+        need(prog.bit_depth >= 1, "the program has no bit memory (bit_depth = 0)")
+        need(0 <= ins.a < prog.depth, "operand a outside memory")
+        need(ins.b >= 0 and ins.b + BIT_WORD * ins.n <= prog.depth, "source outside memory")
         return
     if ins.op is Op.ARGMAX:
         reads = prog.span(ins.a, ins.n, ins.sa)

@@ -1,13 +1,28 @@
 """Compile one LeWorld system step (models/leworld.py, hard reads) for the folded engine.
 
-    propose_addresses -> choose_ranges -> read_memory (hard) -> route -> blm_predict
+    write_back (of the previous step) -> propose_addresses -> choose_ranges
+      -> read_memory (hard) -> route -> blm_predict
 
-as one straight-line FoldedProgram. Inputs: `past`, `curr`, `char` (laid out back to back,
-because the router reads them as one vector followed by the reads) and `query` (the info
-request of the previous step); the bit memory (the model's memory: 32-bit words, bit j of
-a word = mem[..., j]) is loaded through the engine's second host port. Outputs: the three
-SLMs' word addresses and range lengths (plain integers), the read vectors, the router
-logits and 0/1 mask, the next state and the next info request.
+as one straight-line FoldedProgram, so a whole closed-loop episode runs on the engine with
+the host feeding only observations. Inputs: `past`, `curr`, `char` (laid out back to back,
+because the router and the bit decoder read them as one vector); `query` (the info request)
+and `record_addr` (where the previous step's record goes) are state: the program writes
+their next values (outputs `query_next`, `record_addr_next`) over them at its end, so the
+engine's data memory carries them to the next run and the host writes them only at an
+episode's start (zeros; `no_record(prog)`, which writes nothing). The bit memory (the
+model's memory: 32-bit words, bit j of a word = mem[..., j]) is state too: empty at an
+episode's start (or loaded through the engine's second host port), then written by the
+program's BWRITEs. Outputs: the three SLMs' word addresses and range lengths (plain
+integers), the read vectors, the router logits and 0/1 mask, the next state, and the state
+above.
+
+The write-back first: it stores the transition (past -> curr) that the previous step could
+not see yet, before this step's reads, which is the model's order (`LeWorld.forward` writes
+after step t-1 and before step t). The bit decoder (Linear-ReLU-Linear) runs on [past, curr,
+char]; its logits are the record's bits (sigmoid(x) > 0.5 is x > 0: BWRITE's rule), written
+at every SLM's record address in SLM order (a later SLM's record wins where they overlap,
+as in `write_back`). The previous step computed those addresses at its end from its own
+read addresses: min(addr, bit_depth - write_words), the clamp of `write_memory`.
 
 Float-level rewrites before quantization, each exact in float:
 - every token embedding `in_x(x) + pos[i]` is one Linear whose bias holds pos[i];
@@ -22,8 +37,7 @@ range), the masked mean (valid words: count = min(len, bit_depth - addr) from SU
 LUT), the router's hard mask (a LUT: logit > 0 -> 1.0). Attention is bidirectional
 (softmax over all tokens; exp and 1/sum from tables, as builder.causal_attention).
 
-Not compiled: the write-back (bit decoder, binarisation, the memory write). The host does it
-after the step, through the bit-memory host port; see docs/LEWORLD_HARDWARE.md.
+See docs/LEWORLD_HARDWARE.md for the figures.
 """
 
 from __future__ import annotations
@@ -133,7 +147,7 @@ class _Lower:
 
     # ---- the step --------------------------------------------------------------------------
 
-    def build(self, bit_depth: int | None = None) -> FoldedProgram:
+    def build(self, bit_depth: int | None = None, write_back: bool = True) -> FoldedProgram:
         cfg, t, b = self.cfg, self.t, self.b
         s, c, n_slm, rd = cfg.state_dim, cfg.char_dim, cfg.n_slm, cfg.read_dim
         bit_depth = bit_depth or cfg.mem_words
@@ -142,6 +156,9 @@ class _Lower:
         past, curr, char = rin[0:s], rin[s : 2 * s], rin[2 * s : 2 * s + c]
         b.inputs |= {"past": (past.addr, s), "curr": (curr.addr, s), "char": (char.addr, c)}
         query = b.input("query", cfg.query_dim)
+        if write_back:
+            record = b.input("record_addr", n_slm)
+            self.write_back(rin[: 2 * s + c], record, bit_depth)
         reads = rin[2 * s + c :]
         addrs, lens = b.alloc(n_slm), b.alloc(n_slm)
         bq = self.lin(query, "bridge")
@@ -169,13 +186,28 @@ class _Lower:
         g, be = t["blm.norm.weight"], t["blm.norm.bias"]
         y = [b.layernorm(x, g, be, note="blm.norm") for x in toks]
         pred = b.add(curr, self.lin(y[1], "blm.next_head"), note="pred = curr + next")
-        q_next = self.lin(self.mean(y, "blm mean"), "blm.query_head")
+        q_next = self.lin(self.mean(y, "blm mean"), "blm.query_head", out=query)
+        if write_back:  # where this step's record goes (the next run writes it)
+            lim = b.constant_int([bit_depth - cfg.write_words], "int:depth-w")
+            over = self.relu(b.sub(addrs, lim.bcast(n_slm)), "record past the end")
+            b.sub(addrs, over, out=record, note="record address = min(addr, depth - w)")
+            b.output("record_addr_next", record)
         for name, v in (("addr", addrs), ("length", lens), ("reads", reads),
                         ("route_logits", logits), ("mask", mask), ("pred", pred),
                         ("query_next", q_next)):  # fmt: skip
             b.output(name, v)
         prog = b.build()
         return compact(prog, _blocks(b)) if self.compact else prog
+
+    def write_back(self, obs: Vec, record: Vec, bit_depth: int) -> None:
+        """BitDecoder on [past, curr, char], binarised and stored at each record address."""
+        b = self.b
+        h = self.relu(self.lin(obs, "memory.decoder.net.0"), "decoder relu")
+        bits = self.lin(h, "memory.decoder.net.2")  # logit > 0: bit 1
+        b.bit_depth = bit_depth
+        for i in range(self.cfg.n_slm):
+            b.instrs.append(Instr(Op.BWRITE, 0, record[i].addr, bits.addr,
+                                  n=self.cfg.write_words, note=f"write record {i}"))  # fmt: skip
 
     def slm(self, i: int, past, curr, char, bq, addr_out: Vec, len_out: Vec) -> None:
         cfg, t, b = self.cfg, self.t, self.b
@@ -260,6 +292,8 @@ def _operands(prog: FoldedProgram, ins: Instr) -> tuple[list[range], range]:
         return [range(ins.a, ins.a + 1), range(ins.b, ins.b + 1)], range(
             ins.dst, ins.dst + BIT_WORD * ins.n
         )
+    if ins.op is Op.BWRITE:
+        return [range(ins.a, ins.a + 1), range(ins.b, ins.b + BIT_WORD * ins.n)], range(0)
     reads = [prog.span(ins.a, ins.n, ins.sa)]
     if ins.op not in (Op.LUT, Op.ARGMAX):
         reads.append(prog.span(ins.b, ins.n, ins.sb))
@@ -296,8 +330,9 @@ def compact(prog: FoldedProgram, blocks: list[tuple[int, int]]) -> FoldedProgram
             blk = block_of(r)
             if blk is not None:
                 last[blk] = max(last[blk], k)
-        blk = block_of(writes)
-        first[blk] = min(first[blk], k)
+        if writes:
+            blk = block_of(writes)
+            first[blk] = min(first[blk], k)
     # first fit by first use; a free list of (address, size, free from) intervals
     placed: list[tuple[int, int, int, int]] = []  # (addr, size, first, last)
     new_base = [0] * len(blocks)
@@ -353,13 +388,16 @@ def compile_step(
     bit_depth: int | None = None,
     wide: tuple[str, ...] = WIDE_DEFAULT,
     compact_scratch: bool = True,
+    write_back: bool = True,
 ) -> FoldedProgram:
     """The whole hard-read system step as one FoldedProgram. `wide`: name prefixes (with
     `*` wildcards) of the Linears to compile with word-precision weights instead of Q4;
-    `compact_scratch`: reuse scratch words between allocations that are not live together."""
+    `compact_scratch`: reuse scratch words between allocations that are not live together;
+    `write_back`: the previous step's write-back first (False: the step alone, the host
+    writes the bit memory between steps)."""
     low = _Lower(model.config, leworld_tensors(model), frac_bits, word_bits, wide,
                  compact_scratch)  # fmt: skip
-    return low.build(bit_depth)
+    return low.build(bit_depth, write_back)
 
 
 # ---- inputs, golden, calibration --------------------------------------------------------------
@@ -371,17 +409,41 @@ def pack_bits(mem: np.ndarray) -> np.ndarray:
     return (bits << np.arange(bits.shape[-1])).sum(-1)
 
 
-def quantize_inputs(prog: FoldedProgram, step: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def unpack_bits(words: np.ndarray) -> np.ndarray:
+    """(..., words) 32-bit words -> model memory (..., words, 32) of exact 0/1 floats."""
+    return ((np.asarray(words)[..., None] >> np.arange(BIT_WORD)) & 1).astype(np.float32)
+
+
+def no_record(prog: FoldedProgram) -> int:
+    """The record address that writes nothing (every word of the record lies below 0): the
+    state at an episode's first step, and for single steps run on a given memory."""
+    return -(1 << (prog.word_bits - 1))
+
+
+OBSERVATIONS = ("past", "curr", "char")  # what the host writes at every step
+
+
+def quantize_inputs(
+    prog: FoldedProgram, step: dict[str, np.ndarray], record: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The program's inputs: observations and query in the word format; `record_addr` the
+    previous step's record addresses (None: no record, the step runs on the memory given)."""
     from ..arith.fixed import quantize_to_fixed
 
-    return {
+    q = {
         k: quantize_to_fixed(np.asarray(step[k]), prog.word_bits, prog.frac_bits)
-        for k in ("past", "curr", "char", "query")
+        for k in (*OBSERVATIONS, "query")
     }
+    if "record_addr" not in prog.inputs:  # a step without the write-back
+        return q
+    if record is None:
+        record = np.full((len(q["past"]), prog.inputs["record_addr"][1]), no_record(prog))
+    return q | {"record_addr": np.asarray(record, dtype=np.int64)}
 
 
 def run_golden(prog: FoldedProgram, step: dict[str, np.ndarray]):
-    """The engine's outputs (integers) and the Run (saturation counts) for rollout steps."""
+    """The engine's outputs (integers) and the Run (saturation counts) for rollout steps,
+    each on the float model's memory before it (no write-back)."""
     run = execute(prog, quantize_inputs(prog, step), pack_bits(step["mem"]))
     return outputs(prog, run), run
 
@@ -437,46 +499,127 @@ def rollout_steps(model, meta: dict, episodes: int, seed: int) -> dict[str, np.n
     return {k: np.concatenate(v) for k, v in rec.items()}
 
 
+def engine_episodes(prog: FoldedProgram, states: torch.Tensor, chars: torch.Tensor, host=None):
+    """Closed-loop episodes on the engine (golden), batched over episodes: at step t the host
+    writes only the observations (past = states[t-1], curr = states[t], char); the info
+    request, the record addresses and the bit memory carry over from run t-1, as the
+    engine's memories keep them (zeros, no record and an empty bit memory at t = 0).
+    `host(t, out)`, if given, returns a bit memory [E, bit_depth] the host loads for step
+    t + 1 instead (and the engine's own write-back is then switched off: no record).
+    Yields (t, inputs, outputs, bit memory before the run, run)."""
+    from ..arith.fixed import quantize_to_fixed
+
+    b, t1, _ = states.shape
+    if host is None and "record_addr" not in prog.inputs:
+        raise ValueError("the program has no write-back: the host must write the memory")
+    state = {"query": np.zeros((b, prog.inputs["query"][1]), dtype=np.int64)}
+    if "record_addr" in prog.inputs:
+        state["record_addr"] = np.full((b, prog.inputs["record_addr"][1]), no_record(prog))
+    bitmem = np.zeros((b, prog.bit_depth), dtype=np.int64)
+    for t in range(t1 - 1):
+        obs = {"past": states[:, max(t - 1, 0)], "curr": states[:, t], "char": chars}
+        ins = {k: quantize_to_fixed(v.numpy(), prog.word_bits, prog.frac_bits)
+               for k, v in obs.items()} | state  # fmt: skip
+        run = execute(prog, ins, bitmem)
+        out = outputs(prog, run)
+        yield t, ins, out, bitmem, run
+        state = state | {"query": out["query_next"]}
+        if host is None:
+            state["record_addr"], bitmem = out["record_addr_next"], run.bitmem
+        else:
+            bitmem = host(t, out)
+
+
 @torch.no_grad()
-def closed_loop(model, meta: dict, prog: FoldedProgram, episodes: int, seed: int) -> dict:
-    """Rollouts with the engine (golden) in the loop: each step's info request is the
-    engine's own previous output, and the memory is written back by the host (the float bit
-    decoder, binarised, at the engine's addresses), as models/eval_leworld.py does for the
-    float model. Returns per-step MSE vs the true next state, for the engine and the float
-    model on the same episodes."""
+def closed_loop(
+    model, meta: dict, prog: FoldedProgram, episodes: int, seed: int, host_write_back=False
+) -> dict:
+    """Whole episodes with the engine (golden) in the loop, its own info requests fed
+    forward. The write-back runs on the engine (BWRITE); with `host_write_back` the host
+    does it instead, with the float bit decoder at the engine's addresses (the comparison).
+    Returns per-step MSE vs the true next state for the engine and the float model on the
+    same episodes, and, for the engine's write-back, how it agrees with the float model's
+    `write_back` applied to the same memory, addresses and states at every step t >= 1:
+    bits of the written records that agree, and steps whose whole memory is identical."""
     from types import SimpleNamespace
 
-    from hwgen.models.eval_leworld import eval_data
+    from hwgen.models.eval_leworld import eval_data, run
     from hwgen.models.leworld import empty_memory
 
     states, chars, _ = eval_data(meta, episodes, seed)
     cfg, f = model.config, 2.0**prog.frac_bits
-    b, t1, _ = states.shape
-    mem = empty_memory(cfg, b)
-    query = np.zeros((b, cfg.query_dim))
-    errs = []
-    for t in range(t1 - 1):
-        past, curr = states[:, max(t - 1, 0)], states[:, t]
-        step = {"past": past.numpy(), "curr": curr.numpy(), "char": chars.numpy(),
-                "query": query, "mem": mem.numpy()}  # fmt: skip
-        out, _ = run_golden(prog, step)
-        pred = out["pred"] / f
-        errs.append(((pred - states[:, t + 1].numpy()) ** 2).mean(1))
-        props = [SimpleNamespace(addr=torch.as_tensor(out["addr"][:, i]))
-                 for i in range(cfg.n_slm)]  # fmt: skip
-        mem = model.write_back(mem, props, curr, states[:, t + 1], chars)
-        query = out["query_next"] / f
-    from hwgen.models.eval_leworld import run
+    mem = empty_memory(cfg, len(states))
 
+    def props(addr: np.ndarray) -> list:
+        return [SimpleNamespace(addr=torch.as_tensor(addr[:, i])) for i in range(cfg.n_slm)]
+
+    def host(t: int, out: dict) -> np.ndarray:
+        nonlocal mem
+        mem = model.write_back(mem, props(out["addr"]), states[:, t], states[:, t + 1], chars)
+        return pack_bits(mem.numpy())
+
+    refs = {"float": model, "q4": q4_decoder_model(model, prog)}
+    agree: dict[str, list[list]] = {k: [[], [], []] for k in refs}
+    errs, prev = [], None
+    for t, _, out, before, r in engine_episodes(
+        prog, states, chars, host if host_write_back else None
+    ):
+        errs.append(((out["pred"] / f - states[:, t + 1].numpy()) ** 2).mean(1))
+        for name, m in refs.items():
+            if host_write_back or t == 0:
+                break
+            ref = m.write_back(torch.from_numpy(unpack_bits(before)), props(prev),
+                               states[:, t - 1], states[:, t], chars)  # fmt: skip
+            ref = pack_bits(ref.numpy())
+            written = ref != before
+            start = np.clip(prev, 0, prog.bit_depth - cfg.write_words)
+            for k in range(cfg.write_words):
+                np.put_along_axis(written, start + k, True, axis=1)
+            diff = _popcount(ref ^ r.bitmem)
+            agree[name][0].append(1 - diff[written].sum() / (BIT_WORD * written.sum()))
+            agree[name][1].append((diff * written).sum(1) == 0)
+            agree[name][2].append(diff.sum(1) == 0)
+        prev = out["addr"]
     float_err = run(model, states, chars)["err"].numpy()
     eng = np.stack(errs, 1)
-    return {
+    res = {
         "episodes": episodes,
+        "write_back": "host (float decoder)" if host_write_back else "engine (BWRITE)",
         "engine_per_step_mse": [round(float(x), 4) for x in eng.mean(0)],
         "float_per_step_mse": [round(float(x), 4) for x in float_err.mean(0)],
         "engine_mean_mse": round(float(eng.mean()), 4),
         "float_mean_mse": round(float(float_err.mean()), 4),
     }
+    for name, (bits, recs, mems) in agree.items():
+        if bits:
+            res[f"write_back_vs_{name}"] = {
+                "record_bit_agreement": round(float(np.mean(bits)), 5),
+                "records_identical": round(float(np.mean(recs)), 4),
+                "memory_identical": round(float(np.mean(mems)), 4),
+            }
+    return res
+
+
+def q4_decoder_model(model, prog: FoldedProgram):
+    """A copy of the model whose bit decoder has the weights the program uses (Q4,
+    dequantized) where the program's decoder is Q4: the quantized write-back's reference."""
+    import copy
+
+    from ..quant.q4 import quantize_q4
+
+    q = copy.deepcopy(model)
+    q4 = {fl.name for fl in prog.linears}
+    for k in (0, 2):
+        layer = q.memory.decoder.net[k]
+        if f"memory.decoder.net.{k}" in q4:
+            w = quantize_q4(_np(layer.weight)).dequantize()
+            layer.weight.data = torch.from_numpy(w).to(layer.weight.dtype)
+    return q
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each 32-bit word."""
+    return ((np.asarray(x)[..., None] >> np.arange(BIT_WORD)) & 1).sum(-1)
 
 
 def compare(prog: FoldedProgram, step: dict[str, np.ndarray]) -> dict:
@@ -551,8 +694,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{engine_cycles(prog, args.lanes)} cycles at {args.lanes} lanes")  # fmt: skip
     test = rollout_steps(model, meta, args.episodes, seed=777)
     print(json.dumps(compare(prog, test), indent=2))
-    if args.closed_loop:
-        print(json.dumps(closed_loop(model, meta, prog, args.episodes, seed=777)))
+    if args.closed_loop:  # the engine's own write-back, then the host's for comparison
+        for host in (False, True):
+            loop = closed_loop(model, meta, prog, args.episodes, 777, host_write_back=host)
+            print(json.dumps(loop))
     if args.synth:
         print(synth_report(prog, args.lanes, Path(args.synth)))
         for depth in (16384, 65536):

@@ -33,6 +33,7 @@ class Run:
 
     mem: np.ndarray  # int64 [N, depth] (a transposed view of the address-major memory)
     saturated: dict[int, int] = field(default_factory=dict)  # instr index -> count
+    bitmem: np.ndarray | None = None  # int64 [N, bit_depth]: the bit memory after the run
 
 
 def lut(table: Table, x: np.ndarray) -> np.ndarray:
@@ -83,8 +84,9 @@ def execute(
 ) -> Run:
     """Run the program; inputs maps each input name to int64 [N, length] words.
 
-    `bitmem`: the bit memory BREAD reads, [bit_depth] (shared) or [N, bit_depth] words of
-    32 unsigned bits; zeros when omitted."""
+    `bitmem`: the bit memory at the start, [bit_depth] (shared) or [N, bit_depth] words of
+    32 unsigned bits; zeros when omitted. It is not modified: the memory after BWRITE's
+    writes is `Run.bitmem` (the next run's start, as in the engine, where it persists)."""
     n = _batch_size(prog, inputs)
     bm = np.zeros((n, prog.bit_depth), dtype=np.int64)
     if bitmem is not None:
@@ -111,7 +113,7 @@ def execute(
             saturated.update((step.first + g, int(c)) for g, c in enumerate(counts.tolist()) if c)
             raw = np.clip(raw, lo, hi)
         mem[step.dst] = raw[-1:] if step.last_only else raw
-    return Run(mem.T, saturated)
+    return Run(mem.T, saturated, bm)
 
 
 def outputs(prog: FoldedProgram, run: Run) -> dict[str, np.ndarray]:
@@ -145,7 +147,8 @@ class Step:
 
     compute: Compute
     dst: slice | np.ndarray
-    saturates: bool  # False where the result provably fits the word (MAX LUT ARGMAX BREAD)
+    saturates: bool  # False where the result provably fits the word (MAX LUT ARGMAX BREAD;
+    # BWRITE writes the bit memory in place and no data word)
     first: int = 0  # the index of its (first) instruction
     group: int = 1  # instructions in it: results [group * rows each, N]
     last_only: bool = False  # n writes to one address (sd = 0): the last one stays
@@ -237,6 +240,8 @@ def _step(prog: FoldedProgram, ins: Instr) -> Step:
         return _lin_step(prog, ins)
     if op is Op.BREAD:
         return _bread_step(prog, ins)
+    if op is Op.BWRITE:
+        return _bwrite_step(ins)
     a, b = _span(ins.a, n, ins.sa), _span(ins.b, n, ins.sb)
     wide = op in (Op.MUL, Op.DOT, Op.RSQRT) and _may_overflow(prog, ins)
     table = prog.tables[ins.arg] if op in (Op.LUT, Op.RSQRT) else None
@@ -341,6 +346,24 @@ def _bread_step(prog: FoldedProgram, ins: Instr) -> Step:
         return (bits.reshape(len(words), -1) * ins.imm).T
 
     return Step(fn, slice(ins.dst, ins.dst + BIT_WORD * ins.n), False)
+
+
+def _bwrite_step(ins: Instr) -> Step:
+    """BWRITE: pack source words (> 0 -> 1) into n bit words; store those inside memory."""
+    weights = np.int64(1) << np.arange(BIT_WORD, dtype=np.int64)
+    src = slice(ins.b, ins.b + BIT_WORD * ins.n)
+
+    def fn(m: np.ndarray, bm: np.ndarray) -> np.ndarray:
+        bits = (m[src] > 0).T.reshape(m.shape[1], ins.n, BIT_WORD)  # [N, n, 32]
+        words = (bits * weights).sum(axis=2)
+        rows = np.arange(m.shape[1])
+        for k in range(ins.n):
+            addr = m[ins.a] + k
+            ok = (addr >= 0) & (addr < bm.shape[1])
+            bm[rows[ok], addr[ok]] = words[ok, k]
+        return np.zeros((0, m.shape[1]), dtype=np.int64)
+
+    return Step(fn, slice(0, 0), False)
 
 
 def _may_overflow(prog: FoldedProgram, ins: Instr) -> bool:
