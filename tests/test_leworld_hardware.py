@@ -77,9 +77,9 @@ def test_cocotb_leworld_step_bit_exact(setup, tmp_path: Path, config: str):
     """The default program (address heads wide) and the all-Q4 one (the 35T candidate)."""
     from hwgen.sim.folded_runner import run_folded_simulation
 
-    model, steps, prog = setup
-    if config == "all_q4":
-        prog = L.compile_step(model, FRAC_BITS, wide=())
+    model, steps, _ = setup
+    wide = () if config == "all_q4" else L.WIDE_DEFAULT
+    prog = L.compile_step(model, FRAC_BITS, wide=wide, write_back=False)
     idx = cosim_vectors(steps, 3)
     sel = {k: v[idx] for k, v in steps.items()}
     inputs, bitmem = L.quantize_inputs(prog, sel), L.pack_bits(sel["mem"])
@@ -102,8 +102,8 @@ def test_scratch_reuse_keeps_the_outputs(setup):
 
 
 def test_closed_loop_rollout(setup):
-    """The engine in the loop (own info request, host write-back at its addresses): the
-    per-step error falls along the episode and stays near the float model's."""
+    """The engine in the loop (own info request and write-back): the per-step error falls
+    along the episode and stays near the float model's."""
     from hwgen.models.leworld import load_checkpoint
 
     model, _, prog = setup
