@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..arith.fixed import quantize_to_fixed
+from ..ir import Q4Linear
 from ..lower import integer_linear
 from ..quant.q4 import quantize_q4
 from . import tables
@@ -57,6 +58,7 @@ class ProgramBuilder:
         self._table_ids: dict[str, int] = {}
         self._consts: dict[str, Vec] = {}
         self._scratch: list[int] = []  # sizes of scratch allocations, in order
+        self._q4: dict[str, tuple[Q4Linear, int]] = {}  # linear_rows: whole layers by name
         self.bit_depth = 0  # words of the bit memory (BREAD); set by `bread`
         self.one = self.constant([1.0])
 
@@ -158,9 +160,10 @@ class ProgramBuilder:
     def lut(self, a: Vec, table_id: int, out: Vec | None = None, note: str = "") -> Vec:
         return self.emit(Op.LUT, out or self.alloc(a.n), a, arg=table_id, note=note)
 
-    def gelu(self, a: Vec, note: str = "gelu") -> Vec:
+    def gelu(self, a: Vec, note: str = "gelu", out: Vec | None = None) -> Vec:
+        """GELU from a table; `out=a` overwrites a in place (element by element)."""
         t = self.table("gelu", lambda: tables.gelu_table(self.frac_bits, self.word_bits))
-        return self.lut(a, t, note=note)
+        return self.lut(a, t, out=out, note=note)
 
     def silu(self, a: Vec, note: str = "silu") -> Vec:
         t = self.table("silu", lambda: tables.silu_table(self.frac_bits, self.word_bits))
@@ -187,6 +190,53 @@ class ProgramBuilder:
             raise ValueError(f"{name}: output vector of {out.n} words for {weight.shape}")
         self.instrs.append(
             Instr(Op.LIN, out.addr, x.addr, n=x.n, arg=self._table_ids[key], note=name)
+        )
+        return out
+
+    def linear_rows(
+        self,
+        x: Vec,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        name: str,
+        rows: slice,
+        out: Vec | None = None,
+    ) -> Vec:
+        """Rows `rows` of the layer `name`: the same integer words as those rows of
+        `linear(x, weight, bias, name)`.
+
+        The whole weight is quantized once per name (its scale format depends on every
+        row); each slice is its own weight set, so a lowering can compute a layer's rows
+        when they are needed instead of holding all its outputs (adaLN modulations,
+        queries apart from keys and values).
+        """
+        if x.stride != 1 or x.n != weight.shape[1]:
+            raise ValueError(f"{name}: input of {x.n} words for a {weight.shape} weight")
+        start, stop, step = rows.indices(weight.shape[0])
+        if step != 1 or stop <= start:
+            raise ValueError(f"{name}: rows {rows} are not a non-empty contiguous range")
+        if name not in self._q4:
+            bias = np.zeros(weight.shape[0]) if bias is None else bias
+            self._q4[name] = integer_linear(
+                quantize_q4(weight), bias, self.frac_bits, self.scale_bits
+            )
+        whole, acc_frac = self._q4[name]
+        key = f"lin:{name}[{start}:{stop}]"
+        if key not in self._table_ids:
+            self._table_ids[key] = len(self.linears)
+            part = Q4Linear(
+                codes=whole.codes[start:stop],
+                scales=whole.scales[start:stop],
+                scale_frac_bits=whole.scale_frac_bits,
+                bias=whole.bias[start:stop],
+                in_features=whole.in_features,
+            )
+            self.linears.append(FoldedLinear(part, acc_frac - self.frac_bits, key[4:]))
+        out = out or self.alloc(stop - start)
+        if out.n != stop - start or out.stride != 1:
+            raise ValueError(f"{name}: output vector of {out.n} words for rows {start}:{stop}")
+        self.instrs.append(
+            Instr(Op.LIN, out.addr, x.addr, n=x.n, arg=self._table_ids[key], note=key[4:])
         )
         return out
 
@@ -271,37 +321,60 @@ class ProgramBuilder:
         Scores and the output are rounded once (DOT); exp and 1/sum come from tables.
         With `out`, the tokens' outputs are written back to back there.
         """
-        f, inner = self.frac_bits, q[0].n
+        inner = q[0].n
+        outs = []
+        for t in range(len(q)):
+            o = out[t * inner : (t + 1) * inner] if out else self.alloc(inner)
+            outs.append(self.attend(q[t], k[: t + 1], v, heads, len(q), note, out=o, qi=t))
+        return outs
+
+    def attend(
+        self,
+        q: Vec,
+        k: list[Vec],
+        v: Vec,
+        heads: int,
+        top: int,
+        note: str = "attn",
+        out: Vec | None = None,
+        qi: int = 0,
+    ) -> Vec:
+        """One query over the keys `k` (and the first len(k) values of `v`), per head:
+        softmax(q k^T / sqrt(dh)) v, with the arithmetic of causal_attention.
+
+        `top` bounds the softmax denominator (the most keys any query of the program
+        sees): it picks the 1/sum table, so queries of one layer share it. `qi` only
+        names the query in the notes. Lets a lowering interleave a token's attention with
+        its other work (causal: a key/value cache) or attend to all tokens (a ViT).
+        """
+        f, inner, n = self.frac_bits, q.n, len(k)
         dh = inner // heads
         root = math.isqrt(dh)
         if root * root != dh or root & (root - 1):
             raise ValueError(f"{note}: head width {dh} is not a power of 4")
+        if not 1 <= n <= top:
+            raise ValueError(f"{note}: {n} keys for a softmax table of {top}")
         exp_id = self.table("exp", lambda: tables.exp_table(f, self.word_bits))
-        rec_id = self.table(
-            f"recip:{len(q)}", lambda: tables.recip_table(f, self.word_bits, float(len(q)))
-        )
-        outs = []
-        for t in range(len(q)):
-            o = out[t * inner : (t + 1) * inner] if out else self.alloc(inner)
-            for h in range(heads):
-                hs = slice(h * dh, (h + 1) * dh)
-                s = self.alloc(t + 1)
-                for u in range(t + 1):
-                    self.dot(q[t][hs], k[u][hs], f + root.bit_length() - 1, out=s[u],
-                             note=f"{note}: score h{h} q{t} k{u}")  # fmt: skip
-                m = s[0]
-                if t:
-                    m = self.max(s[0], s[1], note=f"{note}: max h{h} q{t}")
-                    for u in range(2, t + 1):
-                        self.max(m, s[u], out=m, note=f"{note}: max h{h} q{t}")
-                e = self.lut(self.sub(s, m.bcast(t + 1)), exp_id, note=f"{note}: exp h{h} q{t}")
-                total = self.dot(e, self.one.bcast(t + 1), f, note=f"{note}: sum h{h} q{t}")
-                p = self.mul(e, self.lut(total, rec_id).bcast(t + 1), note=f"{note}: p h{h} q{t}")
-                for j in range(dh):
-                    col = Vec(v.addr + h * dh + j, t + 1, v.stride)
-                    self.dot(p, col, f, out=o[h * dh + j], note=f"{note}: out h{h} q{t}")
-            outs.append(o)
-        return outs
+        rec_id = self.table(f"recip:{top}", lambda: tables.recip_table(f, self.word_bits, top))
+        o = out or self.alloc(inner)
+        for h in range(heads):
+            hs = slice(h * dh, (h + 1) * dh)
+            s = self.alloc(n)
+            for u in range(n):
+                self.dot(q[hs], k[u][hs], f + root.bit_length() - 1, out=s[u],
+                         note=f"{note}: score h{h} q{qi} k{u}")  # fmt: skip
+            m = s[0]
+            if n > 1:
+                m = self.max(s[0], s[1], note=f"{note}: max h{h} q{qi}")
+                for u in range(2, n):
+                    self.max(m, s[u], out=m, note=f"{note}: max h{h} q{qi}")
+            e = self.lut(self.sub(s, m.bcast(n)), exp_id, note=f"{note}: exp h{h} q{qi}")
+            total = self.dot(e, self.one.bcast(n), f, note=f"{note}: sum h{h} q{qi}")
+            p = self.mul(e, self.lut(total, rec_id).bcast(n), note=f"{note}: p h{h} q{qi}")
+            for j in range(dh):
+                col = Vec(v.addr + h * dh + j, n, v.stride)
+                self.dot(p, col, f, out=o[h * dh + j], note=f"{note}: out h{h} q{qi}")
+        return o
 
     def build(self) -> FoldedProgram:
         """Place scratch after the constants and return the validated program."""

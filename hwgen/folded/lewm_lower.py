@@ -6,7 +6,11 @@ predictor's output at the last position followed by pred_proj (the world model's
 Float-level rewrites before quantization, each exact in float:
 - the action encoder's Conv1d(k=1) folds into the Linear after it (no nonlinearity between);
 - pred_proj's BatchNorm (eval statistics) folds into the Linear before it;
-- adaLN's `1 + scale` is folded into the modulation bias, so modulate is one MUL and one ADD.
+- adaLN's `1 + scale` is folded into the modulation bias, so modulate is one MUL and one ADD;
+- every affine LayerNorm's gain and bias fold into the Linear after it (attn.norm into
+  to_qkv, mlp.net.0 into mlp.net.1, the final norm into pred_proj's first Linear):
+  W (g * y + beta) + c = (W diag g) y + (W beta + c). No gain or bias is then a constant
+  word in the data memory, and two element-wise ops per norm go.
 Every Linear is then Q4 with integer block scales (builder.linear); everything else runs in
 the one word format whose fractional bits `choose_frac_bits` picks on calibration data.
 """
@@ -66,28 +70,41 @@ def predictor_weights(model) -> PredictorWeights:
         b[h : 2 * h] += 1.0  # scale_a -> 1 + scale_a
         b[4 * h : 5 * h] += 1.0  # scale_m -> 1 + scale_m
         t[f"b{n}.ada.w"], t[f"b{n}.ada.b"] = w, b
+        qkv = sd[p + "attn.to_qkv.weight"]
+        t[f"b{n}.qkv.w"], t[f"b{n}.qkv.b"] = fold_norm(
+            sd[p + "attn.norm.weight"], sd[p + "attn.norm.bias"], qkv, np.zeros(len(qkv))
+        )
+        t[f"b{n}.fc1.w"], t[f"b{n}.fc1.b"] = fold_norm(
+            sd[p + "mlp.net.0.weight"], sd[p + "mlp.net.0.bias"],
+            sd[p + "mlp.net.1.weight"], sd[p + "mlp.net.1.bias"],
+        )  # fmt: skip
         for src, dst in (
-            ("attn.norm.weight", "attn.ln.g"), ("attn.norm.bias", "attn.ln.b"),
-            ("attn.to_qkv.weight", "qkv.w"), ("attn.to_out.0.weight", "out.w"),
-            ("attn.to_out.0.bias", "out.b"), ("mlp.net.0.weight", "mlp.ln.g"),
-            ("mlp.net.0.bias", "mlp.ln.b"), ("mlp.net.1.weight", "fc1.w"),
-            ("mlp.net.1.bias", "fc1.b"), ("mlp.net.4.weight", "fc2.w"),
-            ("mlp.net.4.bias", "fc2.b"),
+            ("attn.to_out.0.weight", "out.w"), ("attn.to_out.0.bias", "out.b"),
+            ("mlp.net.4.weight", "fc2.w"), ("mlp.net.4.bias", "fc2.b"),
         ):  # fmt: skip
             t[f"b{n}.{dst}"] = sd[p + src]
-    t["norm.g"] = sd["predictor.transformer.norm.weight"]
-    t["norm.b"] = sd["predictor.transformer.norm.bias"]
-    # pred_proj: Linear -> BatchNorm (eval) -> GELU -> Linear; fold the BatchNorm
+    # pred_proj: Linear -> BatchNorm (eval) -> GELU -> Linear; fold the BatchNorm, then
+    # the final norm's gain and bias into the same Linear
     bn = model.pred_proj.net[1]
     s = sd["pred_proj.net.1.weight"] / np.sqrt(sd["pred_proj.net.1.running_var"] + bn.eps)
-    t["proj.0.w"] = sd["pred_proj.net.0.weight"] * s[:, None]
-    t["proj.0.b"] = (sd["pred_proj.net.0.bias"] - sd["pred_proj.net.1.running_mean"]) * s + sd[
-        "pred_proj.net.1.bias"
-    ]
+    t["proj.0.w"], t["proj.0.b"] = fold_norm(
+        sd["predictor.transformer.norm.weight"],
+        sd["predictor.transformer.norm.bias"],
+        sd["pred_proj.net.0.weight"] * s[:, None],
+        (sd["pred_proj.net.0.bias"] - sd["pred_proj.net.1.running_mean"]) * s
+        + sd["pred_proj.net.1.bias"],
+    )
     t["proj.3.w"], t["proj.3.b"] = sd["pred_proj.net.3.weight"], sd["pred_proj.net.3.bias"]
     return PredictorWeights(
         t, cfg.history, h, cfg.latent_dim, cfg.predictor_heads, cfg.predictor_layers
     )
+
+
+def fold_norm(
+    gain: np.ndarray, beta: np.ndarray, w: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A LayerNorm's affine folded into the Linear (w, c) after it: W diag(g), W beta + c."""
+    return w * gain[None, :], w @ beta + c
 
 
 def compile_predictor(
@@ -110,40 +127,52 @@ def compile_predictor(
         sc.append(b.silu(c, note=f"silu(c{i})"))
     for n in range(pw.layers):
         x = _block(b, t, n, x, sc, pw.heads)
-    y = b.layernorm(x[-1], t["norm.g"], t["norm.b"], note="final norm")
+    y = b.layernorm(x[-1], note="final norm")  # its gain and bias are in proj.0
     y = b.gelu(b.linear(y, t["proj.0.w"], t["proj.0.b"], "proj.0"), note="proj gelu")
     b.output("z_next", b.linear(y, t["proj.3.w"], t["proj.3.b"], "proj.3"))
     return b.build()
 
 
 def _block(b: ProgramBuilder, t: dict, n: int, x: list[Vec], sc: list[Vec], heads: int):
-    """x + gate_a * attn(modulate(LN(x))), then the same with the MLP (adaLN-zero)."""
+    """x + gate_a * attn(modulate(LN(x))), then the same with the MLP (adaLN-zero).
+
+    Ordered for a small data memory: first, token by token, the queries, keys and values,
+    the attention over tokens 0..i and its output projection (a key/value cache); then,
+    once the keys and values are dead, each token's residual and MLP. Each token's adaLN
+    modulations are computed just before their use (rows 0:2h for the attention, 2h:6h
+    for the rest) and its queries apart from the keys and values. Every word equals the
+    layer-by-layer order's (linear_rows keeps each layer's quantization).
+    """
     p, hd, T = f"b{n}.", x[0].n, len(x)
-    mods = [b.linear(s, t[p + "ada.w"], t[p + "ada.b"], p + "ada") for s in sc]
-    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (
-        [m[k * hd : (k + 1) * hd] for m in mods] for k in range(6)
-    )
-    inner = t[p + "qkv.w"].shape[0] // 3
-    qkv = b.alloc(T * 3 * inner)
+    ada_w, ada_b = t[p + "ada.w"], t[p + "ada.b"]
+    qkv_w, qkv_b = t[p + "qkv.w"], t[p + "qkv.b"]
+    inner = qkv_w.shape[0] // 3
+    kv = b.alloc(T * 2 * inner)  # token u: its keys, then its values
+    keys = [kv[u * 2 * inner : u * 2 * inner + inner] for u in range(T)]
+    vals = Vec(kv.addr + inner, T, 2 * inner)
+    attn = []
     for i in range(T):
+        mod = b.linear_rows(sc[i], ada_w, ada_b, p + "ada", slice(0, 2 * hd))  # shift, scale
         h = b.layernorm(x[i], eps=1e-6, note=f"{p}norm1")
-        h = b.add(b.mul(h, scale_a[i]), shift_a[i], note=f"{p}modulate attn")
-        h = b.layernorm(h, t[p + "attn.ln.g"], t[p + "attn.ln.b"], note=f"{p}attn.norm")
-        b.linear(h, t[p + "qkv.w"], None, p + "qkv", out=qkv[i * 3 * inner : (i + 1) * 3 * inner])
-    q = [qkv[i * 3 * inner : i * 3 * inner + inner] for i in range(T)]
-    k = [qkv[i * 3 * inner + inner : i * 3 * inner + 2 * inner] for i in range(T)]
-    v = Vec(qkv.addr + 2 * inner, T, 3 * inner)
-    att = b.causal_attention(q, k, v, heads, note=f"{p}attn")
+        h = b.add(b.mul(h, mod[hd:]), mod[:hd], note=f"{p}modulate attn")
+        h = b.layernorm(h, note=f"{p}attn.norm")  # its gain and bias are in qkv
+        q = b.linear_rows(h, qkv_w, qkv_b, p + "qkv", slice(0, inner))
+        b.linear_rows(h, qkv_w, qkv_b, p + "qkv", slice(inner, 3 * inner),
+                      out=kv[i * 2 * inner : (i + 1) * 2 * inner])  # fmt: skip
+        att = b.attend(q, keys[: i + 1], vals, heads, T, note=f"{p}attn", qi=i)
+        attn.append(b.linear(att, t[p + "out.w"], t[p + "out.b"], p + "out"))
     out = []
     for i in range(T):
-        o = b.linear(att[i], t[p + "out.w"], t[p + "out.b"], p + "out")
-        xi = b.add(x[i], b.mul(gate_a[i], o), note=f"{p}residual attn")
+        # gate_a, shift_m, scale_m, gate_m
+        mod = b.linear_rows(sc[i], ada_w, ada_b, p + "ada", slice(2 * hd, 6 * hd))
+        xi = b.add(x[i], b.mul(mod[:hd], attn[i]), note=f"{p}residual attn")
         h = b.layernorm(xi, eps=1e-6, note=f"{p}norm2")
-        h = b.add(b.mul(h, scale_m[i]), shift_m[i], note=f"{p}modulate mlp")
-        h = b.layernorm(h, t[p + "mlp.ln.g"], t[p + "mlp.ln.b"], note=f"{p}mlp.norm")
-        h = b.gelu(b.linear(h, t[p + "fc1.w"], t[p + "fc1.b"], p + "fc1"), note=f"{p}gelu")
+        h = b.add(b.mul(h, mod[2 * hd : 3 * hd]), mod[hd : 2 * hd], note=f"{p}modulate mlp")
+        h = b.layernorm(h, note=f"{p}mlp.norm")  # its gain and bias are in fc1
+        h = b.linear(h, t[p + "fc1.w"], t[p + "fc1.b"], p + "fc1")
+        h = b.gelu(h, note=f"{p}gelu", out=h)
         m = b.linear(h, t[p + "fc2.w"], t[p + "fc2.b"], p + "fc2")
-        out.append(b.add(xi, b.mul(gate_m[i], m), note=f"{p}residual mlp"))
+        out.append(b.add(xi, b.mul(mod[3 * hd :], m), note=f"{p}residual mlp"))
     return out
 
 
