@@ -16,7 +16,7 @@ import numpy as np
 from ..arith.fixed import quantize_to_fixed
 from ..ir import Q4Linear
 from ..lower import integer_linear
-from ..quant.q4 import quantize_q4
+from ..quant.q4 import BLOCK, quantize_q4
 from . import tables
 from .isa import FoldedLinear, FoldedProgram, Instr, Op, Table
 
@@ -128,6 +128,20 @@ class ProgramBuilder:
     def max(self, a: Vec, b: Vec, out: Vec | None = None, note: str = "") -> Vec:
         return self._binary(Op.MAX, a, b, out, note)
 
+    def max_reduce(self, s: Vec, note: str = "max") -> Vec:
+        """The largest of s's words, as a tree of element-wise MAX: halves until one word
+        is left, then the odd words left over one by one (log2 n + the odd levels
+        instructions instead of n - 1; max is exact, so the order does not matter)."""
+        m, odd = s, []
+        while m.n > 1:
+            half = m.n // 2
+            if m.n % 2:
+                odd.append(m[m.n - 1])
+            m = self.max(m[:half], m[half : 2 * half], note=note)
+        for w in odd:
+            self.max(m, w, out=m, note=note)
+        return m
+
     def dot(self, a: Vec, b: Vec, shift: int, out: Vec | None = None, note: str = "") -> Vec:
         """round(sum a_i b_i / 2**shift): shift = F gives the dot product in the word format."""
         if a.n != b.n:
@@ -192,6 +206,40 @@ class ProgramBuilder:
             Instr(Op.LIN, out.addr, x.addr, n=x.n, arg=self._table_ids[key], note=name)
         )
         return out
+
+    def linear_terms(
+        self,
+        x: Vec,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        name: str,
+        terms: int,
+        out: Vec | None = None,
+    ) -> Vec:
+        """x @ weight.T + bias with the weight as a sum of `terms` Q4 matrices, each one
+        quantizing what the previous ones left (about 3.5 more weight bits per term), on
+        the same LIN unit: one LIN per term (names `name.0`, `name.1`, ...; the bias in the
+        first) and an ADD each. For layers that Q4 alone ruins (a ViT's patch embedding);
+        every term's output is rounded to the word, so the sum is within `terms` / 2 LSB
+        of one rounding.
+        """
+        if terms < 1:
+            raise ValueError(f"{name}: {terms} weight terms")
+        rest = np.asarray(weight, dtype=np.float64)
+        ys = []
+        for k in range(terms):
+            last = out if terms == 1 else None
+            ys.append(self.linear(x, rest, bias if k == 0 else None, f"{name}.{k}", out=last))
+            lin, _ = integer_linear(
+                quantize_q4(rest), np.zeros(len(rest)), self.frac_bits, self.scale_bits
+            )
+            used = lin.codes * np.repeat(lin.scales, BLOCK, axis=1) / 2.0**lin.scale_frac_bits
+            rest = rest - used[:, : rest.shape[1]]
+        total = ys[0]
+        for k in range(1, terms):
+            last = out if k == terms - 1 else None
+            total = self.add(total, ys[k], out=last, note=f"{name}: + term {k}")
+        return total
 
     def linear_rows(
         self,
@@ -338,6 +386,7 @@ class ProgramBuilder:
         note: str = "attn",
         out: Vec | None = None,
         qi: int = 0,
+        wide: bool = False,
     ) -> Vec:
         """One query over the keys `k` (and the first len(k) values of `v`), per head:
         softmax(q k^T / sqrt(dh)) v, with the arithmetic of causal_attention.
@@ -346,6 +395,11 @@ class ProgramBuilder:
         sees): it picks the 1/sum table, so queries of one layer share it. `qi` only
         names the query in the notes. Lets a lowering interleave a token's attention with
         its other work (causal: a key/value cache) or attend to all tokens (a ViT).
+
+        `wide`: for many keys (a 1/sum table over [1, top] is coarse near 1, and the
+        weights p ~ 1/n keep few bits), 1/sum comes from RSQRT of the exponentials' sum
+        (a normalised mantissa: ~0.1 % at any sum) squared, and p is held scaled up by
+        the word's spare integer bits until the output DOT.
         """
         f, inner, n = self.frac_bits, q.n, len(k)
         dh = inner // heads
@@ -355,25 +409,58 @@ class ProgramBuilder:
         if not 1 <= n <= top:
             raise ValueError(f"{note}: {n} keys for a softmax table of {top}")
         exp_id = self.table("exp", lambda: tables.exp_table(f, self.word_bits))
+        if wide:
+            return self._attend_wide(q, k, v, heads, exp_id, note, out, qi)
         rec_id = self.table(f"recip:{top}", lambda: tables.recip_table(f, self.word_bits, top))
         o = out or self.alloc(inner)
         for h in range(heads):
-            hs = slice(h * dh, (h + 1) * dh)
-            s = self.alloc(n)
-            for u in range(n):
-                self.dot(q[hs], k[u][hs], f + root.bit_length() - 1, out=s[u],
-                         note=f"{note}: score h{h} q{qi} k{u}")  # fmt: skip
-            m = s[0]
-            if n > 1:
-                m = self.max(s[0], s[1], note=f"{note}: max h{h} q{qi}")
-                for u in range(2, n):
-                    self.max(m, s[u], out=m, note=f"{note}: max h{h} q{qi}")
-            e = self.lut(self.sub(s, m.bcast(n)), exp_id, note=f"{note}: exp h{h} q{qi}")
-            total = self.dot(e, self.one.bcast(n), f, note=f"{note}: sum h{h} q{qi}")
-            p = self.mul(e, self.lut(total, rec_id).bcast(n), note=f"{note}: p h{h} q{qi}")
+            hn = f"{note}: h{h} q{qi}"
+            e = self._scores(q, k, slice(h * dh, (h + 1) * dh), exp_id, hn)
+            total = self.dot(e, self.one.bcast(n), f, note=f"{hn}: sum")
+            p = self.mul(e, self.lut(total, rec_id).bcast(n), note=f"{hn}: p")
             for j in range(dh):
                 col = Vec(v.addr + h * dh + j, n, v.stride)
-                self.dot(p, col, f, out=o[h * dh + j], note=f"{note}: out h{h} q{qi}")
+                self.dot(p, col, f, out=o[h * dh + j], note=f"{hn}: out")
+        return o
+
+    def _scores(self, q: Vec, k: list[Vec], hs: slice, exp_id: int, note: str) -> Vec:
+        """exp(s - max s) of one head's scores s_u = q . k_u / sqrt(dh)."""
+        f, n = self.frac_bits, len(k)
+        root = math.isqrt(hs.stop - hs.start)
+        s = self.alloc(n)
+        for u in range(n):
+            self.dot(q[hs], k[u][hs], f + root.bit_length() - 1, out=s[u],
+                     note=f"{note} k{u}: score")  # fmt: skip
+        m = self.max_reduce(s, note=f"{note}: max")
+        return self.lut(self.sub(s, m.bcast(n)), exp_id, note=f"{note}: exp")
+
+    def _attend_wide(
+        self, q: Vec, k: list[Vec], v: Vec, heads: int, exp_id: int, note: str,
+        out: Vec | None, qi: int,
+    ) -> Vec:  # fmt: skip
+        """attend(wide=True): r = (2**c / sqrt(sum e))**2 = 4**c / sum e from RSQRT;
+        p' = e r 2**(t - 2c) = 2**t p; out = round(sum p' v / 2**t). c and t use the
+        integer bits the word has: 4**c and 2**t stay below its largest value."""
+        f, inner, n = self.frac_bits, q.n, len(k)
+        dh, spare = inner // heads, self.word_bits - 2 - f
+        if spare < 0:
+            raise ValueError(f"{note}: a {self.word_bits}-bit word with {f} fraction bits")
+        c, t = spare // 2, spare
+        table, r_bits = tables.rsqrt_table(float(1 << c), self.word_bits)
+        rs_id = self.table(f"rsqrt:softmax{c}", lambda: table)
+        o = out or self.alloc(inner)
+        for h in range(heads):
+            hn = f"{note}: h{h} q{qi}"
+            e = self._scores(q, k, slice(h * dh, (h + 1) * dh), exp_id, hn)
+            rs = self.alloc(1)
+            self.emit(Op.RSQRT, rs, e, self.one.bcast(n), arg=rs_id, shift=r_bits - 2 * f,
+                      note=f"{hn}: 2**c / sqrt(sum)")  # fmt: skip
+            r = self.mul(rs, rs, note=f"{hn}: 4**c / sum")
+            p = self.emit(Op.MUL, self.alloc(n), e, r.bcast(n), shift=f + 2 * c - t,
+                          note=f"{hn}: p * 2**t")  # fmt: skip
+            for j in range(dh):
+                col = Vec(v.addr + h * dh + j, n, v.stride)
+                self.dot(p, col, f + t, out=o[h * dh + j], note=f"{hn}: out")
         return o
 
     def build(self) -> FoldedProgram:

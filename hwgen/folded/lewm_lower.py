@@ -17,6 +17,7 @@ the one word format whose fractional bits `choose_frac_bits` picks on calibratio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,18 +84,11 @@ def predictor_weights(model) -> PredictorWeights:
             ("mlp.net.4.weight", "fc2.w"), ("mlp.net.4.bias", "fc2.b"),
         ):  # fmt: skip
             t[f"b{n}.{dst}"] = sd[p + src]
-    # pred_proj: Linear -> BatchNorm (eval) -> GELU -> Linear; fold the BatchNorm, then
-    # the final norm's gain and bias into the same Linear
-    bn = model.pred_proj.net[1]
-    s = sd["pred_proj.net.1.weight"] / np.sqrt(sd["pred_proj.net.1.running_var"] + bn.eps)
-    t["proj.0.w"], t["proj.0.b"] = fold_norm(
-        sd["predictor.transformer.norm.weight"],
-        sd["predictor.transformer.norm.bias"],
-        sd["pred_proj.net.0.weight"] * s[:, None],
-        (sd["pred_proj.net.0.bias"] - sd["pred_proj.net.1.running_mean"]) * s
-        + sd["pred_proj.net.1.bias"],
-    )
-    t["proj.3.w"], t["proj.3.b"] = sd["pred_proj.net.3.weight"], sd["pred_proj.net.3.bias"]
+    # pred_proj, with the final norm's gain and bias folded in
+    t["proj.0.w"], t["proj.0.b"], t["proj.3.w"], t["proj.3.b"] = fold_projector(
+        sd, "pred_proj.net.", model.pred_proj.net[1].eps,
+        sd["predictor.transformer.norm.weight"], sd["predictor.transformer.norm.bias"],
+    )  # fmt: skip
     return PredictorWeights(
         t, cfg.history, h, cfg.latent_dim, cfg.predictor_heads, cfg.predictor_layers
     )
@@ -105,6 +99,20 @@ def fold_norm(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A LayerNorm's affine folded into the Linear (w, c) after it: W diag(g), W beta + c."""
     return w * gain[None, :], w @ beta + c
+
+
+def fold_projector(
+    sd: dict[str, np.ndarray], prefix: str, bn_eps: float, gain: np.ndarray, beta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Linear -> BatchNorm (eval) -> GELU -> Linear (models/lewm.py Projector) after a
+    LayerNorm: the BatchNorm and the norm's gain and bias fold into the first Linear.
+    Returns (w0, b0, w3, b3)."""
+    s = sd[prefix + "1.weight"] / np.sqrt(sd[prefix + "1.running_var"] + bn_eps)
+    w0, b0 = fold_norm(
+        gain, beta, sd[prefix + "0.weight"] * s[:, None],
+        (sd[prefix + "0.bias"] - sd[prefix + "1.running_mean"]) * s + sd[prefix + "1.bias"],
+    )  # fmt: skip
+    return w0, b0, sd[prefix + "3.weight"], sd[prefix + "3.bias"]
 
 
 def compile_predictor(
@@ -199,7 +207,12 @@ def run_golden(prog: FoldedProgram, z: np.ndarray, actions: np.ndarray) -> np.nd
 def saturations(prog: FoldedProgram, z: np.ndarray, actions: np.ndarray) -> dict[str, int]:
     """Saturation events per instruction kind/note on these inputs (RSQRT excluded: 1/sqrt
     of a near-zero variance saturates by design)."""
-    run = execute(prog, quantize_inputs(prog, z, actions))
+    return saturation_counts(prog, quantize_inputs(prog, z, actions))
+
+
+def saturation_counts(prog: FoldedProgram, words: dict[str, np.ndarray]) -> dict[str, int]:
+    """`saturations` for any program, on its input words."""
+    run = execute(prog, words)
     out: dict[str, int] = {}
     for k, count in run.saturated.items():
         ins = prog.instrs[k]
@@ -219,9 +232,21 @@ def choose_frac_bits(
     `headroom_bits` (each doubles the range left for inputs calibration did not see).
 
     Returns the choice and, per format tried, the saturation counts that ruled it out."""
+    return first_clean_format(
+        lambda f: saturations(compile_predictor(pw, f, word_bits), z, actions),
+        word_bits,
+        headroom_bits,
+    )
+
+
+def first_clean_format(
+    saturated_at: Callable[[int], dict[str, int]], word_bits: int, headroom_bits: int
+) -> tuple[int, dict[int, dict[str, int]]]:
+    """Try fractional bits from the most down; `saturated_at(f)` gives the saturation
+    counts of the program compiled at f. See choose_frac_bits."""
     tried: dict[int, dict[str, int]] = {}
     for f in range(word_bits - 4, 3, -1):
-        sat = saturations(compile_predictor(pw, f, word_bits), z, actions)
+        sat = saturated_at(f)
         tried[f] = sat
         if not sat:
             return max(1, f - headroom_bits), tried
