@@ -22,6 +22,7 @@ from hwgen.errors import InputError, ToolError
 from hwgen.folded.engine import engine_cycles, engine_verilog
 from hwgen.folded.isa import FoldedProgram
 from hwgen.sim.runner import (
+    DEFAULT_SEED,
     RUN_TOOL,
     _log_excerpt,
     build_estimate_s,
@@ -67,7 +68,7 @@ def run_folded_simulation(
     tool_timeout: float | None = None,
     slots: int = 1,
     stall: float = 0.0,
-    seed: int = 1,
+    seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """Simulate the engine for `prog` on every input set; compare outputs with `expected`.
 

@@ -190,3 +190,23 @@ def test_expected_figures_name_the_inputs_they_used(tmp_path):
     options = JobOptions(rtl=RtlOptions(n_random=20, n_real=0))
     figures = for_checkpoint(ckpt).expected_figures(ckpt, tmp_path, options)
     assert figures.where.startswith(f"{figures.samples} standard-normal inputs")
+
+
+def test_sim_seed_reaches_the_folded_testbench(tmp_path, monkeypatch):
+    """`hwgen sim --seed` seeds the folded host's random stalls too, not only the MLP's."""
+    import hwgen.folded.simulate as simulate
+    from hwgen.adapters import JobOptions
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(simulate, "simulate_design", fake)
+    with pytest.raises(Stop):
+        ADAPTERS["lewm"].sim(tmp_path, JobOptions(seed=5))
+    assert seen["seed"] == 5

@@ -30,6 +30,7 @@ class FoldedAdapter(Adapter):
             options.count,
             options.vectors,
             tool_timeout=options.tool_timeout,
+            seed=options.seed,
         )
         return sim_result(r, design)
 

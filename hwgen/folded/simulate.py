@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.sim.runner import DEFAULT_SEED
+
 from .. import integrity, tools
 from ..errors import InputError
 from ..npz import read_npz
@@ -44,11 +46,13 @@ def simulate_design(
     *,
     tool_timeout: float | None = None,
     stall: float = STALL,
+    seed: int = DEFAULT_SEED,
 ) -> dict:
     """Simulate the design's own Verilog (manifest 'verilog') on its vectors.
 
     The Verilog, program.npz and the default vectors.npz must match the manifest's
-    hashes; tool_timeout overrides the scaled timeout of each simulator build and run.
+    hashes; tool_timeout overrides the scaled timeout of each simulator build and run;
+    `seed` seeds the host's random stalls (`hwgen sim --seed`).
     """
     from hwgen.sim.folded_runner import run_folded_simulation
     from hwgen.sim.runner import bounded, verify_sources, verilog_sources
@@ -87,6 +91,7 @@ def simulate_design(
             tool_timeout=tool_timeout,
             slots=slots,
             stall=stall,
+            seed=seed,
         )
     from ..stream.model import batch_cycles
 
