@@ -49,7 +49,7 @@ from .isa import BIT_WORD, FoldedProgram, Op
 from .units.common import delay
 from .units.host import host_port
 from .units.lin import LinControl
-from .units.slot import SampleSlot
+from .units.slot import SampleSlot, round_sources
 from .units.table import TableParams
 
 
@@ -141,37 +141,37 @@ class FoldedEngine(wiring.Component):
         is_dot, is_rsq, is_lin = op == int(Op.DOT), op == int(Op.RSQRT), op == int(Op.LIN)
         last = cnt == ir.last
 
-        # ---- valid tokens: shared, the slots run in lockstep; `sel` lists the round
-        # unit's sources in the slot's priority order
+        # ---- valid tokens: shared, the slots run in lockstep; valid[name] says that the
+        # round unit's source `name` (units.slot.round_sources) holds a result
         slot_in: dict[str, Value] = {}
-        sel = [delay(m, issuing & is_ew, 6, "ev")[6]]
+        valid = {"elementwise": delay(m, issuing & is_ew, 6, "ev")[6]}
         if u.reduction:
             rv0 = issuing & (is_dot | is_rsq)
             slot_in["red_valid"] = delay(m, rv0, 3, "rv")[3]
             slot_in["red_first"] = delay(m, rv0 & (cnt == 0), 3, "rf")[3]
             # Tokens carry their op from issue: a DOT token must not reach the RSQRT tail
             # after the next instruction (an RSQRT) has been decoded.
-            sel.append(delay(m, rv0 & is_dot & last, 4, "rl_dot")[4])
+            valid["dot"] = delay(m, rv0 & is_dot & last, 4, "rl_dot")[4]
             if u.rsqrt:
-                sel.append(delay(m, rv0 & is_rsq & last, 10, "rl_rsq")[10])
+                valid["rsqrt"] = delay(m, rv0 & is_rsq & last, 10, "rl_rsq")[10]
         if u.argmax:
             is_am = issuing & (op == int(Op.ARGMAX))
             slot_in["am_valid"] = delay(m, is_am, 2, "amv")[2]
             slot_in["am_first"] = delay(m, is_am & (cnt == 0), 2, "amf")[2]
             slot_in["am_index"] = delay(m, cnt, 2, "ami")[2]
-            sel.append(delay(m, is_am & last, 3, "aml")[3])
+            valid["argmax"] = delay(m, is_am & last, 3, "aml")[3]
         if u.bread:
             slot_in["bread_issue"] = issuing & (op == int(Op.BREAD))
             slot_in["cnt"] = cnt
-            sel.append(slot_in["bread_issue"] & (cnt >= BREAD_SETUP))
+            valid["bread"] = slot_in["bread_issue"] & (cnt >= BREAD_SETUP)
         lin = None
         if u.lin:
             m.submodules.lin_control = lin = LinControl(p, dec.arg.shape(), self.lut_lanes)
             m.d.comb += [lin.decoding.eq(decoding), lin.arg.eq(dec.arg)]
             m.d.comb += lin.issue.eq(issuing & is_lin)
-            sel.append(lin.out_valid)
+            valid["lin"] = lin.out_valid
         wb_valid = Signal()
-        m.d.comb += wb_valid.eq(Cat(*sel).any())
+        m.d.comb += wb_valid.eq(Cat(*valid.values()).any())
 
         # ---- operand addresses (every slot reads the same addresses)
         pa, pb = Signal(p.addr_bits), Signal(p.addr_bits)
@@ -215,7 +215,7 @@ class FoldedEngine(wiring.Component):
                 slot.pb.eq(pb),
                 slot.wptr.eq(wptr),
                 slot.write.eq(v3),
-                *(slot.sel[k].eq(v) for k, v in enumerate(sel)),
+                *(getattr(slot, f"valid_{name}").eq(valid[name]) for name in round_sources(u)),
                 *(getattr(slot, name).eq(v) for name, v in slot_in.items()),
             ]
             if table is not None:

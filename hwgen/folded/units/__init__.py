@@ -6,10 +6,10 @@
     rsqrt.py   RsqrtUnit: RSQRT's normalisation of a sum to a table index and shifts
     bitmem.py  BitReader: BREAD's bit-memory reader
     lin.py     LinControl (shared ROMs, pointers, tokens) driving LinLanes (per slot)
-    rounding.py RoundUnit: the shared round-and-saturate stage every result leaves through
+    rounding.py RoundUnit: the round-and-saturate stage all of a slot's results leave through
     slot.py    SampleSlot: one sample's data memory and datapath, composed of the above
 
-A new per-sample unit is a Component here; SampleSlot instantiates it and appends its
-result to the round unit's sources, and the engine appends its valid token (in the same
-order) to the slot's `sel`. See docs/FOLDED_ENGINE.md.
+A new per-sample unit is a Component here: name its result in slot.round_sources (its
+priority), put its value in SampleSlot's `sources` under that name, and its valid token in
+the engine's `valid` under the same name. See docs/FOLDED_ENGINE.md.
 """

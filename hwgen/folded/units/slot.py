@@ -9,7 +9,7 @@ Every result leaves through one RoundUnit and the memory's write port.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -24,17 +24,25 @@ from .rsqrt import RsqrtUnit
 from .table import TableLookup, TableWidths, table_params
 
 
-def round_sources(units: Units) -> int:
-    """How many results compete for the round unit (the length of `sel`)."""
-    red = int(units.reduction) * (1 + int(units.rsqrt))
-    return 1 + red + int(units.argmax) + int(units.bread) + int(units.lin)
+def round_sources(units: Units) -> list[str]:
+    """The results that compete for the round unit, in priority order: one `valid_<name>`
+    input of SampleSlot each (the engine drives it), one value in its `sources`."""
+    names = {
+        "elementwise": True,
+        "dot": units.reduction,
+        "rsqrt": units.reduction and units.rsqrt,
+        "argmax": units.argmax,
+        "bread": units.bread,
+        "lin": units.lin,
+    }
+    return [name for name, present in names.items() if present]
 
 
 class SampleSlot(wiring.Component):
     """One sample's memory and datapath, driven by the engine's shared control.
 
-    `sel` carries the valid tokens of the round unit's sources in priority order:
-    element-wise, DOT, RSQRT, ARGMAX, BREAD, LIN (only the units the program needs).
+    `valid_<name>` is high when source `name`'s value (see `round_sources`) is a result
+    this cycle; the round unit takes the first valid one.
     """
 
     def __init__(self, prog: FoldedProgram, plan: EnginePlan, units: Units, lut_lanes: int):
@@ -52,7 +60,7 @@ class SampleSlot(wiring.Component):
             "pb": In(aw),
             "wptr": In(aw),  # the result's address
             "write": In(1),  # the round unit's output is a result
-            "sel": In(1).array(round_sources(units)),
+            **{f"valid_{name}": In(1) for name in round_sources(units)},
         }
         if units.reduction:
             members |= {"red_valid": In(1), "red_first": In(1)}  # at t+3
@@ -106,20 +114,19 @@ class SampleSlot(wiring.Component):
             with m.Case(int(Op.MAX)):
                 m.d.sync += e3.eq(Mux(ra > rb, ra, rb))
         e6 = delay(m, Mux(op == int(Op.MUL), p3, e3), 3, "e")[-1]  # e4 .. e6
-        ew_value = e6
 
-        # ---- round unit sources, in the order of sel: (value, (rsh, lsh) or None)
-        sources: list[tuple[object, tuple | None]] = [(ew_value, None)]
+        # ---- round unit sources by name: (value, (rsh, lsh) or None: the instruction's)
+        sources: dict[str, tuple[Value, tuple[Value, Value] | None]] = {"elementwise": (e6, None)}
         if u.table:
             m.submodules.table = tl = TableLookup(self.table_widths, w, u.rsqrt)
             wiring.connect(m, wiring.flipped(self.table), tl.params)
             m.d.comb += [tl.x.eq(ra), self.rom_addr.eq(tl.rom_addr), tl.rom_data.eq(self.rom_data)]
-            sources[0] = (Mux(op == int(Op.LUT), tl.value, e6), None)
+            sources["elementwise"] = (Mux(op == int(Op.LUT), tl.value, e6), None)
         if u.reduction:
             acc = Signal(signed(p.red_acc_bits))
             with m.If(self.red_valid):
                 m.d.sync += acc.eq(Mux(self.red_first, ir.init, acc) + p3)
-            sources.append((acc, None))
+            sources["dot"] = (acc, None)
             if u.rsqrt:
                 m.submodules.rsqrt = rs = RsqrtUnit(
                     p, self.table_widths.index_bits, ir.shift.shape()
@@ -131,12 +138,12 @@ class SampleSlot(wiring.Component):
                     tl.is_rsqrt.eq(op == int(Op.RSQRT)),
                     tl.mantissa.eq(rs.mantissa),
                 ]
-                sources.append((tl.rom_value, (rs.rsh, rs.lsh)))
+                sources["rsqrt"] = (tl.rom_value, (rs.rsh, rs.lsh))
         if u.argmax:
             best, bidx = Signal(signed(w)), Signal(self.am_index.shape())
             with m.If(self.am_valid & (self.am_first | (ra > best))):
                 m.d.sync += [best.eq(ra), bidx.eq(self.am_index)]
-            sources.append((bidx, None))
+            sources["argmax"] = (bidx, None)
         if u.bread:
             m.submodules.bread = br = BitReader(
                 w, prog.bit_depth, self.cnt.shape(), ir.init.shape()
@@ -150,17 +157,18 @@ class SampleSlot(wiring.Component):
                 self.bm_addr.eq(br.bm_addr),
                 br.bm_data.eq(self.bm_data),
             ]
-            sources.append((br.value, None))
+            sources["bread"] = (br.value, None)
         if u.lin:
             m.submodules.lin = lanes = LinLanes(p, self.lut_lanes)
             wiring.connect(m, wiring.flipped(self.lin), lanes.bus)
             m.d.comb += lanes.x.eq(rd_a.data)
-            sources.append((lanes.row, None))
+            sources["lin"] = (lanes.row, None)
 
         # ---- the round unit takes the first valid source; its result is written
         m.submodules.round = rnd = RoundUnit(p)
         m.d.comb += [rnd.rsh.eq(ir.rsh), rnd.lsh.eq(ir.lsh)]
-        for k, (valid, (value, shifts)) in enumerate(zip(self.sel, sources, strict=True)):
+        for k, name in enumerate(round_sources(u)):
+            valid, (value, shifts) = getattr(self, f"valid_{name}"), sources[name]
             with m.If(valid) if k == 0 else m.Elif(valid):
                 m.d.comb += rnd.value.eq(value)
                 if shifts is not None:
