@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.back import verilog
+from amaranth._toolchain.yosys import find_yosys  # the Yosys verilog.convert runs
+from amaranth.back import rtlil
 from amaranth.hdl import Array, Cat, Module, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -317,9 +318,24 @@ def engine_verilog(
     lut_lanes: int = 0,
 ) -> str:
     """Verilog of the engine for `prog` (top module `name`, clk / rst and the ports);
-    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1."""
+    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1.
+
+    One flat module, as before the engine had units: Yosys synthesizes a hierarchy module
+    by module, so a program's constants (instruction fields that never change) would stop
+    at the units' ports and cost LUTs and logic depth (docs/FOLDED_ENGINE.md).
+    """
     top = FoldedEngine(prog, lanes, slots, lut_lanes)
-    return verilog.convert(top, name=name, emit_src=False)
+    text = rtlil.convert(top, name=name, emit_src=False)
+    # Amaranth's own Yosys (built in or found), as verilog.convert runs it, plus `flatten`.
+    yosys = find_yosys(lambda version: version >= (0, 40))
+    script = [
+        f"read_rtlil <<rtlil\n{text}\nrtlil",
+        "flatten",
+        "proc -nomux -norom",
+        "memory_collect",
+        "write_verilog -norename",
+    ]
+    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
 __all__ = [
