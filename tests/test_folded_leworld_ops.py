@@ -177,7 +177,8 @@ def test_old_programs_encode_as_before():
 
     rng = np.random.default_rng(3)
     prog = random_program(rng, n_instr=8)
-    assert plan_engine(prog, 2).layout.fields[0].width == 3
+    layout = plan_engine(prog, 2).layout
+    assert layout["op"].offset == 0 and layout["op"].shape.width == 3
     text = engine_verilog(prog, 2, "eng")
     assert "host_bm_addr" not in text
 

@@ -147,7 +147,7 @@ def estimate_resources(
                                                            plan.scale_bits + 1))  # fmt: skip
     bram = slots * 2 * ramb36_tiles(prog.depth, w)  # two read ports: two copies
     bram += math.ceil(slots / 2) * ramb36_tiles(len(plan.table_rom), w)  # 2 slots a ROM
-    bram += ramb36_tiles(len(plan.words), plan.layout.width)
+    bram += ramb36_tiles(len(plan.words), plan.instr_bits)
     bram += ramb36_tiles(len(plan.weight_rom), 4 * lanes)  # 4-bit Q4 codes
     bram += ramb36_tiles(len(plan.scale_rom), plan.scale_bits * lanes)
     bram += ramb36_tiles(len(plan.bias_rom), plan.bias_bits * lanes)
