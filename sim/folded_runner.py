@@ -38,8 +38,13 @@ TOP = "folded_engine"
 
 
 def _regions(
-    ports: dict[str, tuple[int, int]], arrays: dict[str, np.ndarray], kind: str
+    ports: dict[str, tuple[int, int]],
+    arrays: dict[str, np.ndarray],
+    kind: str,
+    skip: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
+    """Port regions with their vectors; a run where skip[name] is True gets None (the
+    testbench leaves those words as the engine left them)."""
     if set(arrays) != set(ports):
         raise InputError(f"{kind}s {sorted(arrays)} != the program's {sorted(ports)}")
     regions, runs = [], set()
@@ -48,7 +53,10 @@ def _regions(
         if a.ndim != 2 or a.shape[1] != length:
             raise InputError(f"{kind} {name!r} must be [N, {length}], got {a.shape}")
         runs.add(a.shape[0])
-        regions.append({"name": name, "addr": addr, "values": a.tolist()})
+        values = a.tolist()
+        if skip is not None and name in skip:
+            values = [None if s else v for v, s in zip(values, skip[name].tolist(), strict=True)]
+        regions.append({"name": name, "addr": addr, "values": values})
     if len(runs) != 1:
         raise InputError(f"{kind}s have different numbers of vectors {sorted(runs)}")
     return regions, runs.pop()
@@ -69,12 +77,18 @@ def run_folded_simulation(
     slots: int = 1,
     stall: float = 0.0,
     seed: int = DEFAULT_SEED,
+    episode_start: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Simulate the engine for `prog` on every input set; compare outputs with `expected`.
 
     inputs / expected: name -> int64 [N, length] (machine.outputs gives `expected`).
     bitmem: [N, bit_depth] 32-bit words loaded through the bit-memory host port before each
-    run (programs with BREAD); the whole bit memory is written every run.
+    run (programs with a bit memory); the whole bit memory is written every run.
+    episode_start: bool [N] (runs in order are the steps of episodes): the bit memory and
+    the carried inputs (those the program also writes as an output at the same words: its
+    state, e.g. LeWorld's info request and record addresses) are written only at the runs
+    where it is True; at the other runs the engine's own contents carry over, so the run
+    checks the engine's write-back across steps.
     verilog / top: the engine's Verilog files and top module (a design's own files);
     None: the engine for `prog` and `lanes` is generated into build_dir.
     tool_timeout: seconds allowed to the build and to the run (default: scaled to the
@@ -89,7 +103,16 @@ def run_folded_simulation(
     if tool_timeout is not None:
         tools.check_timeout(tool_timeout, "--tool-timeout")
     check_simulator(simulator)
-    in_regions, runs = _regions(prog.inputs, inputs, "input")
+    skip = None
+    if episode_start is not None:
+        start = np.asarray(episode_start, dtype=bool)
+        if start.ndim != 1 or not len(start) or not start[0]:
+            raise InputError("episode_start must be a bool vector that starts with True")
+        carried = [k for k, port in prog.inputs.items() if port in prog.outputs.values()]
+        skip = {k: ~start for k in carried}
+    in_regions, runs = _regions(prog.inputs, inputs, "input", skip)
+    if skip is not None and len(start) != runs:
+        raise InputError(f"episode_start has {len(start)} entries for {runs} runs")
     out_regions, out_runs = _regions(prog.outputs, expected, "output")
     if runs != out_runs:
         raise InputError(f"{runs} input sets but {out_runs} expected output sets")
@@ -107,6 +130,8 @@ def run_folded_simulation(
         if bm.shape != (runs, prog.bit_depth):
             raise InputError(f"bitmem must be [{runs}, {prog.bit_depth}], got {bm.shape}")
         bm_list = bm.tolist()
+        if skip is not None:
+            bm_list = [v if s else None for v, s in zip(bm_list, start.tolist(), strict=True)]
     elif bitmem is not None:
         raise InputError("bitmem given for a program without a bit memory")
     cycles = engine_cycles(prog, lanes)

@@ -10,8 +10,8 @@ HWGEN_CLOCK_NS       clock period in ns (default 10)
 Reset is held for RESET_CYCLES with start high, which the engine must ignore. The input
 sets stream through in batches of `slots` (config key, default 1: the batched engine
 runs one window per slot; `host_slot` picks the slot). For every batch: write the bit
-memory through its host port (programs with BREAD: config key "bitmem", one list of
-32-bit words per run), write each slot's inputs through the host port, pulse `start`,
+memory through its host port (programs with a bit memory: config key "bitmem", one list
+of 32-bit words per run), write each slot's inputs through the host port, pulse `start`,
 count the cycles until `done`, read every slot's output words back and compare them with
 the golden vectors bit for bit. The engine takes a batch only while idle (busy low: its
 ready), and with config key "stall" (a probability) the host inserts random idle cycles
@@ -21,6 +21,10 @@ the idle cycles inserted, so stream throughput is measured, not assumed. Signals
 driven on the falling edge and sampled there too (registers change on the rising edge),
 so a cycle count is the number of rising edges from the one that samples `start` to the
 one that raises `done`.
+
+A run whose "bitmem" entry or an input region's "values" entry is null is not written:
+the engine's bit memory and those data words keep what the previous run left (LeWorld's
+episodes: the host writes them at an episode's first step only, then only observations).
 """
 
 from __future__ import annotations
@@ -148,10 +152,10 @@ class FoldedBench:
             for s, r in enumerate(batch):
                 if self.slots > 1:
                     d.host_slot.value = s
-                if cfg.get("bitmem") is not None:
+                if cfg.get("bitmem") is not None and cfg["bitmem"][r] is not None:
                     await self.write_bitmem(cfg["bitmem"][r])
                 for region in cfg["inputs"]:
-                    for k, v in enumerate(region["values"][r]):
+                    for k, v in enumerate(region["values"][r] or []):
                         stalls += await self.idle()
                         await self.write(region["addr"] + k, v)
             self.cycles.append(await self.run_once())

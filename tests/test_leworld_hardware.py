@@ -1,8 +1,9 @@
 """The tiny LeWorld system step on the folded engine (hwgen/folded/leworld_lower.py).
 
 Golden (integer engine) vs the float model on states from the trained checkpoint's
-rollouts, and (``-m sim``) the RTL in Icarus against the golden, bit for bit, with the bit
-memory loaded through the engine's second host port.
+rollouts, and (``-m sim``) the RTL against the golden, bit for bit, over closed-loop
+episodes in which the engine writes its own bit memory (Icarus for a few steps, Verilator
+for whole episodes).
 """
 
 from __future__ import annotations
@@ -52,44 +53,57 @@ def test_reads_come_from_the_bit_memory(setup):
     assert (full["reads"] != empty["reads"]).any(axis=1).mean() > 0.5
 
 
-def cosim_vectors(steps: dict, n: int) -> np.ndarray:
-    """n late rollout steps whose golden routing masks differ (when possible)."""
-    idx = np.flatnonzero(steps["step"] >= 8)
-    chosen, seen = [], set()
-    for i in idx:
-        key = tuple(steps["mask"][i].astype(int))
-        if key not in seen:
-            seen.add(key)
-            chosen.append(i)
-        if len(chosen) == n:
-            break
-    for i in idx:
-        if len(chosen) == n:
-            break
-        if i not in chosen:
-            chosen.append(i)
-    return np.array(chosen)
+def episode_runs(prog, meta: dict, episodes: int, steps: range) -> dict:
+    """Golden closed-loop episodes as simulation vectors, kept to `steps` of each; the
+    host loads the state (bit memory, info request, record addresses) at each kept
+    episode's first step, after that the engine carries it."""
+    vec = L.episode_vectors(prog, meta, episodes, seed=777)
+    keep = np.isin(vec["step"], steps)
+    vec = {k: v[keep] for k, v in vec.items()}
+    return vec | {"episode_start": vec["step"] == steps[0]}
+
+
+def simulate_episodes(prog, vec: dict, simulator: str, build: Path) -> dict:
+    from hwgen.sim.folded_runner import run_folded_simulation
+
+    ins = {k[3:]: v for k, v in vec.items() if k.startswith("in_")}
+    outs = {k[4:]: v for k, v in vec.items() if k.startswith("out_")}
+    return run_folded_simulation(
+        prog, 4, ins, outs, simulator, build, vec["bitmem"], episode_start=vec["episode_start"]
+    )
 
 
 @pytest.mark.sim
 @pytest.mark.parametrize("config", ["default", "all_q4"])
-def test_cocotb_leworld_step_bit_exact(setup, tmp_path: Path, config: str):
-    """The default program (address heads wide) and the all-Q4 one (the 35T candidate)."""
-    from hwgen.sim.folded_runner import run_folded_simulation
+def test_cocotb_leworld_steps_bit_exact(setup, tmp_path: Path, config: str):
+    """Steps 8-10 of an episode in Icarus: the host loads the memory and state before step
+    8, then writes only observations; steps 9 and 10 read what the engine wrote. The
+    default program (address heads wide) and the all-Q4 one (the 35T candidate)."""
+    from hwgen.models.leworld import load_checkpoint
 
-    model, steps, _ = setup
-    wide = () if config == "all_q4" else L.WIDE_DEFAULT
-    prog = L.compile_step(model, FRAC_BITS, wide=wide, write_back=False)
-    idx = cosim_vectors(steps, 3)
-    sel = {k: v[idx] for k, v in steps.items()}
-    inputs, bitmem = L.quantize_inputs(prog, sel), L.pack_bits(sel["mem"])
-    expected = outputs(prog, execute(prog, inputs, bitmem))
-    res = run_folded_simulation(
-        prog, 4, inputs, expected, "icarus", tmp_path / "leworld", bitmem=bitmem
-    )
+    model, _, prog = setup
+    if config == "all_q4":
+        prog = L.compile_step(model, FRAC_BITS, wide=())
+    vec = episode_runs(prog, load_checkpoint(CKPT)[1], 1, range(8, 11))
+    res = simulate_episodes(prog, vec, "icarus", tmp_path / "leworld")
     assert res["error"] is None, res
     assert res["vectors"] == 3 and res["mismatches"] == 0, res["first_mismatches"]
     assert res["cycles"] == [res["expected_cycles"]] * 3
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_verilator_whole_episodes_bit_exact(setup, tmp_path: Path):
+    """Two whole closed-loop episodes (40 steps) in Verilator, the host writing only
+    observations after each episode's first step."""
+    from hwgen.models.leworld import load_checkpoint
+
+    _, _, prog = setup
+    vec = episode_runs(prog, load_checkpoint(CKPT)[1], 2, range(20))
+    assert vec["episode_start"].sum() == 2
+    res = simulate_episodes(prog, vec, "verilator", tmp_path / "leworld")
+    assert res["error"] is None, res
+    assert res["vectors"] == 40 and res["mismatches"] == 0, res["first_mismatches"]
 
 
 def test_scratch_reuse_keeps_the_outputs(setup):

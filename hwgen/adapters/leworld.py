@@ -1,12 +1,14 @@
 """The LeWorld family (config "architecture": "leworld"): one system step on the folded engine.
 
 Float reference: models/leworld.py (hard reads). Data: held-out episodes of the
-checkpoint's world (models/eval_leworld.py), rolled out by the float model so every step's
-inputs include the bit memory as it stands. Lowering: hwgen/folded/leworld_lower.py (the
-step, with the bit memory behind the engine's second host port; the write-back runs on
-the host). Task metrics: next-state MSE against the true next state, the SLM address
-agreement with the float model, and the closed-loop drift (the engine's own predictions
-and info requests fed back over whole episodes).
+checkpoint's world (models/eval_leworld.py). Lowering: hwgen/folded/leworld_lower.py: the
+step with the previous step's write-back first (bit decoder, binarisation, BWRITE), so a
+whole episode runs on the engine: the design's vectors are closed-loop episodes in which
+the host writes only observations after each episode's first step, and the bit memory,
+info request and record addresses carry over in the engine. Task metrics: next-state MSE
+against the true next state, the SLM address agreement with the float model (single steps
+on the float model's memory), the closed-loop drift, and the write-back's agreement with
+the model's (float, and with the decoder's Q4 weights).
 """
 
 from __future__ import annotations
@@ -66,14 +68,18 @@ class LeworldAdapter(FoldedAdapter):
         verify_sources(design, sources, vectors)
         prog = load_program(design / "program.npz")
         ins, outs = load_folded_vectors(vectors, prog)
-        bitmem = read_npz(vectors).get("bitmem")
+        z = read_npz(vectors)
+        bitmem, start = z.get("bitmem"), z.get("episode_start")
         n = len(next(iter(ins.values())))
         if bitmem is None or bitmem.shape != (n, prog.bit_depth):
             raise InputError(f"{vectors}: 'bitmem' must be [{n}, {prog.bit_depth}] words")
+        if start is not None and (start.shape != (n,) or start.dtype != bool or not start[0]):
+            raise InputError(f"{vectors}: 'episode_start' must be [{n}] bools, the first True")
         keep = slice(0, options.count)
         simulator = options.simulator or self.default_simulator
         runs = len(bitmem[keep])
-        with step(f"simulate {runs} LeWorld steps on the {lanes}-lane engine ({simulator})"):
+        what = "steps" if start is None else f"steps of {int(start[keep].sum())} episodes"
+        with step(f"simulate {runs} LeWorld {what} on the {lanes}-lane engine ({simulator})"):
             r = run_folded_simulation(
                 prog,
                 lanes,
@@ -85,6 +91,7 @@ class LeworldAdapter(FoldedAdapter):
                 verilog=[design / f for f in sources],
                 top=manifest.get("top", TOP),
                 tool_timeout=options.tool_timeout,
+                episode_start=None if start is None else start[keep],
             )
         from ..stream.model import batch_cycles
 
@@ -126,8 +133,7 @@ class LeworldAdapter(FoldedAdapter):
             fig = L.compare(prog, test)
             golden, _ = L.run_golden(prog, test)
             pred = golden["pred"] / 2.0**prog.frac_bits
-            host = "record_addr" not in prog.inputs  # a step without the write-back
-            loop = L.closed_loop(model, meta, prog, episodes, TEST_SEED, host_write_back=host)
+            loop = L.closed_loop(model, meta, prog, episodes, seed=TEST_SEED)
         write_outputs(design, float=test["pred"], golden=pred)
         d = distance(pred, test["pred"])
         require_finite(d.to_dict(), f"{checkpoint}: golden model")
@@ -153,9 +159,10 @@ class LeworldAdapter(FoldedAdapter):
                 f"{fig['pred_mse_vs_truth']:.5f}",
                 f"  addresses   {fig['address_agreement']:.2%} agree with float, lengths "
                 f"{fig['length_agreement']:.2%}, router mask {fig['mask_agreement']:.2%}",
-                f"closed loop, {episodes} episodes (own info requests, host write-back): "
-                f"mean MSE vs truth float {loop['float_mean_mse']:.4f} engine "
+                f"closed loop, {episodes} episodes (own info requests and write-back on the "
+                f"engine): mean MSE vs truth float {loop['float_mean_mse']:.4f} engine "
                 f"{loop['engine_mean_mse']:.4f}",
+                *_write_back_lines(loop),
                 "  per step engine " + " ".join(f"{v:.3f}" for v in loop["engine_per_step_mse"]),
                 "  per step float  " + " ".join(f"{v:.3f}" for v in loop["float_per_step_mse"]),
                 rtl_row(simulated),
@@ -186,6 +193,17 @@ class LeworldAdapter(FoldedAdapter):
         ]
         ok = (gate is None or gate.passed) and (simulated is None or simulated.ok)
         return JobResult(text, ok, summary, design, doc)
+
+
+def _write_back_lines(loop: dict) -> list[str]:
+    """The engine's write-back against the model's on the same memory and addresses."""
+    out = []
+    for ref, label in (("q4", "Q4 decoder weights"), ("float", "float model")):
+        a = loop.get(f"write_back_vs_{ref}")
+        if a:
+            out.append(f"  write-back vs {label}: {a['record_bit_agreement']:.4%} of record "
+                       f"bits, {a['records_identical']:.2%} of steps identical")  # fmt: skip
+    return out
 
 
 def _slots(options: JobOptions) -> None:
@@ -261,7 +279,6 @@ def _build(claim, checkpoint: Path, options: JobOptions) -> JobResult:
 
     from ..folded import leworld_lower as L
     from ..folded.engine import engine_cycles, engine_verilog
-    from ..folded.machine import execute, outputs
     from ..folded.program_io import listing, save_program
     from ..progress import step
 
@@ -270,15 +287,13 @@ def _build(claim, checkpoint: Path, options: JobOptions) -> JobResult:
     lanes = options.lanes or LANES
     episodes = options.test_episodes or TEST_EPISODES
     model, meta = load(checkpoint)
-    with step(f"roll out {CALIB_EPISODES} + {episodes} episodes of the float model"):
+    with step(f"roll out {CALIB_EPISODES} episodes of the float model"):
         calib = L.rollout_steps(model, meta, CALIB_EPISODES, seed=CALIB_SEED)
-        test = L.rollout_steps(model, meta, episodes, seed=TEST_SEED)
     with step("choose the fixed-point format and compile the step"):
         frac, tried = L.choose_frac_bits(model, calib)
-        prog = L.compile_step(model, frac, write_back=False)
-    with step(f"golden model on {len(test['step'])} steps"):
-        inputs, bitmem = L.quantize_inputs(prog, test), L.pack_bits(test["mem"])
-        expected = outputs(prog, execute(prog, inputs, bitmem))
+        prog = L.compile_step(model, frac)
+    with step(f"golden model on {episodes} closed-loop episodes"):
+        vectors = L.episode_vectors(prog, meta, episodes, TEST_SEED)
     with step(f"generate the engine's Verilog ({lanes} lanes)"):
         text = engine_verilog(prog, lanes, TOP)
         cycles = engine_cycles(prog, lanes)
@@ -287,20 +302,15 @@ def _build(claim, checkpoint: Path, options: JobOptions) -> JobResult:
         f"LeWorld system step: {len(prog.instrs)} instructions, {weights:,} weights, "
         f"{prog.depth} data words, bit memory {prog.bit_depth} x 32 bits\n"
         f"engine: 1 slot x {lanes} MAC lanes, {cycles:,} cycles per step "
-        f"({100e6 / cycles:,.0f} steps/s at 100 MHz); the write-back runs on the host"
+        f"({100e6 / cycles:,.0f} steps/s at 100 MHz); the write-back runs on the engine: "
+        f"after an episode's first step the host writes only observations"
     )
     with claim.staging() as tmp:
         (tmp / f"{TOP}.v").write_text(text)
         save_program(prog, tmp / "program.npz")
         (tmp / "program.lst").write_text(listing(prog))
         (tmp / "plan.txt").write_text(plan + "\n")
-        np.savez(
-            tmp / "vectors.npz",
-            **{f"in_{k}": v for k, v in inputs.items()},
-            **{f"out_{k}": v for k, v in expected.items()},
-            bitmem=bitmem,
-            step=test["step"],
-        )
+        np.savez(tmp / "vectors.npz", **vectors)
         doc = {
             "design": claim.name,
             "kind": "folded",
@@ -320,15 +330,19 @@ def _build(claim, checkpoint: Path, options: JobOptions) -> JobResult:
             "weights": weights,
             "inputs": prog.inputs,
             "outputs": prog.outputs,
-            "write_back": "host (bit decoder and memory write after each step)",
+            "write_back": "engine (bit decoder, binarisation, BWRITE at each step's start)",
             "normalization": meta.get("normalization"),
             "checkpoint": str(checkpoint),
-            "test_steps": len(test["step"]),
+            "test_steps": len(vectors["step"]),
+            "test_episodes": episodes,
             "command": " ".join(sys.argv),
         }
         (tmp / "manifest.json").write_text(json.dumps(doc, indent=2) + "\n")
     seconds = time.monotonic() - start
-    out = f"design      {claim.path}\n{plan}\nvectors     {len(test['step'])} held-out steps"
+    out = (
+        f"design      {claim.path}\n{plan}\nvectors     {len(vectors['step'])} steps of "
+        f"{episodes} held-out episodes"
+    )
     summary = line(
         "RTL",
         f"{weights:,} weights, {len(prog.instrs)} instructions on 1 slot x {lanes} lanes, "

@@ -147,7 +147,7 @@ class _Lower:
 
     # ---- the step --------------------------------------------------------------------------
 
-    def build(self, bit_depth: int | None = None, write_back: bool = True) -> FoldedProgram:
+    def build(self, bit_depth: int | None = None) -> FoldedProgram:
         cfg, t, b = self.cfg, self.t, self.b
         s, c, n_slm, rd = cfg.state_dim, cfg.char_dim, cfg.n_slm, cfg.read_dim
         bit_depth = bit_depth or cfg.mem_words
@@ -156,9 +156,8 @@ class _Lower:
         past, curr, char = rin[0:s], rin[s : 2 * s], rin[2 * s : 2 * s + c]
         b.inputs |= {"past": (past.addr, s), "curr": (curr.addr, s), "char": (char.addr, c)}
         query = b.input("query", cfg.query_dim)
-        if write_back:
-            record = b.input("record_addr", n_slm)
-            self.write_back(rin[: 2 * s + c], record, bit_depth)
+        record = b.input("record_addr", n_slm)
+        self.write_back(rin[: 2 * s + c], record, bit_depth)
         reads = rin[2 * s + c :]
         addrs, lens = b.alloc(n_slm), b.alloc(n_slm)
         bq = self.lin(query, "bridge")
@@ -187,11 +186,11 @@ class _Lower:
         y = [b.layernorm(x, g, be, note="blm.norm") for x in toks]
         pred = b.add(curr, self.lin(y[1], "blm.next_head"), note="pred = curr + next")
         q_next = self.lin(self.mean(y, "blm mean"), "blm.query_head", out=query)
-        if write_back:  # where this step's record goes (the next run writes it)
-            lim = b.constant_int([bit_depth - cfg.write_words], "int:depth-w")
-            over = self.relu(b.sub(addrs, lim.bcast(n_slm)), "record past the end")
-            b.sub(addrs, over, out=record, note="record address = min(addr, depth - w)")
-            b.output("record_addr_next", record)
+        # where this step's record goes (the next run writes it)
+        lim = b.constant_int([bit_depth - cfg.write_words], "int:depth-w")
+        over = self.relu(b.sub(addrs, lim.bcast(n_slm)), "record past the end")
+        b.sub(addrs, over, out=record, note="record address = min(addr, depth - w)")
+        b.output("record_addr_next", record)
         for name, v in (("addr", addrs), ("length", lens), ("reads", reads),
                         ("route_logits", logits), ("mask", mask), ("pred", pred),
                         ("query_next", q_next)):  # fmt: skip
@@ -388,16 +387,13 @@ def compile_step(
     bit_depth: int | None = None,
     wide: tuple[str, ...] = WIDE_DEFAULT,
     compact_scratch: bool = True,
-    write_back: bool = True,
 ) -> FoldedProgram:
     """The whole hard-read system step as one FoldedProgram. `wide`: name prefixes (with
     `*` wildcards) of the Linears to compile with word-precision weights instead of Q4;
-    `compact_scratch`: reuse scratch words between allocations that are not live together;
-    `write_back`: the previous step's write-back first (False: the step alone, the host
-    writes the bit memory between steps)."""
+    `compact_scratch`: reuse scratch words between allocations that are not live together."""
     low = _Lower(model.config, leworld_tensors(model), frac_bits, word_bits, wide,
                  compact_scratch)  # fmt: skip
-    return low.build(bit_depth, write_back)
+    return low.build(bit_depth)
 
 
 # ---- inputs, golden, calibration --------------------------------------------------------------
@@ -434,8 +430,6 @@ def quantize_inputs(
         k: quantize_to_fixed(np.asarray(step[k]), prog.word_bits, prog.frac_bits)
         for k in (*OBSERVATIONS, "query")
     }
-    if "record_addr" not in prog.inputs:  # a step without the write-back
-        return q
     if record is None:
         record = np.full((len(q["past"]), prog.inputs["record_addr"][1]), no_record(prog))
     return q | {"record_addr": np.asarray(record, dtype=np.int64)}
@@ -510,11 +504,10 @@ def engine_episodes(prog: FoldedProgram, states: torch.Tensor, chars: torch.Tens
     from ..arith.fixed import quantize_to_fixed
 
     b, t1, _ = states.shape
-    if host is None and "record_addr" not in prog.inputs:
-        raise ValueError("the program has no write-back: the host must write the memory")
-    state = {"query": np.zeros((b, prog.inputs["query"][1]), dtype=np.int64)}
-    if "record_addr" in prog.inputs:
-        state["record_addr"] = np.full((b, prog.inputs["record_addr"][1]), no_record(prog))
+    state = {
+        "query": np.zeros((b, prog.inputs["query"][1]), dtype=np.int64),
+        "record_addr": np.full((b, prog.inputs["record_addr"][1]), no_record(prog)),
+    }
     bitmem = np.zeros((b, prog.bit_depth), dtype=np.int64)
     for t in range(t1 - 1):
         obs = {"past": states[:, max(t - 1, 0)], "curr": states[:, t], "char": chars}
@@ -528,6 +521,24 @@ def engine_episodes(prog: FoldedProgram, states: torch.Tensor, chars: torch.Tens
             state["record_addr"], bitmem = out["record_addr_next"], run.bitmem
         else:
             bitmem = host(t, out)
+
+
+def episode_vectors(prog: FoldedProgram, meta: dict, episodes: int, seed: int) -> dict:
+    """Closed-loop episodes on the golden engine as simulation vectors, episode by episode:
+    every step's inputs (`in_<name>`) and outputs (`out_<name>`), the bit memory at its
+    start (`bitmem`), which runs start an episode (`episode_start`; there the host writes
+    the carried state and the bit memory, elsewhere only observations) and the step."""
+    from hwgen.models.eval_leworld import eval_data
+
+    states, chars, _ = eval_data(meta, episodes, seed)
+    rows: dict[str, list] = {}
+    for t, ins, out, before, _ in engine_episodes(prog, states, chars):
+        for key, v in (*((f"in_{k}", x) for k, x in ins.items()),
+                       *((f"out_{k}", x) for k, x in out.items()),
+                       ("bitmem", before), ("step", np.full(len(before), t))):  # fmt: skip
+            rows.setdefault(key, []).append(v)
+    vec = {k: np.stack(v, 1).reshape(-1, *v[0].shape[1:]) for k, v in rows.items()}
+    return vec | {"episode_start": vec["step"] == 0}
 
 
 @torch.no_grad()
