@@ -5,8 +5,9 @@ RTL's controller counts exactly those, so this module is the one source of the c
 both the RTL and the profiles report.
 
 Per instruction: 2 (fetch, decode) + issue + drain, where issue is n (LIN: row groups
-ceil(out / lanes) times max(in, lanes); BREAD: 3 setup cycles + 32 n) and drain is 9
-for element-wise ops, 7 for DOT, 13 for RSQRT, 6 for ARGMAX, 3 for BREAD and
+ceil(out / lanes) times max(in, lanes); BREAD: 3 setup cycles + 32 n; BWRITE: 2 + 32 n)
+and drain is 9 for element-wise ops, 7 for DOT, 13 for RSQRT, 6 for ARGMAX, 3 for BREAD,
+1 for BWRITE (its last word's write) and
 10 + share + (rows of the last group) for LIN (share: the lanes one block-scale
 multiplier serves); plus 1 for the start cycle.
 """
@@ -21,9 +22,10 @@ from .isa import BIT_WORD, FoldedProgram, Op
 FETCH_CYCLES = 2  # FETCH (program ROM address) and DECODE (instruction registered)
 DRAIN = {
     Op.ADD: 9, Op.SUB: 9, Op.MUL: 9, Op.MAX: 9, Op.LUT: 9, Op.DOT: 7, Op.RSQRT: 13,
-    Op.ARGMAX: 6, Op.BREAD: 3,
+    Op.ARGMAX: 6, Op.BREAD: 3, Op.BWRITE: 1,
 }  # fmt: skip
 BREAD_SETUP = 3  # BREAD issue cycles before the first bit: read mem[a], mem[b], register
+BWRITE_SETUP = 2  # BWRITE issue cycles before the first source word is on the operands
 LIN_DRAIN = 10  # + share + rows of the last row group
 
 
@@ -70,6 +72,8 @@ def instr_timing(prog: FoldedProgram, lanes: int) -> list[tuple[int, int]]:
             timing.append((groups * period, LIN_DRAIN + share + rows_last))
         elif ins.op is Op.BREAD:
             timing.append((BREAD_SETUP + BIT_WORD * ins.n, DRAIN[ins.op]))
+        elif ins.op is Op.BWRITE:
+            timing.append((BWRITE_SETUP + BIT_WORD * ins.n, DRAIN[ins.op]))
         else:
             timing.append((ins.n, DRAIN[ins.op]))
     return timing

@@ -66,6 +66,7 @@ class Units:
     lin: bool
     argmax: bool
     bread: bool
+    bwrite: bool
 
     @staticmethod
     def of(prog: FoldedProgram) -> Units:
@@ -77,6 +78,7 @@ class Units:
             lin=Op.LIN in ops,
             argmax=Op.ARGMAX in ops,
             bread=Op.BREAD in ops,
+            bwrite=Op.BWRITE in ops,
         )
 
 
@@ -292,6 +294,8 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
             s = prog.linears[ins.arg].shift
         elif ins.op is Op.BREAD:
             f |= {"sa": 0, "sb": 0, "sd": 1, "init": ins.imm}
+        elif ins.op is Op.BWRITE:  # the base stays on operand a, the sources stream on b
+            f |= {"dst": 0, "sa": 0, "sb": 1, "sd": 0}
         elif ins.op in (Op.MUL, Op.DOT):
             s = ins.shift
         if ins.op is Op.RSQRT:

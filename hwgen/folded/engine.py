@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth._toolchain.yosys import find_yosys  # the Yosys verilog.convert runs
-from amaranth.back import rtlil
+from amaranth.back import verilog
 from amaranth.hdl import Array, Cat, Module, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -106,7 +105,8 @@ class FoldedEngine(wiring.Component):
         The slot whose memory host_addr / host_wdata / host_we and host_rdata address
         (host_rdata: the slot of the previous cycle, like the address).
     host_bm_addr, host_bm_wdata, host_bm_we : In (only with a bit memory)
-        Host writes into the bit memory while not busy.
+        Host writes into the bit memory while not busy (BWRITE writes it while busy; it
+        keeps its words from run to run).
     """
 
     def __init__(self, prog: FoldedProgram, lanes: int, slots: int = 1, lut_lanes: int = 0):
@@ -115,7 +115,7 @@ class FoldedEngine(wiring.Component):
         if not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots must be a positive integer, got {slots!r}")
         if slots > 1 and prog.bit_depth:
-            raise ValueError("a program with a bit memory (BREAD) runs on one slot only")
+            raise ValueError("a program with a bit memory (BREAD, BWRITE) runs on one slot only")
         self.plan = plan_engine(prog, lanes)
         if not isinstance(lut_lanes, int) or not 0 <= lut_lanes <= lanes:
             raise ValueError(f"lut_lanes must be an integer in 0..{lanes}, got {lut_lanes!r}")
@@ -161,10 +161,13 @@ class FoldedEngine(wiring.Component):
             slot_in["am_first"] = delay(m, is_am & (cnt == 0), 2, "amf")[2]
             slot_in["am_index"] = delay(m, cnt, 2, "ami")[2]
             valid["argmax"] = delay(m, is_am & last, 3, "aml")[3]
+        if u.bread or u.bwrite:
+            slot_in["cnt"] = cnt
         if u.bread:
             slot_in["bread_issue"] = issuing & (op == int(Op.BREAD))
-            slot_in["cnt"] = cnt
             valid["bread"] = slot_in["bread_issue"] & (cnt >= BREAD_SETUP)
+        if u.bwrite:
+            slot_in["bwrite_issue"] = issuing & (op == int(Op.BWRITE))
         lin = None
         if u.lin:
             m.submodules.lin_control = lin = LinControl(p, dec.arg.shape(), self.lut_lanes)
@@ -230,10 +233,10 @@ class FoldedEngine(wiring.Component):
                 m.d.comb += [rd_t.addr.eq(slot.rom_addr), slot.rom_data.eq(rd_t.data)]
             if lin is not None:
                 wiring.connect(m, lin.bus, slot.lin)
-            if u.bread:
+            if u.bread or u.bwrite:
                 self._bit_memory(m, slot)
             rdata.append(slot.rdata)
-        if self.prog.bit_depth and not u.bread:  # written by the host, read by no one
+        if self.prog.bit_depth and not (u.bread or u.bwrite):  # the host's alone
             self._bit_memory(m, None)
         if self.slots == 1:
             m.d.comb += self.host_rdata.eq(rdata[0])
@@ -295,7 +298,8 @@ class FoldedEngine(wiring.Component):
         return _Control(dec, ir, cnt, decoding, issuing)
 
     def _bit_memory(self, m: Module, slot: SampleSlot | None) -> None:
-        """The bit memory BREAD reads: the host writes it while the engine is idle."""
+        """The bit memory BREAD reads and BWRITE writes; the host writes it while the engine
+        is idle. It keeps its words from run to run (the engine's state)."""
         m.submodules.bitmem = bmem = Memory(
             shape=unsigned(BIT_WORD), depth=self.prog.bit_depth, init=[]
         )
@@ -305,7 +309,14 @@ class FoldedEngine(wiring.Component):
             wr_bm.data.eq(self.host_bm_wdata),
             wr_bm.en.eq(self.host_bm_we & ~self.busy),
         ]
-        if slot is not None:
+        if slot is not None and self.units.bwrite:  # BWRITE's port while busy
+            with m.If(self.busy):
+                m.d.comb += [
+                    wr_bm.addr.eq(slot.bm_waddr),
+                    wr_bm.data.eq(slot.bm_wdata),
+                    wr_bm.en.eq(slot.bm_we),
+                ]
+        if slot is not None and self.units.bread:
             rd_bm = bmem.read_port()
             m.d.comb += [rd_bm.addr.eq(slot.bm_addr), slot.bm_data.eq(rd_bm.data)]
 
@@ -318,24 +329,9 @@ def engine_verilog(
     lut_lanes: int = 0,
 ) -> str:
     """Verilog of the engine for `prog` (top module `name`, clk / rst and the ports);
-    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1.
-
-    One flat module, as before the engine had units: Yosys synthesizes a hierarchy module
-    by module, so a program's constants (instruction fields that never change) would stop
-    at the units' ports and cost LUTs and logic depth (docs/FOLDED_ENGINE.md).
-    """
+    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1."""
     top = FoldedEngine(prog, lanes, slots, lut_lanes)
-    text = rtlil.convert(top, name=name, emit_src=False)
-    # Amaranth's own Yosys (built in or found), as verilog.convert runs it, plus `flatten`.
-    yosys = find_yosys(lambda version: version >= (0, 40))
-    script = [
-        f"read_rtlil <<rtlil\n{text}\nrtlil",
-        "flatten",
-        "proc -nomux -norom",
-        "memory_collect",
-        "write_verilog -norename",
-    ]
-    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    return verilog.convert(top, name=name, emit_src=False)
 
 
 __all__ = [

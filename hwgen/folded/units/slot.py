@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..encoding import EnginePlan, Units
 from ..isa import BIT_WORD, FoldedProgram, Op
-from .bitmem import BitReader, bit_addr_bits
+from .bitmem import BitReader, BitWriter, bit_addr_bits
 from .common import delay
 from .lin import LinLanes, lin_bus
 from .rounding import RoundUnit
@@ -73,12 +73,20 @@ class SampleSlot(wiring.Component):
                 "rom_addr": Out(plan.table_addr_bits),
                 "rom_data": In(signed(w)),
             }
+        if units.bread or units.bwrite:
+            members["cnt"] = In(cnt_shape)
         if units.bread:
             members |= {
                 "bread_issue": In(1),
-                "cnt": In(cnt_shape),
                 "bm_addr": Out(bit_addr_bits(prog.bit_depth)),
                 "bm_data": In(BIT_WORD),
+            }
+        if units.bwrite:  # the bit memory's write port while busy
+            members |= {
+                "bwrite_issue": In(1),
+                "bm_we": Out(1),
+                "bm_waddr": Out(bit_addr_bits(prog.bit_depth)),
+                "bm_wdata": Out(BIT_WORD),
             }
         if units.lin:
             members["lin"] = In(lin_bus(plan, lut_lanes))
@@ -158,6 +166,17 @@ class SampleSlot(wiring.Component):
                 br.bm_data.eq(self.bm_data),
             ]
             sources["bread"] = (br.value, None)
+        if u.bwrite:  # no result for the round unit: it writes the bit memory
+            m.submodules.bwrite = bw = BitWriter(w, prog.bit_depth, self.cnt.shape())
+            m.d.comb += [
+                bw.issue.eq(self.bwrite_issue),
+                bw.cnt.eq(self.cnt),
+                bw.a.eq(ra),
+                bw.b.eq(rb),
+                self.bm_we.eq(bw.bm_we),
+                self.bm_waddr.eq(bw.bm_addr),
+                self.bm_wdata.eq(bw.bm_data),
+            ]
         if u.lin:
             m.submodules.lin = lanes = LinLanes(p, self.lut_lanes)
             wiring.connect(m, wiring.flipped(self.lin), lanes.bus)
