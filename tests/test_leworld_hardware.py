@@ -139,3 +139,17 @@ def test_program_file_round_trip(setup, tmp_path: Path):
     b, _ = L.run_golden(back, steps)
     assert all((a[k] == b[k]).all() for k in a)
     assert "BREAD" in listing(back) and "ARGMAX" in listing(back)
+
+
+@pytest.mark.slow
+def test_the_recorded_figure_is_reproduced(tmp_path: Path):
+    """expected_accuracy.json (python -m hwgen.expected) holds for today's code."""
+    import json
+    import shutil
+
+    from hwgen.expected import FILE_NAME, record
+
+    ckpt = shutil.copytree(CKPT, tmp_path / "leworld_tiny")
+    committed = json.loads((ckpt / FILE_NAME).read_text())
+    fresh = json.loads(record(ckpt).read_text())
+    assert fresh["golden"] == committed["golden"] and fresh["options"] == committed["options"]

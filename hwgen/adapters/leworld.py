@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .base import JobOptions, JobResult, line
+from .base import Figures, JobOptions, JobResult, line
 from .folded import FoldedAdapter, rtl_row, sim_result, write_compare, write_outputs
 
 LANES = 4  # the bit memory keeps the engine to one slot; 4 lanes is what its tests run
@@ -115,11 +115,11 @@ class LeworldAdapter(FoldedAdapter):
 
         import torch
 
+        from ..expected import load_expected
         from ..folded import leworld_lower as L
         from ..folded.program_io import load_program
         from ..gate import GateCheck, require_finite, tolerance
         from ..integrity import verify_design
-        from ..metrics import distance
         from ..progress import step
 
         torch.set_num_threads(1)
@@ -129,20 +129,17 @@ class LeworldAdapter(FoldedAdapter):
         verify_design(design, ["program.npz"])
         prog = load_program(design / "program.npz")
         with step(f"roll out {episodes} held-out episodes (float and golden)"):
-            test = L.rollout_steps(model, meta, episodes, seed=TEST_SEED)
+            test, pred, d = _golden_vs_float(model, meta, prog, episodes)
             fig = L.compare(prog, test)
-            golden, _ = L.run_golden(prog, test)
-            pred = golden["pred"] / 2.0**prog.frac_bits
             loop = L.closed_loop(model, meta, prog, episodes, seed=TEST_SEED)
         write_outputs(design, float=test["pred"], golden=pred)
-        d = distance(pred, test["pred"])
         require_finite(d.to_dict(), f"{checkpoint}: golden model")
-        gate = None
+        gate, note = None, None
         if options.gate.enabled:
-            tol, _ = tolerance(
+            tol, note = tolerance(
                 options.gate,
-                None,
-                {},
+                load_expected(checkpoint),
+                _record_options(prog, episodes),
                 lsb=2.0**-prog.frac_bits,
                 float_peak=float(np.abs(test["pred"]).max()),
             )
@@ -167,6 +164,7 @@ class LeworldAdapter(FoldedAdapter):
                 "  per step float  " + " ".join(f"{v:.3f}" for v in loop["float_per_step_mse"]),
                 rtl_row(simulated),
                 *([gate.line()] if gate else []),
+                *([f"  note: {note}"] if note else []),
             ]
         )
         doc = {
@@ -193,6 +191,42 @@ class LeworldAdapter(FoldedAdapter):
         ]
         ok = (gate is None or gate.passed) and (simulated is None or simulated.ok)
         return JobResult(text, ok, summary, design, doc)
+
+    def expected_figures(self, checkpoint: Path, scratch: Path, options: JobOptions) -> Figures:
+        """Golden vs float next state on the held-out steps `compare` measures, with the
+        format `rtl` chooses (nothing is built in `scratch`: the golden needs no RTL)."""
+        import torch
+
+        from ..folded import leworld_lower as L
+
+        torch.set_num_threads(1)
+        episodes = options.test_episodes or TEST_EPISODES
+        model, meta = load(checkpoint)
+        calib = L.rollout_steps(model, meta, CALIB_EPISODES, seed=CALIB_SEED)
+        prog = L.compile_step(model, L.choose_frac_bits(model, calib)[0])
+        test, pred, d = _golden_vs_float(model, meta, prog, episodes)
+        steps = len(test["step"])
+        where = f"{steps} held-out steps ({episodes} episodes), as `hwgen compare` measures them"
+        mse = float(((pred - test["pred"]) ** 2).mean())
+        golden = d.to_dict() | {"mse_vs_float": mse}
+        return Figures(where, steps, _record_options(prog, episodes), golden)
+
+
+def _golden_vs_float(model, meta: dict, prog, episodes: int):
+    """Held-out rollout steps of the float model (each on its memory), the golden's next
+    states for them, and their distance to the float model's."""
+    from ..folded import leworld_lower as L
+    from ..metrics import distance
+
+    test = L.rollout_steps(model, meta, episodes, seed=TEST_SEED)
+    golden, _ = L.run_golden(prog, test)
+    pred = golden["pred"] / 2.0**prog.frac_bits
+    return test, pred, distance(pred, test["pred"])
+
+
+def _record_options(prog, episodes: int) -> dict[str, int]:
+    """The choices an expected-accuracy record holds for: the format and the test set."""
+    return {"frac_bits": prog.frac_bits, "word_bits": prog.word_bits, "test_episodes": episodes}
 
 
 def _write_back_lines(loop: dict) -> list[str]:
