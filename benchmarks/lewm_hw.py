@@ -259,6 +259,8 @@ def markdown(r: dict) -> str:
         f"{r['instructions'][0]} -> {r['instructions'][1]} instructions, memory "
         f"{r['depth'][0]:,} -> {r['depth'][1]:,} words, outputs identical on 256 random "
         f"windows: {r['streamlined_equal']}.",
+        "The encoder (frames/s, accuracy, what it needs): [LEWM_ENCODER_HW.md]"
+        "(LEWM_ENCODER_HW.md), `python -m benchmarks.lewm_encoder_hw`.",
         "",
     ]
     return "\n".join(lines)
