@@ -206,6 +206,15 @@ def markdown(r: dict) -> str:
         f"{r['load_before'][0]:.2f} before, {r['load_after'][0]:.2f} after (shared machine: "
         "noisy). Engine figures are at 100 MHz.",
         "",
+    ]
+    if max(r["load_before"][0], r["load_after"][0]) > r["cores"]:
+        lines += [
+            "**The load average was above the core count: other jobs held the cores, so "
+            "the CPU figures are depressed and every ratio to the CPU below overstates the "
+            "engine. Compare with a run on a quieter machine.**",
+            "",
+        ]
+    lines += [
         "## PyTorch, one predictor step per window (predictions/s, median)",
         "",
         "| model | " + " | ".join(f"batch {b}" for b in BATCHES) + " | best |",
