@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hwgen.folded import machine
+from hwgen.folded.cycles import instr_timing
 from hwgen.folded.engine import engine_cycles, plan_engine, scale_share
 from hwgen.folded.isa import FoldedLinear, FoldedProgram, Instr, Op
 from hwgen.ir import Q4Linear
@@ -69,10 +70,10 @@ def test_scale_share(shapes, lanes: int, share: int):
 def test_drain_grows_by_the_share():
     """Each LIN waits `share` more cycles for its last lane's product, nothing else."""
     prog = lin_program(np.random.default_rng(1), [(64, 20), (10, 5)])
-    p4, p1 = plan_engine(prog, 4), plan_engine(prog, 1)
-    assert (p4.share, p1.share) == (4, 1)
-    assert p4.drain == [10 + 4 + 4, 10 + 4 + 1]  # 10 + share + rows of the last group
-    assert p1.drain == [10 + 1 + 1, 10 + 1 + 1]
+    assert (scale_share(prog, 4), scale_share(prog, 1)) == (4, 1)
+    drain4 = [d for _, d in instr_timing(prog, 4)]
+    assert drain4 == [10 + 4 + 4, 10 + 4 + 1]  # 10 + share + rows of the last group
+    assert [d for _, d in instr_timing(prog, 1)] == [10 + 1 + 1, 10 + 1 + 1]
 
 
 @pytest.mark.parametrize(

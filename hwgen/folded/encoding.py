@@ -4,7 +4,9 @@
 layout (an `amaranth.lib.data.StructLayout`, fields packed LSB first, each as wide as
 its values across the program need), the encoded program words, the table, weight,
 block-scale and bias ROM contents and the accumulator widths. The RTL decodes a word
-with `data.View(plan.layout, word)`; the issue and drain counts come from cycles.py.
+with `data.View(plan.layout, word)`; the issue counts and each instruction's `post`
+(cycles from its last issue cycle to the next instruction's first: the compiler's
+hazard-free schedule) come from cycles.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from amaranth.lib import data
 
 from ..arith.fixed import signed_width
 from ..quant.q4 import BLOCK
-from .cycles import FETCH_CYCLES, check_lanes, instr_timing, lin_groups, scale_share
+from .cycles import check_lanes, lin_groups, scale_share, schedule
 from .isa import REDUCTIONS, FoldedProgram, Op
 
 
@@ -106,7 +108,8 @@ class EnginePlan:
     layout: data.StructLayout  # one instruction word
     words: list[int]
     issue: list[int]
-    drain: list[int]
+    post: list[int]  # cycles from the last issue cycle to the next instruction's first
+    cycles: int  # one run, start to done (cycles.schedule)
     # tables
     table_rom: list[int]
     table_base: list[int]
@@ -136,10 +139,6 @@ class EnginePlan:
     def multipliers(self) -> int:
         """Block-scale multipliers per slot: each serves `share` lanes in turn."""
         return -(-self.lanes // self.share)
-
-    @property
-    def cycles(self) -> int:
-        return 1 + sum(FETCH_CYCLES + i + d for i, d in zip(self.issue, self.drain, strict=True))
 
 
 def round_shifts(s: int, wb_bits: int, word_bits: int) -> tuple[int, int]:
@@ -175,7 +174,7 @@ def instr_layout(rows: list[dict[str, int]], addr_bits: int, rsh_bits: int, lsh_
         {
             "op": unsigned(op_bits),
             "last": span("last"),
-            "drain1": span("drain1"),
+            "post": span("post"),
             "dst": unsigned(addr_bits),
             "a": unsigned(addr_bits),
             "b": unsigned(addr_bits),
@@ -283,9 +282,9 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
     lsh_bits = ubits(w + 1)
 
     # Instructions.
-    timing = instr_timing(prog, lanes)
+    sch = schedule(prog, lanes)
     rows = []
-    for ins, (n_issue, d) in zip(prog.instrs, timing, strict=True):
+    for ins, n_issue, post in zip(prog.instrs, sch.issue, sch.post, strict=True):
         f = {"op": int(ins.op), "dst": ins.dst, "a": ins.a, "b": ins.b, "arg": ins.arg}
         f |= {"sd": ins.sd, "sa": ins.sa, "sb": ins.sb}
         s = 0
@@ -303,7 +302,7 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
             f["init"] = ins.imm
         f["rsh"], f["lsh"] = round_shifts(s, wb_bits, w)
         f["last"] = n_issue - 1
-        f["drain1"] = d - 1
+        f["post"] = post
         rows.append(f)
 
     layout = instr_layout(rows, addr_bits, rsh_bits, lsh_bits)
@@ -313,8 +312,9 @@ def plan_engine(prog: FoldedProgram, lanes: int) -> EnginePlan:
         addr_bits=addr_bits,
         layout=layout,
         words=[pack(layout, r) for r in rows],
-        issue=[i for i, _ in timing],
-        drain=[d for _, d in timing],
+        issue=sch.issue,
+        post=sch.post,
+        cycles=sch.cycles,
         table_rom=table_rom,
         table_base=table_base,
         table_addr_bits=table_addr_bits,

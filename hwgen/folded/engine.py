@@ -1,17 +1,20 @@
 """The folded engine in RTL: runs a FoldedProgram bit for bit like machine.execute.
 
 One data memory per sample slot (two read ports, one write port), a program ROM, a
-table ROM and, for LIN, weight / block-scale / bias ROMs. A small controller fetches one
-instruction, issues one element per cycle into the datapath, then drains the pipeline
-before the next instruction (an instruction may read what the previous one wrote).
-Every result, of every op, leaves through one shared round-and-saturate unit and the
-write port.
+table ROM and, for LIN, weight / block-scale / bias ROMs. A small controller issues one
+element per cycle into the datapath; the next instruction is fetched and decoded while
+the current one issues, and it starts `post` cycles after the current one's last issue
+cycle (the compiler's schedule, cycles.py: 0 where no hazard stands between them), so
+instructions overlap the previous ones' drains. Everything a result needs after its
+issue cycle travels with it down the pipeline (its op, shifts, write address), so two
+instructions in flight never mix. Every result, of every op, leaves through one shared
+round-and-saturate unit and the write port (the schedule gives it one result per cycle).
 
 The parts (see docs/FOLDED_ENGINE.md for the stage table):
 
     encoding.py   instruction layout (a data.StructLayout), ROM contents, widths: the plan
-    cycles.py     the cycle model (`engine_cycles`): the issue and drain counts the
-                  plan encodes and the controller counts
+    cycles.py     the cycle model and schedule (`engine_cycles`): the issue counts and
+                  the `post` gaps the plan encodes and the controller counts
     units/        the RTL units (wiring.Component each), composed here:
                   host.py (the port signature), slot.py (one sample's datapath: table.py,
                   rsqrt.py, bitmem.py, lin.py, rounding.py), and the shared TableParams
@@ -19,18 +22,18 @@ The parts (see docs/FOLDED_ENGINE.md for the stage table):
     engine.py     this file: the controller, the valid tokens that tell each slot which
                   unit's result the round unit takes, and the composition
 
-Cycle count (exact, `engine_cycles`): 1 + sum over instructions of (2 + issue + drain),
-with issue = n (LIN: ceil(out/lanes) * max(in, lanes)) and drain = 9 (element-wise),
-7 (DOT), 13 (RSQRT), 10 + share + rows of the last row group (LIN), where share is the
-lanes one block-scale multiplier serves (`scale_share`).
+Cycle count (exact, `engine_cycles`): 1 (start) + 2 (fetch, decode of the first
+instruction) + sum over instructions of (issue + post), with issue = n (LIN:
+ceil(out/lanes) * max(in, lanes)) and post from `cycles.schedule`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.back import verilog
-from amaranth.hdl import Array, Cat, Module, Signal, Value, unsigned
+from amaranth._toolchain.yosys import find_yosys  # the Yosys verilog.convert runs
+from amaranth.back import rtlil
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
@@ -51,6 +54,20 @@ from .units.host import host_port
 from .units.lin import LinControl
 from .units.slot import SampleSlot, round_sources
 from .units.table import TableParams
+
+# Cycles from an element's issue cycle to the round unit's input, per result source
+# (DOT, RSQRT and ARGMAX: from their last element's); LIN rows carry their own address.
+WB_TAP = {"elementwise": 6, "dot": 4, "rsqrt": 10, "argmax": 3, "bread": 0}
+RSQRT_SHIFT, RSQRT_ROM, RSQRT_RESULT = 7, 8, 10  # units/rsqrt.py: shift, mantissa, shifts
+
+
+@dataclass
+class _LinRow:
+    """The LIN row at the round unit's input: its address and the linear's shifts."""
+
+    addr: Signal
+    rsh: Signal
+    lsh: Signal
 
 
 @dataclass
@@ -150,11 +167,15 @@ class FoldedEngine(wiring.Component):
             rv0 = issuing & (is_dot | is_rsq)
             slot_in["red_valid"] = delay(m, rv0, 3, "rv")[3]
             slot_in["red_first"] = delay(m, rv0 & (cnt == 0), 3, "rf")[3]
+            slot_in["red_init"] = delay(m, ir.init, 3, "init")[3]
             # Tokens carry their op from issue: a DOT token must not reach the RSQRT tail
             # after the next instruction (an RSQRT) has been decoded.
             valid["dot"] = delay(m, rv0 & is_dot & last, 4, "rl_dot")[4]
             if u.rsqrt:
-                valid["rsqrt"] = delay(m, rv0 & is_rsq & last, 10, "rl_rsq")[10]
+                rl_rsq = delay(m, rv0 & is_rsq & last, RSQRT_RESULT, "rl_rsq")
+                slot_in["is_rsqrt"] = rl_rsq[RSQRT_ROM]  # the table ROM takes its mantissa
+                slot_in["rsq_shift"] = delay(m, ir.shift, RSQRT_SHIFT, "rsq_shift")[-1]
+                valid["rsqrt"] = rl_rsq[RSQRT_RESULT]
         if u.argmax:
             is_am = issuing & (op == int(Op.ARGMAX))
             slot_in["am_valid"] = delay(m, is_am, 2, "amv")[2]
@@ -165,15 +186,30 @@ class FoldedEngine(wiring.Component):
             slot_in["cnt"] = cnt
         if u.bread:
             slot_in["bread_issue"] = issuing & (op == int(Op.BREAD))
+            slot_in["bread_one"] = ir.init
             valid["bread"] = slot_in["bread_issue"] & (cnt >= BREAD_SETUP)
         if u.bwrite:
             slot_in["bwrite_issue"] = issuing & (op == int(Op.BWRITE))
         lin = None
         if u.lin:
             m.submodules.lin_control = lin = LinControl(p, dec.arg.shape(), self.lut_lanes)
-            m.d.comb += [lin.decoding.eq(decoding), lin.arg.eq(dec.arg)]
+            # only a LIN's decode resets the unit: an earlier LIN may still be draining
+            m.d.comb += [lin.decoding.eq(decoding & (dec.op == int(Op.LIN))), lin.arg.eq(dec.arg)]
             m.d.comb += lin.issue.eq(issuing & is_lin)
             valid["lin"] = lin.out_valid
+            lin_row = _LinRow(
+                Signal(p.addr_bits, name="lin_addr"),
+                Signal(p.rsh_bits, name="lin_rsh"),
+                Signal(p.lsh_bits, name="lin_lsh"),
+            )
+            with m.If(lin.decoding):  # a LIN's rows: consecutive from dst, its own shifts
+                m.d.sync += [
+                    lin_row.addr.eq(dec.dst),
+                    lin_row.rsh.eq(dec.rsh),
+                    lin_row.lsh.eq(dec.lsh),
+                ]
+            with m.Elif(lin.out_valid):
+                m.d.sync += lin_row.addr.eq(lin_row.addr + 1)
         wb_valid = Signal()
         m.d.comb += wb_valid.eq(Cat(*valid.values()).any())
 
@@ -189,19 +225,40 @@ class FoldedEngine(wiring.Component):
             with m.Elif(lin.pa_inc):
                 m.d.sync += pa.eq(pa + 1)
 
-        # ---- write pointer and the round unit's valid tokens (3 stages)
-        v3 = delay(m, wb_valid, 3, "v")[3]
-        wptr = Signal(p.addr_bits)
+        # ---- what a result needs after its issue cycle travels with it: the element's op
+        # (to the slots), its write address and round shifts (to the round unit's input,
+        # `WB_TAP` cycles after issue, then 3 more stages with the result to the write port)
+        ops = delay(m, op, 6, "op")
+        slot_in |= {"op2": ops[2], "op3": ops[3], "op6": ops[6]}
+        ea = Signal(p.addr_bits)  # the issuing element's write address
         with m.If(decoding):
-            m.d.sync += wptr.eq(dec.dst)
-        with m.Elif(v3):
-            m.d.sync += wptr.eq(wptr + ir.sd)
+            m.d.sync += ea.eq(dec.dst)
+        with m.Elif(issuing & is_ew | valid.get("bread", 0)):
+            m.d.sync += ea.eq(ea + ir.sd)
+        eas = delay(m, ea, max(WB_TAP.values()), "ea")
+        rshs, lshs = delay(m, ir.rsh, 6, "rsh"), delay(m, ir.lsh, 6, "lsh")
+        wb_addr, wb_rsh, wb_lsh = Signal(p.addr_bits), Signal(p.rsh_bits), Signal(p.lsh_bits)
+        for k, name in enumerate(valid):  # the schedule makes at most one valid per cycle
+            with m.If(valid[name]) if k == 0 else m.Elif(valid[name]):
+                if name == "lin":
+                    m.d.comb += [wb_addr.eq(lin_row.addr), wb_rsh.eq(lin_row.rsh)]
+                    m.d.comb += wb_lsh.eq(lin_row.lsh)
+                else:
+                    tap = WB_TAP[name]
+                    m.d.comb += wb_addr.eq(eas[tap])
+                    if tap <= 6:  # RSQRT's shifts are the slot's own
+                        m.d.comb += [wb_rsh.eq(rshs[tap]), wb_lsh.eq(lshs[tap])]
+        v3 = delay(m, wb_valid, 3, "v")[3]
+        wptr = delay(m, wb_addr, 3, "wa")[3]
         m.d.comb += self.engine_we.eq(v3)
 
         table = None
         if u.table:
             m.submodules.table_params = table = TableParams(self.prog.tables, p, dec.arg.shape())
-            m.d.comb += [table.decoding.eq(decoding), table.arg.eq(dec.arg)]
+            # only a table op's decode latches its table (the schedule keeps a different
+            # table waiting until the previous table op's last use)
+            is_table = (dec.op == int(Op.LUT)) | (dec.op == int(Op.RSQRT))
+            m.d.comb += [table.decoding.eq(decoding & is_table), table.arg.eq(dec.arg)]
 
         # ---- the sample slots
         rdata, trom = [], None
@@ -214,7 +271,8 @@ class FoldedEngine(wiring.Component):
                 slot.host_addr.eq(self.host_addr),
                 slot.host_wdata.eq(self.host_wdata),
                 slot.host_we.eq(host_we),
-                slot.ir.eq(ir),
+                slot.rnd_rsh.eq(wb_rsh),
+                slot.rnd_lsh.eq(wb_lsh),
                 slot.pa.eq(pa),
                 slot.pb.eq(pb),
                 slot.wptr.eq(wptr),
@@ -247,20 +305,24 @@ class FoldedEngine(wiring.Component):
         return m
 
     def _control(self, m: Module) -> _Control:
-        """Program ROM and controller (one for all slots): FETCH, DECODE, ISSUE (the
-        instruction's `last` + 1 cycles), DRAIN (its `drain1` + 1 cycles)."""
+        """Program ROM and controller (one for all slots): FETCH and DECODE of the first
+        instruction, then ISSUE (the instruction's `last` + 1 cycles) and WAIT (its
+        `post` cycles). The next instruction is decoded in the cycle before its first
+        issue cycle: the last issue cycle (post = 0) or the last WAIT cycle; the ROM
+        reads it ahead, so it is ready then. After the last instruction's WAIT, done."""
         p, n_instr = self.plan, len(self.prog.instrs)
         m.submodules.code = code = Memory(
             shape=unsigned(p.instr_bits), depth=max(1, n_instr), init=p.words
         )
         rd_i = code.read_port()
-        dec = data.View(p.layout, rd_i.data)
+        dec = data.View(p.layout, rd_i.data)  # the word at the ROM address of last cycle
         ir = Signal(p.layout, name="ir")
-        pc = Signal(range(max(2, n_instr)))
+        nxt = Signal(range(n_instr + 2))  # the next instruction to decode
         cnt = Signal(p.layout["last"].shape, name="cnt")
-        drain = Signal(p.layout["drain1"].shape)
+        wait = Signal(p.layout["post"].shape)
         issuing, decoding = Signal(), Signal()
-        m.d.comb += rd_i.addr.eq(pc)
+        # while decoding, the ROM already reads the instruction after
+        m.d.comb += rd_i.addr.eq(Mux(decoding, nxt + 1, nxt))
 
         # busy and done are registers (set on the state transitions), so they are defined
         # from time 0 in every simulator (Icarus never evaluates an always @* block whose
@@ -268,7 +330,7 @@ class FoldedEngine(wiring.Component):
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"), m.If(self.start):
-                m.d.sync += pc.eq(0)
+                m.d.sync += nxt.eq(0)
                 if n_instr:
                     m.d.sync += self.busy.eq(1)
                     m.next = "FETCH"
@@ -278,23 +340,27 @@ class FoldedEngine(wiring.Component):
                 m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += decoding.eq(1)
-                m.d.sync += [ir.eq(dec), cnt.eq(0)]
                 m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += issuing.eq(1)
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == ir.last):
-                    m.d.sync += drain.eq(ir.drain1)
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                with m.If(drain != 0):
-                    m.d.sync += drain.eq(drain - 1)
-                with m.Elif(pc == n_instr - 1):
+                    with m.If(ir.post == 0):  # never the last instruction's
+                        m.d.comb += decoding.eq(1)
+                    with m.Else():
+                        m.d.sync += wait.eq(ir.post - 1)
+                        m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(wait != 0):
+                    m.d.sync += wait.eq(wait - 1)
+                with m.Elif(nxt == n_instr):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    m.d.comb += decoding.eq(1)
+                    m.next = "ISSUE"
+        with m.If(decoding):
+            m.d.sync += [ir.eq(dec), cnt.eq(0), nxt.eq(nxt + 1)]
         return _Control(dec, ir, cnt, decoding, issuing)
 
     def _bit_memory(self, m: Module, slot: SampleSlot | None) -> None:
@@ -329,9 +395,24 @@ def engine_verilog(
     lut_lanes: int = 0,
 ) -> str:
     """Verilog of the engine for `prog` (top module `name`, clk / rst and the ports);
-    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1."""
+    `lut_lanes` of the `lanes` multiply by shift-and-add instead of in a DSP48E1.
+
+    One flat module, as before the engine had units: Yosys synthesizes a hierarchy module
+    by module, so a program's constants (instruction fields that never change) would stop
+    at the units' ports and cost LUTs and logic depth (docs/FOLDED_ENGINE.md).
+    """
     top = FoldedEngine(prog, lanes, slots, lut_lanes)
-    return verilog.convert(top, name=name, emit_src=False)
+    text = rtlil.convert(top, name=name, emit_src=False)
+    # Amaranth's own Yosys (built in or found), as verilog.convert runs it, plus `flatten`.
+    yosys = find_yosys(lambda version: version >= (0, 40))
+    script = [
+        f"read_rtlil <<rtlil\n{text}\nrtlil",
+        "flatten",
+        "proc -nomux -norom",
+        "memory_collect",
+        "write_verilog -norename",
+    ]
+    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
 __all__ = [

@@ -4,7 +4,9 @@ Stages from the cycle `t` in which an element's read addresses are presented: t+
 read data, t+2 operands registered (ra, rb), t+3 ADD / SUB / MAX result and the product
 ra * rb (DSP), reduction accumulate, t+6 element result -> round unit (the table,
 RSQRT, ARGMAX, BREAD and LIN units deliver theirs in the cycles their modules state).
-Every result leaves through one RoundUnit and the memory's write port.
+Every result leaves through one RoundUnit and the memory's write port. Instructions
+overlap, so the slot never reads the issuing instruction: the engine delivers each
+element's op, shifts and write address in the cycle the element's stage needs them.
 """
 
 from __future__ import annotations
@@ -55,15 +57,27 @@ class SampleSlot(wiring.Component):
             "host_wdata": In(signed(w)),
             "host_we": In(1),  # the host writes this slot
             "rdata": Out(signed(w)),  # the memory at host_addr, one cycle later
-            "ir": In(plan.layout),  # the issuing instruction
+            # the op of the element whose operands are at t+2, t+3 (ALU), t+6 (LUT)
+            "op2": In(plan.layout["op"].shape),
+            "op3": In(plan.layout["op"].shape),
+            "op6": In(plan.layout["op"].shape),
             "pa": In(aw),  # operand addresses
             "pb": In(aw),
             "wptr": In(aw),  # the result's address
             "write": In(1),  # the round unit's output is a result
+            "rnd_rsh": In(plan.rsh_bits),  # the round unit's input's shifts (not RSQRT's)
+            "rnd_lsh": In(plan.lsh_bits),
             **{f"valid_{name}": In(1) for name in round_sources(units)},
         }
         if units.reduction:
-            members |= {"red_valid": In(1), "red_first": In(1)}  # at t+3
+            # at t+3; red_init: the instruction's init (RSQRT's imm)
+            members |= {
+                "red_valid": In(1),
+                "red_first": In(1),
+                "red_init": In(plan.layout["init"].shape),
+            }
+            if units.rsqrt:  # the RSQRT's shift at its last element + 7, its ROM turn at + 8
+                members |= {"rsq_shift": In(plan.layout["shift"].shape), "is_rsqrt": In(1)}
         if units.argmax:
             members |= {"am_valid": In(1), "am_first": In(1), "am_index": In(cnt_shape)}
         if units.table:
@@ -78,6 +92,7 @@ class SampleSlot(wiring.Component):
         if units.bread:
             members |= {
                 "bread_issue": In(1),
+                "bread_one": In(plan.layout["init"].shape),  # the word for a 1 bit
                 "bm_addr": Out(bit_addr_bits(prog.bit_depth)),
                 "bm_data": In(BIT_WORD),
             }
@@ -96,8 +111,7 @@ class SampleSlot(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         prog, p, u = self.prog, self.plan, self.units
-        w, ir = p.word_bits, self.ir
-        op = ir.op
+        w = p.word_bits
 
         # ---- data memory: constants at 0..n_const-1; the host port while idle
         init = [int(v) for v in prog.const]
@@ -114,14 +128,14 @@ class SampleSlot(wiring.Component):
         # ---- element-wise unit (results reach the round unit at t+6)
         e3, p3 = Signal(signed(2 * w)), Signal(signed(2 * w))
         m.d.sync += p3.eq(ra * rb)
-        with m.Switch(op):
+        with m.Switch(self.op2):
             with m.Case(int(Op.ADD)):
                 m.d.sync += e3.eq(ra + rb)
             with m.Case(int(Op.SUB)):
                 m.d.sync += e3.eq(ra - rb)
             with m.Case(int(Op.MAX)):
                 m.d.sync += e3.eq(Mux(ra > rb, ra, rb))
-        e6 = delay(m, Mux(op == int(Op.MUL), p3, e3), 3, "e")[-1]  # e4 .. e6
+        e6 = delay(m, Mux(self.op3 == int(Op.MUL), p3, e3), 3, "e")[-1]  # e4 .. e6
 
         # ---- round unit sources by name: (value, (rsh, lsh) or None: the instruction's)
         sources: dict[str, tuple[Value, tuple[Value, Value] | None]] = {"elementwise": (e6, None)}
@@ -129,21 +143,21 @@ class SampleSlot(wiring.Component):
             m.submodules.table = tl = TableLookup(self.table_widths, w, u.rsqrt)
             wiring.connect(m, wiring.flipped(self.table), tl.params)
             m.d.comb += [tl.x.eq(ra), self.rom_addr.eq(tl.rom_addr), tl.rom_data.eq(self.rom_data)]
-            sources["elementwise"] = (Mux(op == int(Op.LUT), tl.value, e6), None)
+            sources["elementwise"] = (Mux(self.op6 == int(Op.LUT), tl.value, e6), None)
         if u.reduction:
             acc = Signal(signed(p.red_acc_bits))
             with m.If(self.red_valid):
-                m.d.sync += acc.eq(Mux(self.red_first, ir.init, acc) + p3)
+                m.d.sync += acc.eq(Mux(self.red_first, self.red_init, acc) + p3)
             sources["dot"] = (acc, None)
             if u.rsqrt:
                 m.submodules.rsqrt = rs = RsqrtUnit(
-                    p, self.table_widths.index_bits, ir.shift.shape()
+                    p, self.table_widths.index_bits, self.rsq_shift.shape()
                 )
                 m.d.comb += [
                     rs.acc.eq(acc),
                     rs.table_bits.eq(self.table.bits),
-                    rs.shift.eq(ir.shift),
-                    tl.is_rsqrt.eq(op == int(Op.RSQRT)),
+                    rs.shift.eq(self.rsq_shift),
+                    tl.is_rsqrt.eq(self.is_rsqrt),
                     tl.mantissa.eq(rs.mantissa),
                 ]
                 sources["rsqrt"] = (tl.rom_value, (rs.rsh, rs.lsh))
@@ -154,14 +168,14 @@ class SampleSlot(wiring.Component):
             sources["argmax"] = (bidx, None)
         if u.bread:
             m.submodules.bread = br = BitReader(
-                w, prog.bit_depth, self.cnt.shape(), ir.init.shape()
+                w, prog.bit_depth, self.cnt.shape(), self.bread_one.shape()
             )
             m.d.comb += [
                 br.issue.eq(self.bread_issue),
                 br.cnt.eq(self.cnt),
                 br.a.eq(ra),
                 br.b.eq(rb),
-                br.one.eq(ir.init),
+                br.one.eq(self.bread_one),
                 self.bm_addr.eq(br.bm_addr),
                 br.bm_data.eq(self.bm_data),
             ]
@@ -185,7 +199,7 @@ class SampleSlot(wiring.Component):
 
         # ---- the round unit takes the first valid source; its result is written
         m.submodules.round = rnd = RoundUnit(p)
-        m.d.comb += [rnd.rsh.eq(ir.rsh), rnd.lsh.eq(ir.lsh)]
+        m.d.comb += [rnd.rsh.eq(self.rnd_rsh), rnd.lsh.eq(self.rnd_lsh)]
         for k, name in enumerate(round_sources(u)):
             valid, (value, shifts) = getattr(self, f"valid_{name}"), sources[name]
             with m.If(valid) if k == 0 else m.Elif(valid):
