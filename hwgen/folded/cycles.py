@@ -207,8 +207,9 @@ def schedule(prog: FoldedProgram, lanes: int) -> Schedule:
         for addr, off in a.writes:
             last_write[addr] = lo + off
             port.add(lo + off)
-        if a.table_use >= 0:
-            table = (ins.arg, lo + a.table_use)
+        if a.table_use >= 0:  # the constants stay latched until their last user is done
+            held = table[1] if table is not None and table[0] == ins.arg else -1
+            table = (ins.arg, max(held, lo + a.table_use))
         if ins.op is Op.LIN:
             lin_done = lo + max(off for _, off in a.writes) - 1
         bit_written = max(bit_written, lo + a.bit_write)
