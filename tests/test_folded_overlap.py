@@ -30,6 +30,7 @@ from hwgen.folded.isa import FoldedProgram, Instr, Op
 from tests.test_folded_engine import check_program, random_inputs, random_linear, random_program
 from tests.test_folded_engine import simulate as simulate_engine
 from tests.test_folded_leworld_ops import leworld_ops_program
+from tests.test_leworld_writeback import bwrite_program
 
 
 def hazards(prog: FoldedProgram, lanes: int, sch: Schedule) -> list[str]:
@@ -54,10 +55,11 @@ def hazards(prog: FoldedProgram, lanes: int, sch: Schedule) -> list[str]:
             reads[k].setdefault(addr, []).append(sch.start[k] + off)
         for addr, off in a.writes:
             writes[k].setdefault(addr, []).append(sch.start[k] + off)
-    port = [c for w in writes for cs in w.values() for c in cs]
+    port = [c for w in writes for cs in w.values() for c in cs]  # data-memory writes
     if len(port) != len(set(port)):
         bad.append("two writes in one cycle")
-    if sch.cycles != max(port) + 1:
+    bit_writes = [sch.start[k] + a.bit_write for k, a in enumerate(acc) if a.bit_write >= 0]
+    if sch.cycles != max(port + bit_writes) + 1:
         bad.append(f"done at {sch.cycles}, the last write at {max(port)}")
     for j in range(len(acc)):
         for k in range(j + 1, len(acc)):
@@ -73,6 +75,9 @@ def hazards(prog: FoldedProgram, lanes: int, sch: Schedule) -> list[str]:
             tables = acc[j].table_use >= 0 and acc[k].table_use >= 0 and ij.arg != ik.arg
             if tables and sch.start[k] <= sch.start[j] + acc[j].table_use:
                 bad.append(f"table of instr {k} latched while instr {j} uses its own")
+            bits = acc[j].bit_write >= 0 and acc[k].bit_read >= 0
+            if bits and sch.start[k] + acc[k].bit_read <= sch.start[j] + acc[j].bit_write:
+                bad.append(f"BREAD {k} reads the bit memory before BWRITE {j} has written it")
             if ij.op is Op.LIN and ik.op is Op.LIN:
                 rows_out = sch.start[j] + max(off for _, off in acc[j].writes) - 2
                 if sch.start[k] - 1 < rows_out:
@@ -134,6 +139,15 @@ def test_a_table_stays_latched_for_its_slowest_user():
     assert sch.start[2] > sch.start[0] + 8
     assert hazards(prog, 2, sch) == []
     check_program(prog, 2, random_inputs(np.random.default_rng(1), prog, 2))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_instr=st.integers(1, 5))
+def test_schedule_with_bwrite(seed: int, n_instr: int):
+    prog = bwrite_program(np.random.default_rng(seed), 3, n_instr)
+    sch = schedule(prog, 1)
+    assert hazards(prog, 1, sch) == []
+    assert sch.cycles > sch.start[-2] + accesses(prog, 1)[-2].bit_write  # done after it
 
 
 def test_the_checker_sees_a_hazard():
