@@ -294,22 +294,23 @@ def choose(
 
 def format_plan(plan: StreamPlan) -> str:
     """The plan as `hwgen rtl` prints it."""
+    w = max([10, *(len(r.name) + 1 for r in plan.rows)])  # row slices: "b0.ada[64:192]"
     lines = [
         f"plan for {plan.board} (resource margin {plan.margin:.0%}): {plan.slots} sample "
         f"slots x {plan.lanes} MAC lanes = {plan.slots * plan.lanes} MAC lanes; per slot "
         f"{plan.lanes - plan.lut_lanes} in DSP48E1 and {plan.lut_lanes} shift-add in LUTs",
-        f"{'layer':<10}{'shape':>9}{'calls':>6}{'style':>8}{'fold R':>8}{'cycles':>9}"
+        f"{'layer':<{w}}{'shape':>9}{'calls':>6}{'style':>8}{'fold R':>8}{'cycles':>9}"
         f"{'ROM kbit':>10}",
     ]
     for r in plan.rows:
         lines.append(
-            f"{r.name:<10}{r.shape:>9}{r.calls:>6}{'folded':>8}{r.reuse:>8,}{r.cycles:>9,}"
+            f"{r.name:<{w}}{r.shape:>9}{r.calls:>6}{'folded':>8}{r.reuse:>8,}{r.cycles:>9,}"
             f"{r.rom_bits / 1024:>10.1f}"
         )
     lines += [
-        f"{'element-wise, attention, norms, fetch/drain':<41}{plan.other_cycles:>9,}",
-        f"{'engine cycles per batch of ' + str(plan.slots):<41}{plan.engine_cycles:>9,}",
-        f"{'with host stream I/O':<41}{plan.batch_cycles:>9,}",
+        f"{'element-wise, attention, norms, fetch/drain':<{w + 31}}{plan.other_cycles:>9,}",
+        f"{'engine cycles per batch of ' + str(plan.slots):<{w + 31}}{plan.engine_cycles:>9,}",
+        f"{'with host stream I/O':<{w + 31}}{plan.batch_cycles:>9,}",
         "resources (estimate): "
         + ", ".join(
             f"{r} {plan.resources[r]:,.0f}/{plan.available[r]:,.0f} "
