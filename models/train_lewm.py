@@ -11,7 +11,8 @@ normalization and actions are z-scored with the training set's statistics, which
 config.json["normalization"] for the host.
 
 Resume: every `--ckpt-every` steps the model, the optimizer moments and the step go to
-`build/<name>_train_state/` (safetensors + json, no pickle); `--resume` continues from there.
+`build/<out folder name>_train_state/` (safetensors + json, no pickle); `--resume` continues
+from there.
 The loss curve goes to `--plot` (default build/<name>_loss.png, not committed).
 """
 
@@ -54,6 +55,7 @@ class TrainConfig:
     eval_every: int = 100
     ckpt_every: int = 250
     device: str = "cpu"  # cpu | cuda | auto (cuda when available)
+    aux_state: float = 0.0  # weight of the auxiliary state term (AuxStateHead); 0 = pure JEPA
 
 
 class ClipSampler:
@@ -64,6 +66,7 @@ class ClipSampler:
         e, t = data["actions"].shape[:2]
         acts = data["actions"][episodes].reshape(len(episodes), t, -1)
         self.actions = ((acts - act_mean) / act_std).astype(np.float32)
+        self.states = data["states"][episodes]  # (E, T+1, 5), for the auxiliary state term
         self.history = history
         self.n_starts = t + 1 - (history + 1) + 1  # start indices per episode
 
@@ -77,9 +80,43 @@ class ClipSampler:
         ep = rng.integers(0, len(self.frames), size=batch)
         return self.clips(ep, rng.integers(0, self.n_starts, size=batch))
 
+    def sample_with_states(
+        self, rng: np.random.Generator, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`sample` plus the true states (B, h+1, 5) of the clip's frames (same draws)."""
+        ep = rng.integers(0, len(self.frames), size=batch)
+        start = rng.integers(0, self.n_starts, size=batch)
+        idx = start[:, None] + np.arange(self.history + 1)
+        return *self.clips(ep, start), torch.from_numpy(self.states[ep[:, None], idx])
+
     def fixed(self, n: int, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng(seed)
         return [self.sample(rng, 64) for _ in range(max(1, n // 64))]
+
+
+class AuxStateHead(torch.nn.Module):
+    """A linear map latent -> standardized state features (agent xy, block xy, cos and sin of
+    the block angle; `eval_lewm.state_features`), trained with the JEPA.
+
+    Privileged: it uses the simulator's state, which the official LeWM never sees. Its MSE,
+    weighted by `TrainConfig.aux_state`, asks the latent to hold the state linearly (the
+    pure JEPA keeps the block's angle out of a 64-d latent at 64 px). The head is not part of
+    the checkpoint; the model's forward and tensors are unchanged."""
+
+    def __init__(self, latent_dim: int, states: np.ndarray):
+        super().__init__()
+        from hwgen.models.eval_lewm import state_features
+
+        feats = state_features(states.reshape(-1, 5)).astype(np.float32)
+        self.register_buffer("mean", torch.from_numpy(feats.mean(0)))
+        self.register_buffer("std", torch.from_numpy(feats.std(0) + 1e-6))
+        self.linear = torch.nn.Linear(latent_dim, feats.shape[1])
+
+    def loss(self, z: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        from hwgen.models.eval_lewm import state_features
+
+        target = (torch.as_tensor(state_features(states.numpy())) - self.mean) / self.std
+        return (self.linear(z) - target.to(z)).pow(2).mean()
 
 
 def make_optimizer(model: LeWM, tcfg: TrainConfig) -> torch.optim.AdamW:
@@ -105,15 +142,24 @@ def train_step(
     actions: torch.Tensor,
     lr: float,
     clip: float,
+    aux: tuple[AuxStateHead, torch.Tensor, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimizer step on a batch of clips; a function of its own so that
-    benchmarks/lewm_perf.py times exactly the step that training runs."""
+    benchmarks/lewm_perf.py times exactly the step that training runs. `aux` = (head, the
+    clip's true states, weight) adds the auxiliary state term (res["aux_state"])."""
     for g in opt.param_groups:
         g["lr"] = lr
     res = model(pixels, actions)
+    loss = res["loss"]
+    params = list(model.parameters())
+    if aux is not None:
+        head, states, weight = aux
+        res["aux_state"] = head.loss(res["z"], states)
+        loss = loss + weight * res["aux_state"]
+        params += list(head.parameters())
     opt.zero_grad(set_to_none=True)
-    res["loss"].backward()
-    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     return res, gnorm
 
@@ -162,7 +208,10 @@ def evaluate_loss(model: LeWM, batches) -> dict[str, float]:
     return {k: v / len(batches) for k, v in out.items()}
 
 
-def save_train_state(path: Path, model: LeWM, opt: torch.optim.Optimizer, step: int, log: list):
+def save_train_state(
+    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, log: list
+):
+    """`model` is the LeWM, or a ModuleDict of it and its auxiliary head."""
     path.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     names = {id(p): n for n, p in model.named_parameters()}
@@ -174,7 +223,9 @@ def save_train_state(path: Path, model: LeWM, opt: torch.optim.Optimizer, step: 
     (path / "state.json").write_text(json.dumps({"step": step, "log": log}))
 
 
-def load_train_state(path: Path, model: LeWM, opt: torch.optim.Optimizer) -> tuple[int, list]:
+def load_train_state(
+    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer
+) -> tuple[int, list]:
     tensors = load_file(str(path / "state.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     params = dict(model.named_parameters())
@@ -247,10 +298,16 @@ def train(
     dev = pick_device(tcfg.device)
     model = LeWM(cfg).to(dev)
     opt = make_optimizer(model, tcfg)
-    state_dir = Path("build") / f"{cfg.name}_train_state"
+    trained: torch.nn.Module = model  # what the train state holds
+    head = None
+    if tcfg.aux_state > 0:
+        head = AuxStateHead(cfg.latent_dim, data["states"][train_ep]).to(dev)
+        opt.add_param_group({"params": list(head.parameters()), "weight_decay": 0})
+        trained = torch.nn.ModuleDict({"lewm": model, "aux": head})
+    state_dir = Path("build") / f"{out.name if out else cfg.name}_train_state"
     step, log = 0, []
     if resume and (state_dir / "state.json").exists():
-        step, log = load_train_state(state_dir, model, opt)
+        step, log = load_train_state(state_dir, trained, opt)
         print(f"resumed from {state_dir} at step {step}")
     init_val = evaluate_loss(model, val_batches) if step == 0 else None
     rng = np.random.default_rng([tcfg.seed, step])
@@ -263,19 +320,25 @@ def train(
         pbar = tqdm(total=tcfg.iters, initial=step, desc="train lewm", mininterval=5)
     while step < tcfg.iters:
         lr = lr_at(step, tcfg.iters, tcfg.lr, tcfg.warmup_frac)
-        pixels, actions = train_s.sample(rng, tcfg.batch)
-        res, gnorm = train_step(model, opt, pixels.to(dev), actions.to(dev), lr, tcfg.clip)
+        if head is None:
+            pixels, actions = train_s.sample(rng, tcfg.batch)
+            aux = None
+        else:
+            pixels, actions, states = train_s.sample_with_states(rng, tcfg.batch)
+            aux = (head, states, tcfg.aux_state)
+        res, gnorm = train_step(model, opt, pixels.to(dev), actions.to(dev), lr, tcfg.clip, aux)
         step += 1
         if step % 10 == 0 or step == 1:
-            log.append(
-                {
-                    "split": "train",
-                    "step": step,
-                    "pred_loss": float(res["pred_loss"]),
-                    "sigreg": float(res["sigreg"]),
-                    "grad_norm": float(gnorm),
-                }
-            )
+            row = {
+                "split": "train",
+                "step": step,
+                "pred_loss": float(res["pred_loss"]),
+                "sigreg": float(res["sigreg"]),
+                "grad_norm": float(gnorm),
+            }
+            if head is not None:
+                row["aux_state"] = float(res["aux_state"])
+            log.append(row)
         if step % tcfg.eval_every == 0 or step == tcfg.iters:
             recalibrate_batchnorm(model, train_s)
             v = evaluate_loss(model, val_batches)
@@ -283,7 +346,7 @@ def train(
             if pbar is not None:
                 pbar.set_postfix(val_pred=f"{v['pred_loss']:.4f}", val_sigreg=f"{v['sigreg']:.2f}")
         if step % tcfg.ckpt_every == 0 and step < tcfg.iters:
-            save_train_state(state_dir, model, opt, step, log)
+            save_train_state(state_dir, trained, opt, step, log)
         if pbar is not None:
             pbar.update(1)
     if pbar is not None:
@@ -319,6 +382,10 @@ def train(
             "device": str(dev),
         },
     }
+    aux_log = [r["aux_state"] for r in log if "aux_state" in r]
+    if aux_log:
+        meta["training"]["first_train_aux_state"] = aux_log[0]
+        meta["training"]["final_train_aux_state"] = aux_log[-1]
     if out is not None:
         save_checkpoint(model, out, meta)
     if plot is not None:
@@ -352,6 +419,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="SIGReg weight (default: the preset's); the checkpoint's config records it",
     )
+    ap.add_argument(
+        "--aux-state",
+        type=float,
+        default=t.aux_state,
+        help="weight of the auxiliary linear state term (privileged: uses the simulator's "
+        "state; 0 = pure JEPA, the default)",
+    )
+    ap.add_argument(
+        "--image-size", type=int, default=None, help="frame size (default: the preset's)"
+    )
+    ap.add_argument("--patch-size", type=int, default=None, help="patch (default: the preset's)")
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -360,6 +438,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.sigreg_lambda >= 0:
             ap.error(f"--sigreg-lambda must be >= 0, got {args.sigreg_lambda}")
         cfg = dataclasses.replace(cfg, sigreg_lambda=args.sigreg_lambda)
+    if not args.aux_state >= 0:
+        ap.error(f"--aux-state must be >= 0, got {args.aux_state}")
+    cfg = dataclasses.replace(
+        cfg,
+        image_size=args.image_size or cfg.image_size,
+        patch_size=args.patch_size or cfg.patch_size,
+    )
+    try:
+        cfg.validate("--image-size/--patch-size")
+    except ValueError as e:
+        ap.error(str(e))
     tcfg = TrainConfig(
         preset=args.preset,
         iters=args.iters,
@@ -368,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay,
         seed=args.seed,
         device=args.device,
+        aux_state=args.aux_state,
     )
     dcfg = PushTDataConfig(
         episodes=args.episodes,
