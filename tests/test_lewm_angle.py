@@ -94,3 +94,13 @@ def test_supervised_upper_bound_fits_its_training_frames(small_data):
     assert set(res["r2"]) == {"agent_x", "agent_y", "block_x", "block_y", "cos", "sin"}
     assert all(np.isfinite(v) for v in res["r2"].values())
     assert res["final_loss"] < 0.5 * res["first_loss"]
+
+
+def test_nearest_angle_error_folds_the_circle():
+    from hwgen.models.eval_lewm import nearest_angle_error
+
+    z_tr = np.array([[0.0, 0.0], [10.0, 0.0]])
+    ang_tr = np.array([np.pi - 0.1, 1.0])
+    z_va = np.array([[0.1, 0.0], [9.0, 0.0]])
+    err = nearest_angle_error(z_tr, ang_tr, z_va, np.array([-np.pi + 0.1, 1.5]))
+    assert np.allclose(err, [0.2, 0.5])
