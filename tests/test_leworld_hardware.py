@@ -74,6 +74,7 @@ def simulate_episodes(prog, vec: dict, simulator: str, build: Path) -> dict:
 
 
 @pytest.mark.sim
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["default", "all_q4"])
 def test_cocotb_leworld_steps_bit_exact(setup, tmp_path: Path, config: str):
     """Steps 8-10 of an episode in Icarus: the host loads the memory and state before step
