@@ -683,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--synth", default=None, help="synthesize the engine into this directory")
     ap.add_argument("--closed-loop", action="store_true", help="also roll out with the engine")
+    ap.add_argument(
+        "--sim-episodes",
+        type=int,
+        default=0,
+        help="simulate this many closed-loop episodes (seed 777) in Verilator, bit for bit",
+    )
     args = ap.parse_args(argv)
     wide = tuple(p for p in args.wide.split(",") if p)
     torch.set_num_threads(1)
@@ -709,12 +715,31 @@ def main(argv: list[str] | None = None) -> int:
         for host in (False, True):
             loop = closed_loop(model, meta, prog, args.episodes, 777, host_write_back=host)
             print(json.dumps(loop))
+    if args.sim_episodes:
+        print(json.dumps(simulate_episodes(prog, meta, args.sim_episodes, args.lanes)))
     if args.synth:
         print(synth_report(prog, args.lanes, Path(args.synth)))
         for depth in (16384, 65536):
             out = Path(args.synth) / f"bitmem_{depth}"
             print(f"bit memory probe, {depth} words:", bit_memory_probe(depth, out))
     return 0
+
+
+def simulate_episodes(prog: FoldedProgram, meta: dict, episodes: int, lanes: int) -> dict:
+    """Closed-loop episodes (seed 777) through the engine's RTL in Verilator: the host
+    writes the state at each episode's first step, then only observations."""
+    from hwgen.sim.folded_runner import run_folded_simulation
+
+    vec = episode_vectors(prog, meta, episodes, seed=777)
+    r = run_folded_simulation(
+        prog, lanes,
+        {k[3:]: v for k, v in vec.items() if k.startswith("in_")},
+        {k[4:]: v for k, v in vec.items() if k.startswith("out_")},
+        "verilator", Path("build") / f"leworld_episodes_{lanes}", vec["bitmem"],
+        episode_start=vec["episode_start"],
+    )  # fmt: skip
+    keys = ("vectors", "mismatches", "expected_cycles", "sim_seconds", "build_seconds", "error")
+    return {k: r[k] for k in keys} | {"cycles": sorted(set(r["cycles"]))}
 
 
 def bit_memory_probe(bit_depth: int, out_dir: Path) -> str:
