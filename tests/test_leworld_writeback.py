@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hwgen.folded import leworld_lower as L
+from hwgen.folded.compact import prune, touches
 from hwgen.folded.isa import BIT_WORD, FoldedProgram, Instr, Op
 from hwgen.folded.machine import execute, outputs
 from hwgen.folded.program_io import load_program, save_program
@@ -187,3 +188,19 @@ def test_write_back_comes_before_the_reads(model_meta, prog):
             assert (v == out[name]).all(), name
     # and the first step writes nothing
     assert (runs[0][4].bitmem == 0).all()
+
+
+def test_prune_keeps_every_bwrite():
+    """A BWRITE writes no data word, yet its bits outlive the run: prune keeps it, and a
+    program whose only output is a constant still writes the bit memory."""
+    rng = np.random.default_rng(0)
+    prog = bwrite_program(rng, bit_depth=6, n_instr=5)
+    no_reads = FoldedProgram(
+        prog.name, prog.word_bits, prog.frac_bits, prog.depth, prog.instrs[:-1], [], [],
+        prog.const, prog.inputs, {"ctl": prog.inputs["ctl"]}, bit_depth=prog.bit_depth,
+    )  # fmt: skip
+    for p in (prog, no_reads):
+        assert prune(p).instrs == p.instrs
+    reads, writes = touches(prog, prog.instrs[0])
+    ins = prog.instrs[0]
+    assert writes == [] and reads == [ins.a, *range(ins.b, ins.b + BIT_WORD * ins.n)]

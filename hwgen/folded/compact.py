@@ -28,6 +28,8 @@ def touches(prog: FoldedProgram, ins: Instr) -> tuple[range | list, list]:
     """(words read, words written) by one instruction."""
     if ins.op is Op.BREAD:
         return [ins.a, ins.b], list(range(ins.dst, ins.dst + BIT_WORD * ins.n))
+    if ins.op is Op.BWRITE:  # writes the bit memory only, never a data word
+        return [ins.a, *range(ins.b, ins.b + BIT_WORD * ins.n)], []
     if ins.op is Op.LIN:
         lin = prog.linears[ins.arg].linear
         return (
@@ -59,12 +61,13 @@ def _rebuild(prog: FoldedProgram, instrs: list[Instr], **kw) -> FoldedProgram:
 
 
 def prune(prog: FoldedProgram) -> FoldedProgram:
-    """The program without instructions whose results are never read."""
+    """The program without instructions whose results are never read. BWRITE is always
+    kept: its result is the bit memory, which outlives the run."""
     live = {a + k for a, n in prog.outputs.values() for k in range(n)}
     keep: list[Instr] = []
     for ins in reversed(prog.instrs):
         reads, writes = touches(prog, ins)
-        if not live.intersection(writes):
+        if ins.op is not Op.BWRITE and not live.intersection(writes):
             continue
         live.difference_update(writes)
         live.update(reads)
