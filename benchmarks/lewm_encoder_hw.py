@@ -122,7 +122,8 @@ def run(calib_episodes: int, test_episodes: int, steps: int, verilator: int = 0)
         lanes, slots = pp.lanes, pp.slots
         enc_cycles = engine_cycles(prog, lanes)
         same = batch_cycles(prog, lanes, slots)
-        one = estimate_resources(plan_engine(prog, lanes), prog, 1, cal)
+        ep_plan = plan_engine(prog, lanes)
+        one = estimate_resources(ep_plan, prog, 1, cal)
         row = {
             "board": board,
             "predictor_plan": [slots, lanes, pp.lut_lanes],
@@ -134,10 +135,8 @@ def run(calib_episodes: int, test_episodes: int, steps: int, verilator: int = 0)
             "one_slot_bram": one["BRAM"],
             "one_slot_bram_parts": {
                 "data (2 ports)": 2 * ramb36_tiles(prog.depth, prog.word_bits),
-                "program": ramb36_tiles(
-                    len(plan_engine(prog, lanes).words), plan_engine(prog, lanes).layout.width
-                ),
-                "weights": ramb36_tiles(len(plan_engine(prog, lanes).weight_rom), 4 * lanes),
+                "program": ramb36_tiles(len(ep_plan.words), ep_plan.instr_bits),
+                "weights": ramb36_tiles(len(ep_plan.weight_rom), 4 * lanes),
             },
             "available_bram": pp.available["BRAM"],
             "plan_s": PLAN_PREDICTIONS / pp.predictions_per_second,
