@@ -308,7 +308,7 @@ def format_plan(plan: StreamPlan) -> str:
             f"{r.rom_bits / 1024:>10.1f}"
         )
     lines += [
-        f"{'element-wise, attention, norms, fetch/drain':<{w + 31}}{plan.other_cycles:>9,}",
+        f"{'element-wise, attention, norms, waits':<{w + 31}}{plan.other_cycles:>9,}",
         f"{'engine cycles per batch of ' + str(plan.slots):<{w + 31}}{plan.engine_cycles:>9,}",
         f"{'with host stream I/O':<{w + 31}}{plan.batch_cycles:>9,}",
         "resources (estimate): "
