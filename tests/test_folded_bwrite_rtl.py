@@ -11,54 +11,11 @@ from amaranth.hdl import unsigned
 from amaranth.sim import Simulator
 
 from hwgen.folded import machine
-from hwgen.folded.engine import FoldedEngine, engine_cycles
+from hwgen.folded.engine import engine_cycles
 from hwgen.folded.isa import BIT_WORD, FoldedProgram, Instr, Op
 from hwgen.folded.units.bitmem import BitWriter
+from tests.test_folded_leworld_ops import simulate
 from tests.test_leworld_writeback import CTL, SRC, W, bwrite_inputs, bwrite_program
-
-
-def simulate(prog: FoldedProgram, lanes: int, inputs: dict, bitmem: np.ndarray):
-    """Load `bitmem` once, then run every input set in turn; the data memory after each."""
-    dut = FoldedEngine(prog, lanes)
-    runs = len(next(iter(inputs.values())))
-    mems = np.zeros((runs, prog.depth), dtype=np.int64)
-    cycles: list[int] = []
-    limit = 10 * dut.cycles + 100
-
-    async def bench(ctx):
-        for k in range(prog.bit_depth):
-            ctx.set(dut.host_bm_addr, k)
-            ctx.set(dut.host_bm_wdata, int(bitmem[k]))
-            ctx.set(dut.host_bm_we, 1)
-            await ctx.tick()
-        ctx.set(dut.host_bm_we, 0)
-        for r in range(runs):
-            for name, (addr, length) in prog.inputs.items():
-                for k in range(length):
-                    ctx.set(dut.host_addr, addr + k)
-                    ctx.set(dut.host_wdata, int(inputs[name][r, k]))
-                    ctx.set(dut.host_we, 1)
-                    await ctx.tick()
-            ctx.set(dut.host_we, 0)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            cycle = 1
-            while not ctx.get(dut.done):
-                await ctx.tick()
-                cycle += 1
-                assert cycle < limit, "engine hung"
-            cycles.append(cycle)
-            for addr in range(prog.depth):
-                ctx.set(dut.host_addr, addr)
-                await ctx.tick()
-                mems[r, addr] = ctx.get(dut.host_rdata)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return mems, cycles
 
 
 def golden_chain(prog: FoldedProgram, inputs: dict, bitmem: np.ndarray) -> np.ndarray:

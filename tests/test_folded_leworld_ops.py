@@ -86,21 +86,26 @@ def random_bitmem(rng: np.random.Generator, runs: int, bit_depth: int) -> np.nda
 
 
 def simulate(prog: FoldedProgram, lanes: int, inputs: dict, bitmem: np.ndarray):
-    """Load the bit memory and the inputs, run, read back the whole data memory per run."""
+    """Load the bit memory and the inputs, run, read back the whole data memory per run.
+
+    `bitmem` of shape (runs, bit_depth) is loaded before every run; of shape (bit_depth,)
+    it is loaded once, before the first, and later runs see what earlier runs wrote."""
     dut = FoldedEngine(prog, lanes)
-    runs = len(bitmem)
+    runs = len(next(iter(inputs.values())))
     mems = np.zeros((runs, prog.depth), dtype=np.int64)
     cycles: list[int] = []
     limit = 10 * dut.cycles + 100
 
     async def bench(ctx):
         for r in range(runs):
-            for k in range(prog.bit_depth):
-                ctx.set(dut.host_bm_addr, k)
-                ctx.set(dut.host_bm_wdata, int(bitmem[r, k]))
-                ctx.set(dut.host_bm_we, 1)
-                await ctx.tick()
-            ctx.set(dut.host_bm_we, 0)
+            if bitmem.ndim == 2 or r == 0:
+                words = bitmem[r] if bitmem.ndim == 2 else bitmem
+                for k in range(prog.bit_depth):
+                    ctx.set(dut.host_bm_addr, k)
+                    ctx.set(dut.host_bm_wdata, int(words[k]))
+                    ctx.set(dut.host_bm_we, 1)
+                    await ctx.tick()
+                ctx.set(dut.host_bm_we, 0)
             for name, (addr, length) in prog.inputs.items():
                 for k in range(length):
                     ctx.set(dut.host_addr, addr + k)
