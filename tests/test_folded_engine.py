@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hwgen.folded import machine, tables
-from hwgen.folded.engine import FoldedEngine, engine_cycles, engine_verilog
+from hwgen.folded.engine import engine_cycles, engine_verilog
 from hwgen.folded.isa import FoldedLinear, FoldedProgram, Instr, Op, Table
 from hwgen.ir import Q4Linear
 from hwgen.quant.q4 import BLOCK
+from tests.engine_harness import run_engine
 
 ALL_OPS = (Op.ADD, Op.SUB, Op.MUL, Op.MAX, Op.LUT, Op.DOT, Op.RSQRT, Op.LIN)
 
@@ -152,51 +152,9 @@ def random_inputs(rng: np.random.Generator, prog: FoldedProgram, n: int) -> dict
 def simulate(
     prog: FoldedProgram, lanes: int, inputs: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, list[int], list[int | None]]:
-    """Run the engine once per input set through its host port.
-
-    Returns (the whole data memory after each run [N, depth], cycles from start to done
-    per run, cycle of the last engine write per run).
-    """
-    dut = FoldedEngine(prog, lanes)
-    runs = len(next(iter(inputs.values())))
-    mems = np.zeros((runs, prog.depth), dtype=np.int64)
-    cycles: list[int] = []
-    last_writes: list[int | None] = []
-    limit = 10 * dut.cycles + 100
-
-    async def bench(ctx):
-        for r in range(runs):
-            for name, (addr, length) in prog.inputs.items():
-                for k in range(length):
-                    ctx.set(dut.host_addr, addr + k)
-                    ctx.set(dut.host_wdata, int(inputs[name][r, k]))
-                    ctx.set(dut.host_we, 1)
-                    await ctx.tick()
-            ctx.set(dut.host_we, 0)
-            ctx.set(dut.start, 1)
-            await ctx.tick()  # cycle 0: start is high
-            ctx.set(dut.start, 0)
-            cycle, last = 1, None
-            while not ctx.get(dut.done):
-                assert ctx.get(dut.busy), f"busy low before done at cycle {cycle}"
-                if ctx.get(dut.engine_we):
-                    last = cycle
-                await ctx.tick()
-                cycle += 1
-                assert cycle < limit, "engine hung"
-            assert not ctx.get(dut.busy)
-            cycles.append(cycle)
-            last_writes.append(last)
-            for addr in range(prog.depth):
-                ctx.set(dut.host_addr, addr)
-                await ctx.tick()
-                mems[r, addr] = ctx.get(dut.host_rdata)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return mems, cycles, last_writes
+    """(data memory after each run, cycles per run, cycle of each run's last write)."""
+    r = run_engine(prog, lanes, inputs)
+    return r.mems, r.cycles, r.last_writes
 
 
 def check_program(prog: FoldedProgram, lanes: int, inputs: dict[str, np.ndarray]) -> None:

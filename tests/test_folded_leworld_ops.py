@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hwgen.folded import machine
-from hwgen.folded.engine import FoldedEngine, engine_cycles, engine_verilog
+from hwgen.folded.engine import engine_cycles, engine_verilog
 from hwgen.folded.isa import FoldedProgram, Instr, Op
+from tests.engine_harness import run_engine
 from tests.test_folded_engine import random_inputs, random_program
 
 
@@ -86,52 +86,9 @@ def random_bitmem(rng: np.random.Generator, runs: int, bit_depth: int) -> np.nda
 
 
 def simulate(prog: FoldedProgram, lanes: int, inputs: dict, bitmem: np.ndarray):
-    """Load the bit memory and the inputs, run, read back the whole data memory per run.
-
-    `bitmem` of shape (runs, bit_depth) is loaded before every run; of shape (bit_depth,)
-    it is loaded once, before the first, and later runs see what earlier runs wrote."""
-    dut = FoldedEngine(prog, lanes)
-    runs = len(next(iter(inputs.values())))
-    mems = np.zeros((runs, prog.depth), dtype=np.int64)
-    cycles: list[int] = []
-    limit = 10 * dut.cycles + 100
-
-    async def bench(ctx):
-        for r in range(runs):
-            if bitmem.ndim == 2 or r == 0:
-                words = bitmem[r] if bitmem.ndim == 2 else bitmem
-                for k in range(prog.bit_depth):
-                    ctx.set(dut.host_bm_addr, k)
-                    ctx.set(dut.host_bm_wdata, int(words[k]))
-                    ctx.set(dut.host_bm_we, 1)
-                    await ctx.tick()
-                ctx.set(dut.host_bm_we, 0)
-            for name, (addr, length) in prog.inputs.items():
-                for k in range(length):
-                    ctx.set(dut.host_addr, addr + k)
-                    ctx.set(dut.host_wdata, int(inputs[name][r, k]))
-                    ctx.set(dut.host_we, 1)
-                    await ctx.tick()
-            ctx.set(dut.host_we, 0)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            cycle = 1
-            while not ctx.get(dut.done):
-                await ctx.tick()
-                cycle += 1
-                assert cycle < limit, "engine hung"
-            cycles.append(cycle)
-            for addr in range(prog.depth):
-                ctx.set(dut.host_addr, addr)
-                await ctx.tick()
-                mems[r, addr] = ctx.get(dut.host_rdata)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return mems, cycles
+    """Data memory after each run and cycles per run; `bitmem` as `run_engine` takes it."""
+    r = run_engine(prog, lanes, inputs, bitmem=bitmem)
+    return r.mems, r.cycles
 
 
 def check(prog: FoldedProgram, lanes: int, inputs: dict, bitmem: np.ndarray) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hwgen.folded import machine
 from hwgen.folded.engine import FoldedEngine, engine_cycles, engine_verilog
+from tests.engine_harness import run_engine
 from tests.test_folded_engine import random_inputs, random_program
 
 
@@ -20,44 +20,11 @@ def simulate_slots(
     prog, lanes: int, slots: int, inputs: dict[str, np.ndarray], batches: int, lut_lanes: int = 0
 ):
     """Run `batches` batches of `slots` input sets; returns ([N, depth] memories, cycles)."""
-    dut = FoldedEngine(prog, lanes, slots, lut_lanes)
     n = batches * slots
-    mems = np.zeros((n, prog.depth), dtype=np.int64)
-    cycles: list[int] = []
-    limit = 10 * dut.cycles + 100
-
-    async def bench(ctx):
-        for bt in range(batches):
-            for s in range(slots):
-                ctx.set(dut.host_slot, s)
-                for name, (addr, length) in prog.inputs.items():
-                    for k in range(length):
-                        ctx.set(dut.host_addr, addr + k)
-                        ctx.set(dut.host_wdata, int(inputs[name][bt * slots + s, k]))
-                        ctx.set(dut.host_we, 1)
-                        await ctx.tick()
-            ctx.set(dut.host_we, 0)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            cycle = 1
-            while not ctx.get(dut.done):
-                await ctx.tick()
-                cycle += 1
-                assert cycle < limit, "engine hung"
-            cycles.append(cycle)
-            for s in range(slots):
-                ctx.set(dut.host_slot, s)
-                for addr in range(prog.depth):
-                    ctx.set(dut.host_addr, addr)
-                    await ctx.tick()
-                    mems[bt * slots + s, addr] = ctx.get(dut.host_rdata)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return mems, cycles
+    r = run_engine(
+        prog, lanes, {k: v[:n] for k, v in inputs.items()}, slots=slots, lut_lanes=lut_lanes
+    )
+    return r.mems, r.cycles
 
 
 @pytest.mark.parametrize(("seed", "lanes", "slots"), [(0, 2, 2), (1, 3, 3), (2, 4, 2), (3, 1, 2)])
