@@ -21,9 +21,10 @@ every env step. It is weak (no notion of the goal) but it touches the block ofte
 what a world model needs to learn contact.
 
 Deterministic from the seed: episode i uses `numpy.random.default_rng([seed, i])` for the policy
-and a reset seed drawn from it for the env's start state. Frames are rendered only every
-`frame_skip` env steps (the env steps with obs_type "state" and renders through its own
-`_render`, 5x faster than rendering every step).
+and a reset seed drawn from it for the env's start state; then the weak policy draws only its
+steps (the stream lewm_tiny's data came from), the expert its first goal and then its steps.
+Frames are rendered only every `frame_skip` env steps (the env steps with obs_type "state" and
+renders through its own `_render`, 5x faster than rendering every step).
 
 CLI: `python -m hwgen.models.pusht_data --episodes 300 --steps 40 --size 64 --out build/pusht.npz`.
 """
@@ -34,6 +35,7 @@ import argparse
 import ast
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,10 +153,22 @@ def random_goal(rng: np.random.Generator) -> np.ndarray:
     return np.array([0.0, 0.0, *rng.uniform(140, 372, size=2), rng.uniform(-np.pi, np.pi)])
 
 
-def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarray]:
-    """Play cfg.episodes episodes; returns frames, actions, states (see module docstring)."""
+def episode_player(env, rng: np.random.Generator, cfg: PushTDataConfig) -> Callable[[], np.ndarray]:
+    """Plays one model step of the episode's policy per call; returns its actions (frame_skip, 2).
+
+    Only the expert is built and draws its goal here: the weak policy's episode RNG must stay the
+    stream it was before the expert existed (440577e), the data lewm_tiny was trained on."""
+    if cfg.policy == "weak":
+        return lambda: weak_policy_step(env, rng, cfg)
     from hwgen.models.pusht_expert import ExpertConfig, PushTExpert
 
+    expert = PushTExpert(ExpertConfig(noise=cfg.expert_noise), rng)
+    goal = random_goal(rng)
+    return lambda: expert_episode_step(env, expert, goal, rng, cfg)
+
+
+def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarray]:
+    """Play cfg.episodes episodes; returns frames, actions, states (see module docstring)."""
     env = make_env(cfg.render_size)
     e, t, s = cfg.episodes, cfg.steps, cfg.render_size
     frames = np.empty((e, t + 1, s, s, 3), dtype=np.uint8)
@@ -164,13 +178,9 @@ def generate(cfg: PushTDataConfig, progress: bool = True) -> dict[str, np.ndarra
         rng = np.random.default_rng([cfg.seed, i])
         env.reset(seed=int(rng.integers(2**31)))
         frames[i, 0], states[i, 0] = render(env), get_state(env)
-        expert = PushTExpert(ExpertConfig(noise=cfg.expert_noise), rng)
-        goal = random_goal(rng)
+        play = episode_player(env, rng, cfg)
         for k in range(t):
-            if cfg.policy == "expert":
-                actions[i, k] = expert_episode_step(env, expert, goal, rng, cfg)
-            else:
-                actions[i, k] = weak_policy_step(env, rng, cfg)
+            actions[i, k] = play()
             frames[i, k + 1], states[i, k + 1] = render(env), get_state(env)
     env.close()
     return {"frames": frames, "actions": actions, "states": states}
@@ -253,10 +263,13 @@ def load_or_generate(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> d
 
 
 def cache_path(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> Path:
-    """build/pusht[_expert]_<size>px_<episodes>x<steps>_seed<seed>.npz (gitignored)."""
-    tag = "" if cfg.policy == "weak" else f"_{cfg.policy}"
+    """build/pusht_<policy>_<size>px_<episodes>x<steps>_seed<seed>.npz (gitignored).
+
+    Weak-policy data were cached untagged (build/pusht_<size>px_...) until the fix of its
+    episode RNG; files of that name made since 440577e hold shifted episodes, so they are no
+    longer read. The expert's episodes did not change."""
     size = f"{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}"
-    return Path(cache_dir) / f"pusht{tag}_{size}.npz"
+    return Path(cache_dir) / f"pusht_{cfg.policy}_{size}.npz"
 
 
 def action_stats(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
