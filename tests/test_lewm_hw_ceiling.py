@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from hwgen.board_registry import get_board
 from hwgen.folded.builder import ProgramBuilder
@@ -236,3 +237,26 @@ def test_boards_budget_the_lane_bound():
     over = lb.dsp_lanes * lb.cost["dsp"]["LUT"] + more * lb.cost["shift-add"]["LUT"]
     over_ff = lb.dsp_lanes * lb.cost["dsp"]["FF"] + more * lb.cost["shift-add"]["FF"]
     assert over > 0.8 * avail["LUT"] or over_ff > 0.8 * avail["FF"]
+
+
+def test_protocol_windows_of_a_lewm_predictor():
+    """On the real lowering: a growing window's new token costs one token's MACs, and the
+    cache holds every earlier token's keys and values in every block."""
+    from benchmarks.lewm_hw_ceiling import compile_windows
+    from hwgen.folded.lewm_lower import predictor_weights
+    from hwgen.models.lewm import LeWM, LeWMConfig
+
+    torch.manual_seed(0)
+    cfg = LeWMConfig.tiny()
+    pw = predictor_weights(LeWM(cfg).eval())
+    win = compile_windows(pw)
+    assert win.protocol == [1, 2, 3, 3, 3]
+    one = cl.work(win.full[1]).macs
+    for w in (2, 3):
+        assert cl.work(win.cached[w].program).macs == one
+        kv = (w - 1) * cfg.predictor_layers * 2 * cfg.predictor_inner_dim
+        assert win.cached[w].cached_words == kv
+    own = [cl.work(p).macs for p in win.own_length()]
+    assert own == sorted(own) and own[0] == one
+    runs = win.cached_runs()
+    assert runs[0] is win.full[1] and runs[3] is runs[4] is win.full[3]

@@ -118,7 +118,8 @@ def dataflow_cycles(timing: Timing) -> int:
     as soon as the words it reads are written (a read one cycle after its write, as the
     engine's memory needs), with unlimited units and renamed storage: only true
     dependences order the work. `timing` gives each instruction's (address, offset)
-    reads and writes, offsets from its own start."""
+    reads and writes, offsets from its own start (data words only: an order through the
+    bit memory, BREAD after BWRITE, is not seen; the predictor has neither)."""
     ready: dict[int, int] = {}
     end = 0
     for reads, writes in timing:
