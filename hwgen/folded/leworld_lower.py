@@ -43,6 +43,7 @@ See docs/LEWORLD_HARDWARE.md for the figures.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -394,6 +395,102 @@ def compile_step(
     low = _Lower(model.config, leworld_tensors(model), frac_bits, word_bits, wide,
                  compact_scratch)  # fmt: skip
     return low.build(bit_depth)
+
+
+# ---- the program for a board ------------------------------------------------------------------
+
+# The two programs `hwgen rtl` builds, in order of preference: the default keeps the address
+# heads at word precision (more accurate, more block RAM), all Q4 is the fallback.
+PROGRAMS = {"default": WIDE_DEFAULT, "all-Q4": ()}
+PROGRAM_TEXT = {"default": "address heads wide (default)", "all-Q4": "all Q4"}
+
+
+def rom_tiles(words: list[int], width: int) -> float:
+    """RAMB36 tiles of a ROM whose bit lanes that hold one value in every word are left out:
+    Yosys' opt_mem removes them before it maps the rest (stream.model.ramb36_tiles)."""
+    from functools import reduce
+
+    from ..stream.model import ramb36_tiles
+
+    mask = (1 << width) - 1
+    vals = [int(v) & mask for v in words]
+    ones = reduce(lambda a, b: a | b, vals, 0)
+    all_ones = reduce(lambda a, b: a & b, vals, mask)
+    return ramb36_tiles(len(vals), (ones & ~all_ones).bit_count())
+
+
+def bram_estimate(prog: FoldedProgram, lanes: int) -> dict[str, float]:
+    """Estimated RAMB36 tiles per memory of the one-slot engine: the data memory twice (two
+    read ports: Yosys keeps two copies), the ROMs without their constant bit lanes, the bit
+    memory; each at its cheapest uniform aspect ratio. Yosys may pack a ROM tighter through
+    a block's 72-bit port, so this is an upper bound (docs/LEWORLD_HARDWARE.md)."""
+    from ..stream.model import ramb36_tiles
+    from .encoding import Units, plan_engine
+
+    p, u, w = plan_engine(prog, lanes), Units.of(prog), prog.word_bits
+    est = {"data": 2 * ramb36_tiles(prog.depth, w), "program": rom_tiles(p.words, p.instr_bits)}
+    if u.table:
+        est["tables"] = rom_tiles(p.table_rom, w)
+    if u.lin:
+        est["weights"] = rom_tiles(p.weight_rom, 4 * lanes)
+        est["scales"] = rom_tiles(p.scale_rom, p.scale_bits * lanes)
+        est["biases"] = rom_tiles(p.bias_rom, p.bias_bits * lanes)
+    if prog.bit_depth:
+        est["bit memory"] = ramb36_tiles(prog.bit_depth, BIT_WORD)
+    return est
+
+
+@dataclass(frozen=True)
+class ProgramChoice:
+    """The program compiled for a board, the estimates that chose it and why."""
+
+    name: str  # a key of PROGRAMS
+    prog: FoldedProgram
+    format_search: dict
+    bram: dict[str, float]  # the chosen program's estimate per memory
+    estimates: dict[str, float]  # RAMB36 per program tried
+    budget: float  # RAMB36 within the margin
+    reason: str
+
+    @property
+    def wide(self) -> tuple[str, ...]:
+        return PROGRAMS[self.name]
+
+
+def choose_program(model, calib: dict, board_name: str, margin: float, lanes: int):
+    """The first program of PROGRAMS whose estimated block RAM fits `margin` of the board's;
+    InputError naming the board and the shortfall where none does."""
+    from ..board_registry import get_board
+    from ..errors import InputError
+
+    board = get_board(board_name)
+    if not 0 < margin <= 1:
+        raise InputError(f"--margin must be in (0, 1], got {margin}")
+    budget = margin * board.ramb36
+    where = f"{margin:.0%} of {board.name}'s {board.ramb36} RAMB36 ({budget:g})"
+    estimates: dict[str, float] = {}
+    for name, wide in PROGRAMS.items():
+        frac, search = choose_frac_bits(model, calib, wide=wide)
+        prog = compile_step(model, frac, wide=wide)
+        bram = bram_estimate(prog, lanes)
+        estimates[name] = sum(bram.values())
+        if estimates[name] <= budget:
+            over = [f"{PROGRAM_TEXT[k]} needs {v:g}" for k, v in estimates.items() if k != name]
+            reason = (f"estimated {estimates[name]:g} RAMB36 fits {where}"
+                      + (f"; {', '.join(over)}, over it" if over else ""))  # fmt: skip
+            return ProgramChoice(name, prog, search, bram, estimates, budget, reason)
+    need = ", ".join(f"{PROGRAM_TEXT[k]} {v:g}" for k, v in estimates.items())
+    raise InputError(
+        f"board {board.name}: the LeWorld step does not fit {where} at {lanes} lanes "
+        f"(estimated RAMB36: {need}; {min(estimates.values()) - budget:g} short)"
+    )
+
+
+def program_name(prog: FoldedProgram) -> str:
+    """Which of PROGRAMS a compiled step is: the default leaves the address heads out of the
+    Q4 weight sets."""
+    q4_heads = any(_match(fl.name, p) for fl in prog.linears for p in WIDE_DEFAULT)
+    return "all-Q4" if q4_heads else "default"
 
 
 # ---- inputs, golden, calibration --------------------------------------------------------------
