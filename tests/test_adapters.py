@@ -21,7 +21,7 @@ SMALL = {
     "dynamics_mlp": ["--random-vectors", "40", "--real-vectors", "20"],  # compare: 2000 samples
     "lewm_tiny": ["--test-episodes", "1", "--slots", "1", "--lanes", "8", "--count", "1",
                   "--simulator", "icarus"],
-    "leworld_tiny": ["--test-episodes", "1", "--lanes", "16", "--count", "1"],
+    "leworld_tiny": ["--test-episodes", "1", "--lanes", "8", "--count", "1"],
 }  # fmt: skip
 
 

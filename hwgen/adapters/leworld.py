@@ -7,10 +7,10 @@ whole episode runs on the engine: the design's vectors are closed-loop episodes 
 the host writes only observations after each episode's first step, and the bit memory,
 info request and record addresses carry over in the engine. The program is chosen per
 board (`leworld_lower.choose_program`): the default (address heads at word precision)
-where its estimated block RAM fits the margin, else all Q4, else a refusal. Task metrics: next-state MSE
-against the true next state, the SLM address agreement with the float model (single steps
-on the float model's memory), the closed-loop drift, and the write-back's agreement with
-the model's (float, and with the decoder's Q4 weights).
+where its estimated block RAM fits the margin, else all Q4, else a refusal. Task metrics:
+next-state MSE against the true next state, the SLM address agreement with the float model
+(single steps on the float model's memory), the closed-loop drift, and the write-back's
+agreement with the model's (float, and with the decoder's Q4 weights).
 """
 
 from __future__ import annotations
