@@ -2,9 +2,11 @@
 
 <checkpoint>/expected_accuracy.json holds the golden (integer) model's distance to the
 float model on the checkpoint's real samples, the numeric options it holds for, and the
-command that reproduces it. The accuracy gate (hwgen/gate.py) derives its default bounds
-from it, so a later change to the arithmetic that costs accuracy fails `compare`, `flow`
-and the LeWM `rtl` instead of passing as bit-exact.
+command that reproduces it: one record, or {"records": [...]}, one per options set, where
+an adapter builds a different program per board (LeWorld). The accuracy gate
+(hwgen/gate.py) derives its default bounds from the record for the run's options, so a
+later change to the arithmetic that costs accuracy fails `compare`, `flow` and the LeWM
+`rtl` instead of passing as bit-exact.
 
 Record (or refresh) it with:
 
@@ -27,6 +29,7 @@ from .errors import HwgenError, InputError
 
 FILE_NAME = "expected_accuracy.json"
 COMMAND = "python -m hwgen.expected"
+MAX_RECORDS = 16
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,34 @@ def expected_path(checkpoint: Path) -> Path:
     return Path(checkpoint) / FILE_NAME
 
 
-def load_expected(checkpoint: Path) -> Expected | None:
-    """The checkpoint's record, None without one; InputError naming the field if malformed."""
+def load_expected(checkpoint: Path, options: dict[str, int] | None = None) -> Expected | None:
+    """The checkpoint's record for `options` (None: the first), the first one where none
+    matches (the gate then says it does not apply), None without a file; InputError naming
+    the field if any record is malformed."""
+    records = load_records(checkpoint)
+    if not records:
+        return None
+    return next((r for r in records if r.options == options), records[0])
+
+
+def load_records(checkpoint: Path) -> list[Expected]:
+    """Every record in the checkpoint's file, validated; [] without a file."""
     path = expected_path(checkpoint)
     if not path.exists():
-        return None
+        return []
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise InputError(f"{path}: unreadable expected-accuracy record ({e})") from None
+    if isinstance(doc, dict) and "records" in doc:
+        docs = _field(doc, "records", list, path)
+        if not 1 <= len(docs) <= MAX_RECORDS:
+            raise InputError(f"{path}: 'records' must hold 1 to {MAX_RECORDS} records")
+        return [_parse(d, path) for d in docs]
+    return [_parse(doc, path)]
+
+
+def _parse(doc: Any, path: Path) -> Expected:
     golden = _field(doc, "golden", dict, path)
     options = _field(doc, "options", dict, path)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in options.values()):
@@ -96,13 +118,16 @@ def measure(checkpoint: Path, board: str | None = None) -> dict[str, Any]:
         options = replace(options, board=board)
     with tempfile.TemporaryDirectory(prefix="hwgen_expected_") as tmp:
         f = adapter.expected_figures(checkpoint, Path(tmp), options)
-    return _doc(checkpoint, f.where, f.samples, f.options, f.golden)
+    return _doc(checkpoint, f.where, f.samples, f.options, f.golden, board)
 
 
-def _doc(checkpoint: Path, where: str, samples: int, options: dict, golden: dict) -> dict:
+def _doc(
+    checkpoint: Path, where: str, samples: int, options: dict, golden: dict, board: str | None
+) -> dict:
+    flag = f" --board {board}" if board is not None else ""
     return {
         "what": f"golden (integer) model vs the float model on {where} with these options",
-        "command": f"{COMMAND} {checkpoint}",
+        "command": f"{COMMAND}{flag} {checkpoint}",
         "options": options,
         "samples": samples,
         "golden": golden,
@@ -110,10 +135,17 @@ def _doc(checkpoint: Path, where: str, samples: int, options: dict, golden: dict
 
 
 def record(checkpoint: Path, board: str | None = None) -> Path:
-    """Measure and write <checkpoint>/expected_accuracy.json; returns its path."""
+    """Measure and write <checkpoint>/expected_accuracy.json; returns its path. The new
+    record replaces the one with the same options; records for other options are kept."""
     doc = measure(checkpoint, board)
     path = expected_path(checkpoint)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    kept = []
+    if path.exists():
+        load_records(checkpoint)  # a malformed file is refused, not overwritten
+        old = json.loads(path.read_text())
+        kept = [d for d in old.get("records", [old]) if d["options"] != doc["options"]]
+    out = {"records": [*kept, doc]} if kept else doc
+    path.write_text(json.dumps(out, indent=2) + "\n")
     return path
 
 
@@ -130,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             get_any_board(args.board)  # a typo names the known boards before any work
         for ckpt in args.checkpoints:
             path = record(ckpt, args.board)
-            g = json.loads(path.read_text())["golden"]
-            print(f"{path}: cosine {g['cosine_mean']:.5f}, max |err| {g['max_abs_error']:.4f}")
+            for r in load_records(ckpt):
+                print(f"{path}: {r.options}: cosine {r.cosine_mean:.5f}, "
+                      f"max |err| {r.max_abs_error:.4f}")  # fmt: skip
     except (HwgenError, OSError) as e:
         print(f"hwgen: error: {e}", file=sys.stderr)
         return 2

@@ -264,3 +264,33 @@ def test_simulated_rtl_is_measured_on_its_own_outputs(tmp_path):
     assert report.rtl_mismatches == 0 and report.rtl_vectors == 60
     assert report.rows["RTL"] == report.rows["golden (integer IR)"]  # measured, and equal
     assert [c.subject for c in report.gate] == ["golden", "RTL"]
+
+
+def test_a_record_file_holds_one_record_per_options_set(tmp_path, monkeypatch):
+    """Recording for other options adds a record; recording the same options replaces it;
+    the gate's lookup returns the record of the run's options, else the first one."""
+    import hwgen.expected as E
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    figures = {"a": 0.99, "b": 0.98}
+
+    def fake_measure(checkpoint, board=None):
+        golden = {"cosine_mean": figures[board], "max_abs_error": 0.5}
+        return E._doc(checkpoint, "test", 10, {"program": ord(board)}, golden, board)
+
+    monkeypatch.setattr(E, "measure", fake_measure)
+    E.record(ckpt, "a")
+    assert "records" not in json.loads((ckpt / FILE_NAME).read_text())  # one: the old format
+    E.record(ckpt, "b")
+    figures["a"] = 0.97
+    E.record(ckpt, "a")
+    doc = json.loads((ckpt / FILE_NAME).read_text())
+    assert [d["options"]["program"] for d in doc["records"]] == [ord("b"), ord("a")]
+    assert doc["records"][1]["command"].startswith("python -m hwgen.expected --board a ")
+    assert load_expected(ckpt, {"program": ord("a")}).cosine_mean == 0.97
+    assert load_expected(ckpt, {"program": 0}).cosine_mean == 0.98  # none matches: the first
+    doc["records"][0]["golden"]["cosine_mean"] = 2.0
+    (ckpt / FILE_NAME).write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="cosine_mean"):
+        load_expected(ckpt, {"program": ord("a")})  # every record is validated

@@ -18,7 +18,7 @@ from hwgen.adapters import leworld as A
 from hwgen.adapters.base import JobOptions
 from hwgen.board_registry import BOARDS, DEFAULT_BOARD, DEFAULT_MARGIN
 from hwgen.errors import InputError
-from hwgen.expected import load_expected
+from hwgen.expected import load_expected, load_records
 from hwgen.folded import leworld_lower as L
 from hwgen.gate import DEFAULT_GATE, tolerance
 from hwgen.stream.model import ramb36_tiles
@@ -78,19 +78,21 @@ def test_rom_estimate_leaves_out_constant_bit_lanes():
     assert L.rom_tiles([v | 1 << 20 for v in vary], 24) == ramb36_tiles(3000, 18)
 
 
-def _record(tmp_path: Path, options: dict) -> Path:
+def _record(tmp_path: Path, *options: dict) -> Path:
+    """A checkpoint folder whose record file holds one record per options set."""
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir(exist_ok=True)
-    doc = {"options": options, "samples": 320,
-           "golden": {"cosine_mean": 0.98, "max_abs_error": 1.0}}  # fmt: skip
+    docs = [{"options": o, "samples": 320,
+             "golden": {"cosine_mean": 0.98 - 0.01 * k, "max_abs_error": 1.0}}
+            for k, o in enumerate(options)]  # fmt: skip
+    doc = docs[0] if len(docs) == 1 else {"records": docs}
     (ckpt / "expected_accuracy.json").write_text(json.dumps(doc))
     return ckpt
 
 
 def _bounds(ckpt: Path, run: dict):
-    record, shared = A.record_for(load_expected(ckpt), run)
-    tol, note = tolerance(DEFAULT_GATE, record, run, lsb=2.0**-11, float_peak=4.0)
-    return tol.min_cosine.basis, note or shared
+    tol, note = tolerance(DEFAULT_GATE, A.record_for(ckpt, run), run, lsb=2.0**-11, float_peak=4.0)
+    return tol.min_cosine.basis, note
 
 
 FMT = {"frac_bits": 11, "word_bits": 18, "test_episodes": 16}
@@ -106,23 +108,22 @@ def test_an_old_record_is_the_default_programs(tmp_path):
     assert basis.startswith("default") and "wide_address_heads 1" in note
 
 
-def test_a_record_holds_per_program(tmp_path):
+def test_each_program_is_gated_by_its_own_record(tmp_path):
     ckpt = _record(tmp_path, DEFAULT_RUN)
     assert _bounds(ckpt, DEFAULT_RUN) == ("expected 0.98000", None)
     assert _bounds(ckpt, Q4_RUN)[0].startswith("default")
-    ckpt = _record(tmp_path, Q4_RUN)  # the all-Q4 figure bounds the default program too
-    assert _bounds(ckpt, Q4_RUN) == ("expected 0.98000", None)
-    basis, note = _bounds(ckpt, DEFAULT_RUN)
-    assert basis.startswith("expected") and "all-Q4 program" in note
+    ckpt = _record(tmp_path, DEFAULT_RUN, Q4_RUN)
+    assert _bounds(ckpt, DEFAULT_RUN) == ("expected 0.98000", None)
+    assert _bounds(ckpt, Q4_RUN) == ("expected 0.97000", None)
     assert _bounds(ckpt, DEFAULT_RUN | {"frac_bits": 10})[0].startswith("default")
 
 
-def test_the_committed_record_is_todays_default_board_program(choice_35t):
+def test_the_committed_records_hold_both_programs(choice_35t):
     assert DEFAULT_BOARD == "arty-a7-35"
-    record = load_expected(CKPT)
-    assert record is not None
-    assert record.options == A._record_options(choice_35t.prog, A.TEST_EPISODES)
-    assert record.options[A.PROGRAM_KEY] == 0
+    run = A._record_options(choice_35t.prog, A.TEST_EPISODES)
+    assert run[A.PROGRAM_KEY] == 0
+    assert load_expected(CKPT, run).options == run
+    assert {r.options[A.PROGRAM_KEY] for r in load_records(CKPT)} == {0, 1}
 
 
 def test_manifest_and_plan_record_the_choice(tmp_path, choice_35t, monkeypatch):

@@ -117,7 +117,6 @@ class LeworldAdapter(FoldedAdapter):
 
         import torch
 
-        from ..expected import load_expected
         from ..folded import leworld_lower as L
         from ..folded.program_io import load_program
         from ..gate import GateCheck, require_finite, tolerance
@@ -139,15 +138,13 @@ class LeworldAdapter(FoldedAdapter):
         gate, note = None, None
         if options.gate.enabled:
             run_options = _record_options(prog, episodes)
-            record, shared = record_for(load_expected(checkpoint), run_options)
             tol, note = tolerance(
                 options.gate,
-                record,
+                record_for(checkpoint, run_options),
                 run_options,
                 lsb=2.0**-prog.frac_bits,
                 float_peak=float(np.abs(test["pred"]).max()),
             )
-            note = note or shared
             gate = GateCheck("golden next state", d.cosine_mean, d.max_abs_error, tol)
         if simulated is None and not options.no_rtl:
             simulated = self.sim(design, replace(options, count=options.count or COMPARE_RTL_RUNS))
@@ -252,24 +249,16 @@ def _record_options(prog, episodes: int) -> dict[str, int]:
     }
 
 
-def record_for(record, run_options: dict[str, int]):
-    """The record as it applies to this run, and a note where it applies across programs.
-
-    A record without the program key predates the choice: it is the default program's. A
-    record of the all-Q4 program also bounds the default program, whose address heads only
-    are closer to the float model (docs/LEWORLD_HARDWARE.md: golden cosine and max |err|
-    measured for both); the reverse does not hold, so there the gate's default bounds apply."""
+def record_for(checkpoint: Path, run_options: dict[str, int]):
+    """The checkpoint's record for this run's program (the first record where none
+    matches: the gate then says it does not apply). A record without the program key
+    predates the choice: it is the default program's."""
     from dataclasses import replace
 
-    if record is None:
-        return None, None
-    options = {PROGRAM_KEY: 1} | record.options
-    record = replace(record, options=options)
-    q4_for_default = options | {PROGRAM_KEY: 1} == run_options and not options[PROGRAM_KEY]
-    if not q4_for_default:
-        return record, None
-    note = f"{record.path} holds the all-Q4 program's figure; it bounds the default program too"
-    return replace(record, options=run_options), note
+    from ..expected import load_records
+
+    records = [replace(r, options={PROGRAM_KEY: 1} | r.options) for r in load_records(checkpoint)]
+    return next((r for r in records if r.options == run_options), records[0] if records else None)
 
 
 def _write_back_lines(loop: dict) -> list[str]:
