@@ -1,6 +1,7 @@
 """Can a LeWM encoder see the PushT block's angle at all? A supervised upper bound.
 
     python -m hwgen.models.angle_upper_bound --preset small [--size 96] [--patch 4] --iters 1500
+    python -m hwgen.models.angle_upper_bound --preset small --encoder cnn --iters 500
 
 Trains the preset's encoder + projector (the same architecture the JEPA trains, at the given
 image and patch size) with a linear head on the state features the latent probe scores (agent
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from hwgen.models.eval_lewm import linear_probe_r2, state_features
-from hwgen.models.lewm import LeWMConfig, Projector, ViTEncoder, preprocess_pixels
+from hwgen.models.lewm import LeWMConfig, Projector, make_encoder, preprocess_pixels
 from hwgen.models.pusht_data import PushTDataConfig, load_or_generate
 from hwgen.models.schedule import lr_at
 
@@ -34,7 +35,9 @@ class Supervised(nn.Module):
 
     def __init__(self, cfg: LeWMConfig):
         super().__init__()
-        self.encoder = ViTEncoder(cfg)
+        self.encoder = make_encoder(cfg)
+        if hasattr(self.encoder, "reset_convs"):
+            self.encoder.reset_convs()
         self.projector = Projector(cfg.encoder_hidden, cfg.projector_hidden, cfg.latent_dim)
         self.head = nn.Linear(cfg.latent_dim, len(TARGETS))
 
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--size", type=int, default=None, help="image size (default: the preset's)")
     ap.add_argument("--patch", type=int, default=None, help="patch size (default: the preset's)")
+    ap.add_argument("--encoder", choices=("vit", "cnn"), default=None, help="default: the preset's")
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -115,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = LeWMConfig.from_preset(args.preset)
     cfg = dataclasses.replace(
-        cfg, image_size=args.size or cfg.image_size, patch_size=args.patch or cfg.patch_size
+        cfg,
+        image_size=args.size or cfg.image_size,
+        patch_size=args.patch or cfg.patch_size,
+        encoder_type=args.encoder or cfg.encoder_type,
     )
     cfg.validate()
     dcfg = PushTDataConfig(
@@ -123,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     res = run(cfg, load_or_generate(dcfg), args.iters, args.batch, args.lr, args.seed)
     print(
-        f"supervised upper bound, preset {args.preset} at {cfg.image_size}px patch "
-        f"{cfg.patch_size}, {args.iters} steps x {args.batch} frames, "
+        f"supervised upper bound, preset {args.preset} ({cfg.encoder_type}) at "
+        f"{cfg.image_size}px patch {cfg.patch_size}, {args.iters} steps x {args.batch} frames, "
         f"{res['train_seconds']:.0f} s: probe R^2 "
         + ", ".join(f"{k} {v:.3f}" for k, v in res["r2"].items())
     )

@@ -8,6 +8,8 @@ Facts from the LeWM paper and its official code; the code is written for hwgen.
 
 - Encoder: ViT with a conv patch embedding, a CLS token, learned positions, pre-norm blocks
   (multi-head attention + GELU MLP) and a final LayerNorm; its output is the CLS token.
+  `encoder_type: "cnn"` swaps in a small strided conv net (`CNNEncoder`, not in the paper):
+  at CPU scale it holds the block's angle where the small ViT does not (models/README.md).
 - Projector: Linear -> BatchNorm1d -> GELU -> Linear, encoder width -> latent.
 - Action encoder: Conv1d(k=1) over the frame-skip-stacked action (5 x 2 = 10 values), then
   Linear -> SiLU -> Linear to the latent width.
@@ -75,6 +77,9 @@ class LeWMConfig:
     encoder_heads: int = 3
     encoder_inter: int = 768
     encoder_ln_eps: float = 1e-12  # HF ViT's LayerNorm eps
+    # encoder_type "cnn" only (CNNEncoder): first stage's channels, stride-2 stages
+    cnn_channels: int = 32
+    cnn_stages: int = 3
     # predictor
     predictor_hidden: int = 192
     predictor_layers: int = 6
@@ -118,9 +123,20 @@ class LeWMConfig:
         where = where or f"LeWMConfig {self.name!r}"
         check_fields(dataclasses.asdict(self), FIELDS, where)
         need(
-            self.image_size % self.patch_size == 0,
+            self.encoder_type != "vit" or self.image_size % self.patch_size == 0,
             where,
             f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}",
+        )
+        need(
+            self.encoder_type != "cnn" or self.image_size % 2**self.cnn_stages == 0,
+            where,
+            f"image_size {self.image_size} is not a multiple of 2**cnn_stages "
+            f"({2**self.cnn_stages})",
+        )
+        need(
+            self.encoder_type != "cnn" or self.cnn_channels % 8 == 0,
+            where,
+            f"cnn_channels {self.cnn_channels} is not a multiple of 8 (GroupNorm's 8 groups)",
         )
         need(
             self.encoder_hidden % self.encoder_heads == 0,
@@ -217,21 +233,29 @@ class LeWMConfig:
         )
 
     @classmethod
+    def small_cnn(cls) -> LeWMConfig:
+        """`small` with the conv encoder: 64x64 pixels -> 3 stride-2 stages (32, 64, 64
+        channels) -> 8x8x64 -> Linear to 64; latent, projector, predictor as `small`."""
+        return dataclasses.replace(cls.small(), encoder_type="cnn", name="small_cnn")
+
+    @classmethod
     def from_preset(cls, name: str) -> LeWMConfig:
-        """official | tiny | small | baseline_192d_6e_6p | slim_<latent>d_<enc>e_<pred>p."""
+        """official | tiny | small | small_cnn | baseline_192d_6e_6p | slim_<l>d_<e>e_<p>p."""
         if name == "official":
             return cls.official()
         if name == "tiny":
             return cls.tiny()
         if name == "small":
             return cls.small()
+        if name == "small_cnn":
+            return cls.small_cnn()
         if name == "baseline_192d_6e_6p":
             return cls.baseline_192d_6e_6p()
         m = re.fullmatch(r"slim_(\d+)d_(\d+)e_(\d+)p", name)
         if m:
             return cls.slim(*(int(g) for g in m.groups()))
         raise ValueError(
-            f"unknown LeWM preset {name!r} (official, tiny, small, baseline_192d_6e_6p, "
+            f"unknown LeWM preset {name!r} (official, tiny, small, small_cnn, baseline_192d_6e_6p, "
             "slim_<latent>d_<enc>e_<pred>p)"
         )
 
@@ -258,12 +282,14 @@ FIELDS = {  # config.json fields: type and range (hwgen.checkpoint.Field)
     "image_size": Field(int, 1, 1024),
     "patch_size": Field(int, 1, 1024),
     "channels": Field(int, 1, 16),
-    "encoder_type": Field(str, choices=("vit",)),
+    "encoder_type": Field(str, choices=("vit", "cnn")),
     "encoder_hidden": Field(int, 1, _WIDTH),
     "encoder_layers": Field(int, 1, _DEPTH),
     "encoder_heads": Field(int, 1, _HEADS),
     "encoder_inter": Field(int, 1, _MLP),
     "encoder_ln_eps": Field(float, 1e-30, 1.0),
+    "cnn_channels": Field(int, 1, 1024),
+    "cnn_stages": Field(int, 1, 8),
     "predictor_hidden": Field(int, 1, _WIDTH),
     "predictor_layers": Field(int, 1, _DEPTH),
     "predictor_inner_dim": Field(int, 1, _MLP),
@@ -284,7 +310,7 @@ FIELDS = {  # config.json fields: type and range (hwgen.checkpoint.Field)
 
 
 PRESETS = ("official", "baseline_192d_6e_6p", "slim_192d_4e_4p", "slim_96d_4e_4p",
-           "slim_48d_2e_2p", "small", "tiny")  # fmt: skip
+           "slim_48d_2e_2p", "small", "small_cnn", "tiny")  # fmt: skip
 
 
 # ---- encoder: ViT with HF-ViT tensor names -------------------------------------------------
@@ -393,6 +419,44 @@ class ViTEncoder(nn.Module):
         for layer in self.encoder.layer:
             x = layer(x)
         return self.layernorm(x[:, 0])
+
+
+# ---- encoder: strided conv net (encoder_type "cnn") -----------------------------------------
+
+
+class CNNEncoder(nn.Module):
+    """(B, C, H, W) normalized pixels -> (B, E): `cnn_stages` stride-2 3x3 convs (channels
+    cnn_channels, then twice that), each GroupNorm + GELU, no pooling: the last feature map
+    is flattened, so the Linear to E sees where everything is (positions and the T's pose are
+    spatial facts a global pool would blur), then a LayerNorm as the ViT's output has."""
+
+    def __init__(self, cfg: LeWMConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = cfg.channels
+        for i in range(cfg.cnn_stages):
+            c = cfg.cnn_channels * (1 if i == 0 else 2)
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.GELU()]
+            c_in = c
+        self.convs = nn.Sequential(*layers)
+        side = cfg.image_size // 2**cfg.cnn_stages
+        self.fc = nn.Linear(c_in * side * side, cfg.encoder_hidden)
+        self.layernorm = nn.LayerNorm(cfg.encoder_hidden)
+
+    def reset_convs(self) -> None:
+        """He initialisation for the convs (LeWM's std-0.02 init is for transformer widths)."""
+        for m in self.convs:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layernorm(self.fc(self.convs(x).flatten(1)))
+
+
+def make_encoder(cfg: LeWMConfig) -> nn.Module:
+    """The encoder `cfg.encoder_type` names."""
+    return CNNEncoder(cfg) if cfg.encoder_type == "cnn" else ViTEncoder(cfg)
 
 
 # ---- projector, action encoder -------------------------------------------------------------
@@ -542,7 +606,7 @@ class LeWM(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.encoder = ViTEncoder(cfg)
+        self.encoder = make_encoder(cfg)
         self.projector = Projector(cfg.encoder_hidden, cfg.projector_hidden, cfg.latent_dim)
         self.action_encoder = ActionEncoder(cfg)
         self.predictor = Predictor(cfg)
@@ -555,6 +619,8 @@ class LeWM(nn.Module):
         for block in self.predictor.transformer.layers:
             nn.init.zeros_(block.adaLN_modulation[1].weight)
             nn.init.zeros_(block.adaLN_modulation[1].bias)
+        if isinstance(self.encoder, CNNEncoder):
+            self.encoder.reset_convs()
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, T, C, H, W) normalized pixels -> (B, T, D) latents."""
@@ -694,9 +760,17 @@ def param_table(cfg: LeWMConfig) -> list[tuple[str, int]]:
         return sum(p.numel() for p in m.parameters())
 
     enc = model.encoder
-    rows = [
-        ("encoder.embeddings", count(enc.embeddings)),
-        (f"encoder blocks ({cfg.encoder_layers})", count(enc.encoder)),
+    if isinstance(enc, CNNEncoder):
+        rows = [
+            (f"encoder convs ({cfg.cnn_stages})", count(enc.convs)),
+            ("encoder.fc", count(enc.fc)),
+        ]
+    else:
+        rows = [
+            ("encoder.embeddings", count(enc.embeddings)),
+            (f"encoder blocks ({cfg.encoder_layers})", count(enc.encoder)),
+        ]
+    rows += [
         ("encoder.layernorm", count(enc.layernorm)),
         ("encoder (total)", count(enc)),
         ("projector", count(model.projector)),
@@ -720,9 +794,14 @@ def param_table(cfg: LeWMConfig) -> list[tuple[str, int]]:
 def format_param_table(cfg: LeWMConfig) -> str:
     rows = param_table(cfg)
     width = max(len(r[0]) for r in rows)
+    enc = (
+        f"cnn {cfg.cnn_stages} stages from {cfg.cnn_channels} channels"
+        if cfg.encoder_type == "cnn"
+        else f"patch {cfg.patch_size}, {cfg.encoder_layers} enc"
+    )
     head = (
-        f"LeWM preset {cfg.name}: {cfg.image_size}px patch {cfg.patch_size}, "
-        f"latent {cfg.latent_dim}, {cfg.encoder_layers} enc / {cfg.predictor_layers} pred"
+        f"LeWM preset {cfg.name}: {cfg.image_size}px {enc}, latent {cfg.latent_dim}, "
+        f"{cfg.predictor_layers} pred"
     )
     lines = [head]
     lines += [f"  {name:<{width}}  {n:>12,}" for name, n in rows]

@@ -39,7 +39,14 @@ import torch
 from hwgen.models.lewm import LeWM, load_checkpoint, preprocess_pixels
 from hwgen.models.pusht_data import PushTDataConfig, get_state, load_or_generate, make_env, render
 from hwgen.models.pusht_data import reset_to as reset_env
-from hwgen.models.pusht_protocol import PROTOCOLS, SUCCESS, Protocol, draw_tasks, wilson_interval
+from hwgen.models.pusht_protocol import (
+    PROTOCOLS,
+    SUCCESS,
+    Protocol,
+    angle_error,
+    draw_tasks,
+    wilson_interval,
+)
 
 PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -356,6 +363,74 @@ def cost_agreement(ckpt: str, proto: Protocol, tasks_n: int) -> dict:
     }
 
 
+def _play(env, proto: Protocol, start: np.ndarray, goal: np.ndarray, raw: torch.Tensor) -> dict:
+    """Play raw model-step actions (K, A) open loop from `start`: success at any env step
+    and the final errors (px over agent and block xy; block angle in rad)."""
+    test, step = SUCCESS[proto.success], Stepper(env, proto.clip)
+    reset_env(env, start)
+    hit = False
+    for u in raw.reshape(-1, 2).numpy():
+        step(u)
+        hit = hit or test(get_state(env), goal)
+    end = get_state(env)
+    return {
+        "success": hit,
+        "pos_err": float(np.linalg.norm(end[:4] - goal[:4])),
+        "ang_err": angle_error(end[4], goal[4]),
+    }
+
+
+@torch.no_grad()
+def diagnose(ckpt: str, proto: Protocol) -> dict:
+    """Does the model or the search fail? For each task, the model's cost (squared latent
+    distance to the goal after the rollout, the CEM cost) of three action sequences from the
+    start frame: the expert's recorded actions (which reach the goal in the data; replayed
+    open loop here from rest, they mostly do), the first plan CEM finds, and standing still.
+    Each is also played open loop in the simulator. If CEM's plan is cheaper than the
+    expert's actions and yet misses the goal, the model ranks a wrong plan first: the
+    latent or the predictor fails, not the search."""
+    model, meta = load_checkpoint(ckpt)
+    data, val_eps = _data(meta)
+    states, cfg, off = data["states"], model.config, proto.goal_offset_model_steps
+    planner = LatentCEM(float_predictor(model), meta, cfg, proto, seed=proto.seed)
+    env = make_env(cfg.image_size)
+    rows = []
+    for e, s in draw_tasks(states, val_eps, proto):
+        start, goal = states[e, s].astype(np.float64), states[e, s + off].astype(np.float64)
+        reset_env(env, goal)
+        pol = CEMPolicy(model, planner, proto, render(env))
+        reset_env(env, start)
+        z0 = pol.encode(render(env))[None]
+        plans = {
+            "expert": torch.as_tensor(data["actions"][e, s : s + off].reshape(off, -1)),
+            "cem": planner.plan(z0, torch.zeros(0, cfg.action_dim), pol.z_goal),
+            "still": torch.zeros(off, cfg.action_dim),
+        }
+        row = {"episode": int(e), "row": int(s)}
+        for name, raw in plans.items():
+            z_end = rollout(planner.predict, z0[None], planner.to_z(raw)[None], cfg.history)
+            row[f"{name}_cost"] = float((z_end[0] - pol.z_goal).pow(2).sum())
+            row.update({f"{name}_{k}": v for k, v in _play(env, proto, start, goal, raw).items()})
+        rows.append(row)
+    reach = [r for r in rows if r["expert_success"]]
+    cheaper = [r for r in reach if r["cem_cost"] < r["expert_cost"]]
+    return {
+        "protocol": proto.name,
+        "tasks": len(rows),
+        "expert_replay_successes": len(reach),
+        "cem_plan_successes": sum(r["cem_success"] for r in rows),
+        "of_expert_reaching": {
+            "cem_cheaper": len(cheaper),
+            "cem_cheaper_and_misses": sum(not r["cem_success"] for r in cheaper),
+            "still_cheaper_than_expert": sum(r["still_cost"] < r["expert_cost"] for r in reach),
+        },
+        "median_cost": {
+            k: float(np.median([r[f"{k}_cost"] for r in rows])) for k in ("expert", "cem", "still")
+        },
+        "rows": rows,
+    }
+
+
 def _data(meta: dict) -> tuple[dict, np.ndarray]:
     """The checkpoint's data set (cached) and its held-out episode indices."""
     ds = meta["dataset"]
@@ -455,6 +530,29 @@ def evaluate(
     return record
 
 
+def format_diagnosis(rec: dict) -> str:
+    """The per-task table and the summary of `diagnose`."""
+    lines = ["task  ep/row   cost expert / cem / still   sim: expert, cem (pos px, ang rad)"]
+    for i, r in enumerate(rec["rows"]):
+        lines.append(
+            f"{i:4d}  {r['episode']:3d}/{r['row']:<3d} {r['expert_cost']:8.2f} / "
+            f"{r['cem_cost']:6.2f} / {r['still_cost']:6.2f}   "
+            f"{'hit' if r['expert_success'] else 'miss'}, "
+            f"{'hit' if r['cem_success'] else 'miss'} ({r['cem_pos_err']:.0f}, "
+            f"{r['cem_ang_err']:.2f})"
+        )
+    o, m = rec["of_expert_reaching"], rec["median_cost"]
+    lines.append(
+        f"[protocol {rec['protocol']}] {rec['tasks']} tasks; expert's actions replayed reach "
+        f"the goal in {rec['expert_replay_successes']}, CEM's first plan in "
+        f"{rec['cem_plan_successes']}. Where the expert's actions reach it: CEM's plan is "
+        f"cheaper in {o['cem_cheaper']} (and misses in {o['cem_cheaper_and_misses']}), "
+        f"standing still is cheaper in {o['still_cheaper_than_expert']}. Median cost expert "
+        f"{m['expert']:.2f}, CEM {m['cem']:.2f}, still {m['still']:.2f}"
+    )
+    return "\n".join(lines)
+
+
 def _command(argv: list[str] | None) -> str:
     """The command line that reproduces a run, for the record."""
     return " ".join(["python -m hwgen.models.plan_cem", *(sys.argv[1:] if argv is None else argv)])
@@ -508,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="only compare float and golden candidate costs on N tasks (cheap hardware check)",
     )
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="only compare the model's cost of the expert's recorded actions with CEM's plan "
+        "(no closed-loop episodes): does the model or the search fail?",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from hwgen.errors import HwgenError
@@ -530,6 +634,15 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
             path = Path(args.ckpt) / "config.json"
             cfg = json.loads(path.read_text())
             cfg["golden_cost_agreement"] = {"command": _command(argv), **rec}
+            path.write_text(json.dumps(cfg, indent=2) + "\n")
+        return 0
+    if args.diagnose:
+        rec = diagnose(args.ckpt, proto)
+        print(format_diagnosis(rec))
+        if args.write:
+            path = Path(args.ckpt) / "config.json"
+            cfg = json.loads(path.read_text())
+            cfg["planning_diagnosis"] = {"command": _command(argv), **rec}
             path.write_text(json.dumps(cfg, indent=2) + "\n")
         return 0
     policies = [args.policy] + (["expert", "random"] if args.baselines else [])

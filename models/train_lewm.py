@@ -430,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         "--image-size", type=int, default=None, help="frame size (default: the preset's)"
     )
     ap.add_argument("--patch-size", type=int, default=None, help="patch (default: the preset's)")
+    ap.add_argument(
+        "--encoder", choices=("vit", "cnn"), default=None, help="encoder (default: the preset's)"
+    )
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -444,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg,
         image_size=args.image_size or cfg.image_size,
         patch_size=args.patch_size or cfg.patch_size,
+        encoder_type=args.encoder or cfg.encoder_type,
     )
     try:
         cfg.validate("--image-size/--patch-size")
