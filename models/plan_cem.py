@@ -364,8 +364,8 @@ def cost_agreement(ckpt: str, proto: Protocol, tasks_n: int) -> dict:
 
 
 def _play(env, proto: Protocol, start: np.ndarray, goal: np.ndarray, raw: torch.Tensor) -> dict:
-    """Play raw model-step actions (K, A) open loop from `start`: success at any env step
-    and the final errors (px over agent and block xy; block angle in rad)."""
+    """Play raw model-step actions (K, A) open loop from `start`: success at any env step,
+    the final errors (px over agent and block xy; block angle in rad) and the final frame."""
     test, step = SUCCESS[proto.success], Stepper(env, proto.clip)
     reset_env(env, start)
     hit = False
@@ -377,6 +377,7 @@ def _play(env, proto: Protocol, start: np.ndarray, goal: np.ndarray, raw: torch.
         "success": hit,
         "pos_err": float(np.linalg.norm(end[:4] - goal[:4])),
         "ang_err": angle_error(end[4], goal[4]),
+        "frame": render(env),
     }
 
 
@@ -386,9 +387,12 @@ def diagnose(ckpt: str, proto: Protocol) -> dict:
     distance to the goal after the rollout, the CEM cost) of three action sequences from the
     start frame: the expert's recorded actions (which reach the goal in the data; replayed
     open loop here from rest, they mostly do), the first plan CEM finds, and standing still.
-    Each is also played open loop in the simulator. If CEM's plan is cheaper than the
-    expert's actions and yet misses the goal, the model ranks a wrong plan first: the
-    latent or the predictor fails, not the search."""
+    Each is also played open loop in the simulator, and the frame it ends on is encoded: its
+    distance to the goal latent (`*_end_cost`) is what the predicted cost should have been.
+    If CEM's plan is cheaper than the expert's actions and yet misses the goal, the model
+    ranks a wrong plan first, not the search; then a small predicted but a large true end cost
+    blames the predictor (exploited off the data), a small true end cost the encoder (it
+    does not tell the missed state from the goal)."""
     model, meta = load_checkpoint(ckpt)
     data, val_eps = _data(meta)
     states, cfg, off = data["states"], model.config, proto.goal_offset_model_steps
@@ -410,10 +414,14 @@ def diagnose(ckpt: str, proto: Protocol) -> dict:
         for name, raw in plans.items():
             z_end = rollout(planner.predict, z0[None], planner.to_z(raw)[None], cfg.history)
             row[f"{name}_cost"] = float((z_end[0] - pol.z_goal).pow(2).sum())
-            row.update({f"{name}_{k}": v for k, v in _play(env, proto, start, goal, raw).items()})
+            played = _play(env, proto, start, goal, raw)
+            z_true = pol.encode(played.pop("frame"))
+            row[f"{name}_end_cost"] = float((z_true - pol.z_goal).pow(2).sum())
+            row.update({f"{name}_{k}": v for k, v in played.items()})
         rows.append(row)
     reach = [r for r in rows if r["expert_success"]]
     cheaper = [r for r in reach if r["cem_cost"] < r["expert_cost"]]
+    fooled = [r for r in cheaper if not r["cem_success"]]
     return {
         "protocol": proto.name,
         "tasks": len(rows),
@@ -421,11 +429,18 @@ def diagnose(ckpt: str, proto: Protocol) -> dict:
         "cem_plan_successes": sum(r["cem_success"] for r in rows),
         "of_expert_reaching": {
             "cem_cheaper": len(cheaper),
-            "cem_cheaper_and_misses": sum(not r["cem_success"] for r in cheaper),
+            "cem_cheaper_and_misses": len(fooled),
+            "of_those_true_end_costlier_than_expert": sum(
+                r["cem_end_cost"] > r["expert_end_cost"] for r in fooled
+            ),
             "still_cheaper_than_expert": sum(r["still_cost"] < r["expert_cost"] for r in reach),
         },
         "median_cost": {
             k: float(np.median([r[f"{k}_cost"] for r in rows])) for k in ("expert", "cem", "still")
+        },
+        "median_true_end_cost": {
+            k: float(np.median([r[f"{k}_end_cost"] for r in rows]))
+            for k in ("expert", "cem", "still")
         },
         "rows": rows,
     }
@@ -532,23 +547,30 @@ def evaluate(
 
 def format_diagnosis(rec: dict) -> str:
     """The per-task table and the summary of `diagnose`."""
-    lines = ["task  ep/row   cost expert / cem / still   sim: expert, cem (pos px, ang rad)"]
+    lines = [
+        "task  ep/row   cost expert / cem / still   true end cost expert / cem   "
+        "sim: expert, cem (pos px, ang rad)"
+    ]
     for i, r in enumerate(rec["rows"]):
         lines.append(
             f"{i:4d}  {r['episode']:3d}/{r['row']:<3d} {r['expert_cost']:8.2f} / "
             f"{r['cem_cost']:6.2f} / {r['still_cost']:6.2f}   "
+            f"{r['expert_end_cost']:8.2f} / {r['cem_end_cost']:6.2f}   "
             f"{'hit' if r['expert_success'] else 'miss'}, "
             f"{'hit' if r['cem_success'] else 'miss'} ({r['cem_pos_err']:.0f}, "
             f"{r['cem_ang_err']:.2f})"
         )
-    o, m = rec["of_expert_reaching"], rec["median_cost"]
+    o, m, t = rec["of_expert_reaching"], rec["median_cost"], rec["median_true_end_cost"]
     lines.append(
         f"[protocol {rec['protocol']}] {rec['tasks']} tasks; expert's actions replayed reach "
         f"the goal in {rec['expert_replay_successes']}, CEM's first plan in "
         f"{rec['cem_plan_successes']}. Where the expert's actions reach it: CEM's plan is "
-        f"cheaper in {o['cem_cheaper']} (and misses in {o['cem_cheaper_and_misses']}), "
-        f"standing still is cheaper in {o['still_cheaper_than_expert']}. Median cost expert "
-        f"{m['expert']:.2f}, CEM {m['cem']:.2f}, still {m['still']:.2f}"
+        f"cheaper in {o['cem_cheaper']} (and misses in {o['cem_cheaper_and_misses']}, of "
+        f"which its true end frame is farther from the goal than the expert's in "
+        f"{o['of_those_true_end_costlier_than_expert']}), standing still is cheaper in "
+        f"{o['still_cheaper_than_expert']}. Median predicted cost expert {m['expert']:.2f}, "
+        f"CEM {m['cem']:.2f}, still {m['still']:.2f}; true end cost expert {t['expert']:.2f}, "
+        f"CEM {t['cem']:.2f}, still {t['still']:.2f}"
     )
     return "\n".join(lines)
 

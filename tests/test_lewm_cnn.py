@@ -167,3 +167,4 @@ def test_diagnosis_replays_the_expert_and_scores_three_plans(trained_cnn, monkey
         )
     text = plan_cem.format_diagnosis(rec)
     assert text.count("\n") == 4 and "3 tasks" in text  # header, 3 rows, summary
+    assert all(r["expert_end_cost"] >= 0 and "expert_frame" not in r for r in rec["rows"])
