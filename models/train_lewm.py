@@ -433,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--encoder", choices=("vit", "cnn"), default=None, help="encoder (default: the preset's)"
     )
+    ap.add_argument(
+        "--predictor-layers", type=int, default=None, help="predictor blocks (default: preset's)"
+    )
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -448,9 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         image_size=args.image_size or cfg.image_size,
         patch_size=args.patch_size or cfg.patch_size,
         encoder_type=args.encoder or cfg.encoder_type,
+        predictor_layers=args.predictor_layers or cfg.predictor_layers,
     )
     try:
-        cfg.validate("--image-size/--patch-size")
+        cfg.validate("--image-size/--patch-size/--encoder/--predictor-layers")
     except ValueError as e:
         ap.error(str(e))
     tcfg = TrainConfig(

@@ -168,3 +168,11 @@ def test_diagnosis_replays_the_expert_and_scores_three_plans(trained_cnn, monkey
     text = plan_cem.format_diagnosis(rec)
     assert text.count("\n") == 4 and "3 tasks" in text  # header, 3 rows, summary
     assert all(r["expert_end_cost"] >= 0 and "expert_frame" not in r for r in rec["rows"])
+
+
+def test_train_cli_refuses_a_bad_predictor_depth(capsys):
+    from hwgen.models.train_lewm import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--preset", "small_cnn", "--predictor-layers", "-1"])
+    assert e.value.code == 2 and "predictor_layers" in capsys.readouterr().err
