@@ -56,6 +56,10 @@ class TrainConfig:
     ckpt_every: int = 250
     device: str = "cpu"  # cpu | cuda | auto (cuda when available)
     aux_state: float = 0.0  # weight of the auxiliary state term (AuxStateHead); 0 = pure JEPA
+    mix_policy: str | None = None  # a second data set, mixed into every batch (MixedSampler)
+    mix_episodes: int = 300
+    mix_steps: int = 40
+    mix_frac: float = 0.3  # fraction of each batch's clips drawn from the mix-in set
 
 
 class ClipSampler:
@@ -92,6 +96,32 @@ class ClipSampler:
     def fixed(self, n: int, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng(seed)
         return [self.sample(rng, 64) for _ in range(max(1, n // 64))]
+
+
+class MixedSampler:
+    """Batches with `round(frac * batch)` clips from a mix-in sampler (all of its episodes,
+    e.g. the weak policy's random actions) and the rest from the main one, so the predictor
+    also sees action sequences unlike the expert's: CEM samples N(0, 1) in z-scored action
+    space and exploits a predictor never trained off the expert's actions. Both samplers
+    z-score with the main data's statistics, the ones the checkpoint (and the planner) keep."""
+
+    def __init__(self, main: ClipSampler, mix: ClipSampler, frac: float):
+        if not 0 < frac < 1:
+            raise ValueError(f"mix fraction must be in (0, 1), got {frac}")
+        self.main, self.mix, self.frac = main, mix, frac
+
+    def _draw(self, rng: np.random.Generator, batch: int, draw: str) -> tuple[torch.Tensor, ...]:
+        k = int(round(self.frac * batch))
+        parts = [getattr(self.main, draw)(rng, batch - k), getattr(self.mix, draw)(rng, k)]
+        return tuple(torch.cat(x) for x in zip(*parts, strict=True))
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._draw(rng, batch, "sample")
+
+    def sample_with_states(
+        self, rng: np.random.Generator, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self._draw(rng, batch, "sample_with_states")
 
 
 class AuxStateHead(torch.nn.Module):
@@ -276,8 +306,10 @@ def train(
     progress: bool = True,
     data: dict | None = None,
     model_cfg: LeWMConfig | None = None,
+    mix_data: dict | None = None,
 ) -> tuple[LeWM, dict]:
-    """Train and (if `out`) write the checkpoint. Returns the model and config.json's dict."""
+    """Train and (if `out`) write the checkpoint. Returns the model and config.json's dict.
+    With `tcfg.mix_policy`, `mix_data` (default: loaded or generated) is mixed into training."""
     t_start = time.time()
     torch.manual_seed(tcfg.seed)
     cfg = model_cfg or LeWMConfig.from_preset(tcfg.preset)
@@ -293,6 +325,16 @@ def train(
     train_ep, val_ep = np.arange(n_ep - n_val), np.arange(n_ep - n_val, n_ep)
     act_mean, act_std = action_stats(data["actions"][train_ep])
     train_s = ClipSampler(data, train_ep, cfg.history, act_mean, act_std)
+    mix_cfg = None
+    if tcfg.mix_policy:
+        mix_cfg = dataclasses.replace(
+            dcfg, policy=tcfg.mix_policy, episodes=tcfg.mix_episodes, steps=tcfg.mix_steps
+        )
+        mix_data = mix_data if mix_data is not None else load_or_generate(mix_cfg)
+        mix_s = ClipSampler(
+            mix_data, np.arange(len(mix_data["frames"])), cfg.history, act_mean, act_std
+        )
+        train_s = MixedSampler(train_s, mix_s, tcfg.mix_frac)
     val_batches = ClipSampler(data, val_ep, cfg.history, act_mean, act_std).fixed(512)
 
     dev = pick_device(tcfg.device)
@@ -368,6 +410,7 @@ def train(
             "train_episodes": int(len(train_ep)),
             "val_episodes": int(len(val_ep)),
             "block_moves_fraction": float(block_moved(data["states"]).mean()),
+            **({"mix": dataclasses.asdict(mix_cfg)} if mix_cfg else {}),
         },
         "training": {
             **dataclasses.asdict(tcfg),
@@ -436,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--predictor-layers", type=int, default=None, help="predictor blocks (default: preset's)"
     )
+    ap.add_argument(
+        "--mix-policy",
+        choices=("weak", "expert"),
+        default=None,
+        help="mix this policy's data into every batch (action coverage for the planner)",
+    )
+    ap.add_argument("--mix-episodes", type=int, default=t.mix_episodes)
+    ap.add_argument("--mix-steps", type=int, default=t.mix_steps)
+    ap.add_argument("--mix-frac", type=float, default=t.mix_frac, help="share of each batch")
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -446,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, sigreg_lambda=args.sigreg_lambda)
     if not args.aux_state >= 0:
         ap.error(f"--aux-state must be >= 0, got {args.aux_state}")
+    if args.mix_policy and not 0 < args.mix_frac < 1:
+        ap.error(f"--mix-frac must be in (0, 1), got {args.mix_frac}")
     cfg = dataclasses.replace(
         cfg,
         image_size=args.image_size or cfg.image_size,
@@ -466,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         aux_state=args.aux_state,
+        mix_policy=args.mix_policy,
+        mix_episodes=args.mix_episodes,
+        mix_steps=args.mix_steps,
+        mix_frac=args.mix_frac,
     )
     dcfg = PushTDataConfig(
         episodes=args.episodes,
