@@ -108,6 +108,8 @@ MODULES: dict[str, Module] = {
     "encoding": Module(
         "hwgen/folded/encoding.py",
         (
+            "tests/test_encoding_fields.py",
+            "tests/test_stream_mixed_lanes.py",
             "tests/test_folded_engine.py",
             "tests/test_mut_engine.py",
             "tests/test_engine_units.py",
