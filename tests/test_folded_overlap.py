@@ -12,6 +12,8 @@ a negative control runs a schedule without the read-after-write rule and sees wr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +25,7 @@ from hwgen.folded.cycles import (
     Schedule,
     accesses,
     engine_cycles,
+    instr_cycles,
     instr_timing,
     schedule,
 )
@@ -251,3 +254,98 @@ def test_overlap_shortens_the_run():
     prog = _dependent_program()
     serial = 1 + sum(2 + i + d for i, d in instr_timing(prog, 3))
     assert engine_cycles(prog, 3) < serial - 2 * (len(prog.instrs) - 1)
+
+
+def _schedule_from(prog: FoldedProgram, lanes: int, start: list[int]) -> Schedule:
+    """The Schedule with these first issue cycles, its post and done derived from them."""
+    acc = accesses(prog, lanes)
+    ends = [s + off for s, a in zip(start, acc, strict=True) for _, off in a.writes]
+    ends += [s + a.bit_write for s, a in zip(start, acc, strict=True) if a.bit_write >= 0]
+    done = max(ends) + 1
+    nxt = start[1:] + [done]
+    post = [n - s - a.issue for n, s, a in zip(nxt, start, acc, strict=True)]
+    return Schedule(start, [a.issue for a in acc], post, done)
+
+
+def _tightness_breaks(prog: FoldedProgram, lanes: int) -> int:
+    """Checks that every wait in the schedule is needed: where an instruction starts later
+    than right after its predecessor's issue, starting it one cycle earlier (the program cut
+    after it, so nothing later can be blamed) breaks a rule of the independent checker.
+    Returns how many waits it checked."""
+    sch = schedule(prog, lanes)
+    checked = 0
+    for k in range(1, len(prog.instrs)):
+        if sch.start[k] == sch.start[k - 1] + sch.issue[k - 1]:
+            continue
+        prefix = FoldedProgram(**{**prog.__dict__, "instrs": prog.instrs[: k + 1]})
+        earlier = _schedule_from(prefix, lanes, sch.start[:k] + [sch.start[k] - 1])
+        assert hazards(prefix, lanes, earlier), f"instr {k} waits for nothing"
+        checked += 1
+    return checked
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), lanes=st.integers(1, 16), n_instr=st.integers(2, 16))
+def test_every_wait_in_the_schedule_is_needed(seed: int, lanes: int, n_instr: int):
+    """The schedule is as early as the rules allow (a stricter rule costs cycles silently:
+    the RTL follows the schedule, so simulation alone cannot see it)."""
+    prog = random_program(np.random.default_rng(seed), n_instr=n_instr)
+    _tightness_breaks(prog, lanes)
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 8])
+def test_the_dependent_programs_waits_are_needed(lanes: int):
+    assert _tightness_breaks(_dependent_program(), lanes) >= 3
+    rng = np.random.default_rng(lanes)
+    _tightness_breaks(leworld_ops_program(rng, 64), lanes)
+
+
+@pytest.mark.parametrize("lanes", [1, 4, 13])
+def test_instr_cycles_add_up_to_the_run(lanes: int):
+    """The per-instruction profile (plan tables, the stream model) sums to engine_cycles:
+    1 (start) + fetch and decode + each instruction's issue and post."""
+    for prog in (_dependent_program(), random_program(np.random.default_rng(lanes), 12)):
+        per = instr_cycles(prog, lanes)
+        sch = schedule(prog, lanes)
+        assert 1 + sum(per) == engine_cycles(prog, lanes)
+        assert per[0] == FETCH_CYCLES + sch.issue[0] + sch.post[0]
+        assert per[1:] == [i + p for i, p in zip(sch.issue[1:], sch.post[1:], strict=True)]
+
+
+def test_the_predictors_waits_are_needed():
+    """On the real, scratch-packed lewm_tiny program, where words are written again and
+    read again (write after write, write after read), every wait of its first 160
+    instructions is needed."""
+    from hwgen.folded.compact import streamlined
+    from hwgen.folded.lewm_lower import compile_predictor, predictor_weights
+    from hwgen.models.lewm import load_checkpoint
+
+    model, _ = load_checkpoint(Path(__file__).parents[1] / "models/checkpoints/lewm_tiny")
+    prog = streamlined(compile_predictor(predictor_weights(model), 10))  # its format
+    head = FoldedProgram(**{**prog.__dict__, "instrs": prog.instrs[:160]})
+    assert _tightness_breaks(head, 8) >= 20
+
+
+def _overwrite_program() -> FoldedProgram:
+    """A LIN's last row overwritten at once by a short ADD: the ADD's write lands 9 cycles
+    after its issue, the LIN's rows only after its drain, so write-after-write must hold
+    the ADD back (compiled programs never do this: prune drops the dead row first)."""
+    rng = np.random.default_rng(7)
+    base = random_program(rng, n_instr=1, ops=(Op.ADD,))
+    lin = random_linear(rng, 9, base.word_bits)
+    x, top = base.inputs["x"][0], base.depth
+    o = lin.linear.out_features
+    instrs = list(base.instrs) + [
+        Instr(Op.LIN, top, x, n=9, arg=0),
+        Instr(Op.ADD, top + o - 1, x, x + 1, n=1),
+    ]
+    return FoldedProgram(**{**base.__dict__, "instrs": instrs, "linears": [lin],
+                            "depth": top + o, "outputs": {"y": (top, o)}})  # fmt: skip
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_write_after_write_holds_a_fast_writer_back(lanes: int):
+    prog = _overwrite_program()
+    assert hazards(prog, lanes, schedule(prog, lanes)) == []
+    assert _tightness_breaks(prog, lanes) == 1
+    check_program(prog, lanes, random_inputs(np.random.default_rng(lanes), prog, 2))
