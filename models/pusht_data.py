@@ -57,10 +57,12 @@ class PushTDataConfig:
     seed: int = 0
     random_prob: float = 0.3
     aim_noise_px: float = 40.0
-    policy: str = "weak"  # weak | expert (models/pusht_expert.py, random goal poses)
+    policy: str = "weak"  # weak | expert (models/pusht_expert.py, random goal poses) | gauss
     expert_noise: float = 0.1  # action noise std of the expert (relative units)
+    gauss_std: float = 0.4  # gauss: every substep's action ~ N(0, gauss_std), independently
 
 
+POLICIES = ("weak", "expert", "gauss")
 FIELDS = {  # config.json dataset fields: type and range (hwgen.checkpoint.Field)
     "episodes": Field(int, 1, 100_000),
     "steps": Field(int, 1, 10_000),
@@ -69,8 +71,9 @@ FIELDS = {  # config.json dataset fields: type and range (hwgen.checkpoint.Field
     "seed": Field(int, 0, (1 << 63) - 1),
     "random_prob": Field(float, 0.0, 1.0),
     "aim_noise_px": Field(float, 0.0, TABLE),
-    "policy": Field(str, choices=("weak", "expert")),
+    "policy": Field(str, choices=POLICIES),
     "expert_noise": Field(float, 0.0, 1.0),
+    "gauss_std": Field(float, 0.0, 1.0),
 }
 
 
@@ -153,6 +156,16 @@ def random_goal(rng: np.random.Generator) -> np.ndarray:
     return np.array([0.0, 0.0, *rng.uniform(140, 372, size=2), rng.uniform(-np.pi, np.pi)])
 
 
+def gauss_policy_step(env, rng: np.random.Generator, cfg: PushTDataConfig) -> np.ndarray:
+    """One model step of independent N(0, gauss_std) substep actions: the distribution CEM
+    starts from (N(0, 1) in z-scored action space; the expert data's action std is about
+    0.41 per substep), so a predictor trained on it has seen the sequences CEM proposes."""
+    out = np.empty((cfg.frame_skip, 2), dtype=np.float32)
+    for k in range(cfg.frame_skip):
+        out[k] = step_relative(env, rng.normal(0.0, cfg.gauss_std, size=2))
+    return out
+
+
 def episode_player(env, rng: np.random.Generator, cfg: PushTDataConfig) -> Callable[[], np.ndarray]:
     """Plays one model step of the episode's policy per call; returns its actions (frame_skip, 2).
 
@@ -160,6 +173,8 @@ def episode_player(env, rng: np.random.Generator, cfg: PushTDataConfig) -> Calla
     stream it was before the expert existed (440577e), the data lewm_tiny was trained on."""
     if cfg.policy == "weak":
         return lambda: weak_policy_step(env, rng, cfg)
+    if cfg.policy == "gauss":
+        return lambda: gauss_policy_step(env, rng, cfg)
     from hwgen.models.pusht_expert import ExpertConfig, PushTExpert
 
     expert = PushTExpert(ExpertConfig(noise=cfg.expert_noise), rng)
@@ -269,7 +284,8 @@ def cache_path(cfg: PushTDataConfig, cache_dir: str | Path = "build") -> Path:
     episode RNG; files of that name made since 440577e hold shifted episodes, so they are no
     longer read. The expert's episodes did not change."""
     size = f"{cfg.render_size}px_{cfg.episodes}x{cfg.steps}_seed{cfg.seed}"
-    return Path(cache_dir) / f"pusht_{cfg.policy}_{size}.npz"
+    policy = f"gauss{cfg.gauss_std:g}" if cfg.policy == "gauss" else cfg.policy
+    return Path(cache_dir) / f"pusht_{policy}_{size}.npz"
 
 
 def action_stats(actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=d.steps)
     ap.add_argument("--size", type=int, default=d.render_size)
     ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--policy", default=d.policy, choices=("weak", "expert"))
+    ap.add_argument("--policy", default=d.policy, choices=POLICIES)
     ap.add_argument("--out", default=None, help="npz path (default build/pusht_<...>.npz)")
     args = ap.parse_args(argv)
     cfg = PushTDataConfig(

@@ -36,7 +36,13 @@ from hwgen.models.lewm import (
     preprocess_pixels,
     save_checkpoint,
 )
-from hwgen.models.pusht_data import PushTDataConfig, action_stats, block_moved, load_or_generate
+from hwgen.models.pusht_data import (
+    POLICIES,
+    PushTDataConfig,
+    action_stats,
+    block_moved,
+    load_or_generate,
+)
 from hwgen.models.schedule import lr_at
 from hwgen.models.sigreg import sigreg
 
@@ -452,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=d.episodes)
     ap.add_argument("--steps", type=int, default=d.steps)
     ap.add_argument("--data-seed", type=int, default=d.seed)
-    ap.add_argument("--policy", default=d.policy, choices=("weak", "expert"), help="data policy")
+    ap.add_argument("--policy", default=d.policy, choices=POLICIES, help="data policy")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=t.device, choices=("cpu", "cuda", "auto"))
     ap.add_argument("--resume", action="store_true")
@@ -481,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--mix-policy",
-        choices=("weak", "expert"),
+        choices=POLICIES,
         default=None,
         help="mix this policy's data into every batch (action coverage for the planner)",
     )

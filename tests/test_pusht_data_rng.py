@@ -75,3 +75,19 @@ def test_weak_cache_name_skips_the_files_of_the_shifted_episodes(tmp_path):
     assert cache_path(cfg, tmp_path).name == "pusht_weak_64px_300x40_seed0.npz"
     expert = dataclasses.replace(cfg, policy="expert", episodes=1000, steps=50, render_size=96)
     assert cache_path(expert, tmp_path).name == "pusht_expert_96px_1000x50_seed0.npz"
+
+
+def test_gauss_episodes_are_independent_normal_substeps_from_the_reset_seed():
+    """The `gauss` policy (CEM's starting distribution): after the reset seed, each substep's
+    action is N(0, gauss_std) (clipped to the action range by the env step), and its cache
+    name carries the std."""
+    cfg = dataclasses.replace(WEAK, policy="gauss", episodes=1, steps=40, gauss_std=0.3)
+    acts = generate(cfg, progress=False)["actions"][0].reshape(-1, 2)
+    rng = np.random.default_rng([cfg.seed, 0])
+    rng.integers(2**31)  # the reset seed
+    want = np.clip(rng.normal(0.0, 0.3, size=(len(acts), 2)), -1, 1)
+    # step_relative reports the move the env really made (the table edge clips it)
+    inside = np.all(np.abs(acts - want) < 1e-5, axis=1)
+    assert inside.mean() > 0.9
+    assert 0.25 < acts.std() < 0.35
+    assert cache_path(cfg).name == "pusht_gauss0.3_32px_1x40_seed0.npz"
