@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.results import write_results
 from hwgen.errors import InputError
 from hwgen.folded.compact import streamlined
 from hwgen.folded.engine import engine_cycles, instr_cycles, plan_engine
@@ -56,8 +56,6 @@ from hwgen.stream.model import (
     ramb36_tiles,
 )
 
-HERE = Path(__file__).parent
-OUT = HERE / "out"
 CHECKPOINT = Path("models/checkpoints/lewm_tiny")
 BOARDS = ("arty-a7-35", "arty-a7-100")
 PLAN_PREDICTIONS = 300 * 30 * 5
@@ -233,10 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also simulate the encoder's engine on N frames (Verilator)")  # fmt: skip
     a = ap.parse_args(argv)
     res = run(a.calib_episodes, a.test_episodes, a.steps, a.verilator)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "lewm_encoder_hw.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    (HERE / "LEWM_ENCODER_HW.md").write_text(markdown(res))
-    print(markdown(res))
+    write_results("lewm_encoder_hw", res, markdown(res))
     return 0
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.machine import cpu_model
+from benchmarks.results import write_results
 from hwgen.errors import InputError
 from hwgen.folded.compact import streamlined
 from hwgen.folded.lewm_lower import compile_predictor, predictor_weights
@@ -41,8 +42,6 @@ from hwgen.folded.machine import execute, outputs
 from hwgen.models.lewm import LeWM, LeWMConfig, load_checkpoint
 from hwgen.stream.model import choose
 
-HERE = Path(__file__).parent
-OUT = HERE / "out"
 CHECKPOINT = Path("models/checkpoints/lewm_tiny")
 BATCHES = (1, 16, 64, 256, 1024, 4096)
 CEM = (300, 30, 5)  # candidates, iterations, horizon
@@ -285,10 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     res = run(a.design)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "lewm_hw.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    (HERE / "LEWM_HW.md").write_text(markdown(res))
-    print(markdown(res))
+    write_results("lewm_hw", res, markdown(res))
     return 0
 
 

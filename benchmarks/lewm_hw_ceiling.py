@@ -19,11 +19,11 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from benchmarks.lewm_hw import CEM, CHECKPOINT, FRAC_BITS, larger_preset
+from benchmarks.results import HERE, OUT, write_results
 from hwgen.board_registry import DEFAULT_MARGIN, get_board
 from hwgen.folded.compact import streamlined
 from hwgen.folded.engine import engine_cycles, plan_engine
@@ -34,8 +34,6 @@ from hwgen.quant.q4 import BLOCK
 from hwgen.stream import ceiling as cl
 from hwgen.stream.model import CLOCK_HZ, LANE_CHOICES, Calibration
 
-HERE = Path(__file__).parent
-OUT = HERE / "out"
 CPU_JSON = OUT / "lewm_hw.json"
 BOARDS = ("arty-a7-35", "arty-a7-100")
 TARGET = 100_000.0  # predictions/s on the 35T (issue 16)
@@ -540,11 +538,7 @@ def markdown(r: dict) -> str:
 
 def main() -> int:
     res = run()
-    OUT.mkdir(exist_ok=True)
-    (OUT / "lewm_hw_ceiling.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    text = markdown(res)
-    (HERE / "LEWM_HW_CEILING.md").write_text(text)
-    print(text)
+    write_results("lewm_hw_ceiling", res, markdown(res))
     return 0
 
 

@@ -585,6 +585,14 @@ def _norm(meta: dict) -> dict:
     return {"mean": n["action_mean"], "std": n["action_std"]}
 
 
+def set_record(ckpt: str, key: str, record: dict) -> None:
+    """Store a record under `key` in the checkpoint's config.json (replacing an older one)."""
+    path = Path(ckpt) / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg[key] = record
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
 def append_planning(ckpt: str, record: dict) -> None:
     """Append a run to config.json's `planning` list (created if absent)."""
     path = Path(ckpt) / "config.json"
@@ -653,19 +661,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         rec = {"protocol": proto.name, **cost_agreement(args.ckpt, proto, args.agreement)}
         print(json.dumps(rec))
         if args.write:
-            path = Path(args.ckpt) / "config.json"
-            cfg = json.loads(path.read_text())
-            cfg["golden_cost_agreement"] = {"command": _command(argv), **rec}
-            path.write_text(json.dumps(cfg, indent=2) + "\n")
+            set_record(args.ckpt, "golden_cost_agreement", {"command": _command(argv), **rec})
         return 0
     if args.diagnose:
         rec = diagnose(args.ckpt, proto)
         print(format_diagnosis(rec))
         if args.write:
-            path = Path(args.ckpt) / "config.json"
-            cfg = json.loads(path.read_text())
-            cfg["planning_diagnosis"] = {"command": _command(argv), **rec}
-            path.write_text(json.dumps(cfg, indent=2) + "\n")
+            set_record(args.ckpt, "planning_diagnosis", {"command": _command(argv), **rec})
         return 0
     policies = [args.policy] + (["expert", "random"] if args.baselines else [])
     for pol in policies:
