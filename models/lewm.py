@@ -660,12 +660,16 @@ class LeWM(nn.Module):
         actions between the observed frames, then K actions to imagine. Returns (B, K, D), the
         predicted latent after each of the K actions. The predictor sees at most `history`
         frames (the oldest drop out of the window)."""
+        return self.imagine(z_hist, self.encode_actions(actions))
+
+    def imagine(self, z_hist: torch.Tensor, act_emb: torch.Tensor) -> torch.Tensor:
+        """`rollout` on action embeddings, with gradients: what the rollout training loss
+        (train_lewm --rollout-steps) differentiates through."""
         h, n = self.config.history, z_hist.shape[1]
-        if actions.shape[1] < n:
+        if act_emb.shape[1] < n:
             raise ValueError(f"need at least {n} actions for {n} history frames")
-        act_emb = self.encode_actions(actions)
         zs, out = list(z_hist.unbind(1)), []
-        for k in range(actions.shape[1] - (n - 1)):
+        for k in range(act_emb.shape[1] - (n - 1)):
             last = n + k  # frames known so far; the action after frame last-1 is act_emb[last-1]
             lo = max(0, last - h)
             z_next = self.predict(torch.stack(zs[lo:last], 1), act_emb[:, lo:last])[:, -1]

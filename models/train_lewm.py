@@ -66,22 +66,35 @@ class TrainConfig:
     mix_episodes: int = 300
     mix_steps: int = 40
     mix_frac: float = 0.3  # fraction of each batch's clips drawn from the mix-in set
+    rollout_steps: int = 0  # K > 0: also train K-step open-loop rollouts from 1 frame
+    rollout_weight: float = 1.0  # weight of the rollout term (rollout_loss)
 
 
 class ClipSampler:
-    """Random (history+1)-frame clips from a subset of episodes, as model-ready tensors."""
+    """Random clips of `length` frames (default history + 1) from a subset of episodes, with
+    the length - 1 actions between them, as model-ready tensors."""
 
-    def __init__(self, data: dict, episodes: np.ndarray, history: int, act_mean, act_std):
+    def __init__(
+        self,
+        data: dict,
+        episodes: np.ndarray,
+        history: int,
+        act_mean,
+        act_std,
+        length: int | None = None,
+    ):
         self.frames = data["frames"][episodes]  # uint8 (E, T+1, S, S, 3)
         e, t = data["actions"].shape[:2]
         acts = data["actions"][episodes].reshape(len(episodes), t, -1)
         self.actions = ((acts - act_mean) / act_std).astype(np.float32)
         self.states = data["states"][episodes]  # (E, T+1, 5), for the auxiliary state term
-        self.history = history
-        self.n_starts = t + 1 - (history + 1) + 1  # start indices per episode
+        self.length = length or history + 1
+        self.n_starts = t + 1 - self.length + 1  # start indices per episode
+        if self.n_starts < 1:
+            raise ValueError(f"episodes of {t + 1} frames hold no clip of {self.length} frames")
 
     def clips(self, ep: np.ndarray, start: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = start[:, None] + np.arange(self.history + 1)
+        idx = start[:, None] + np.arange(self.length)
         pixels = preprocess_pixels(self.frames[ep[:, None], idx])  # (B, h+1, 3, S, S)
         actions = torch.from_numpy(self.actions[ep[:, None], idx[:, :-1]])  # (B, h, A)
         return pixels, actions
@@ -93,10 +106,10 @@ class ClipSampler:
     def sample_with_states(
         self, rng: np.random.Generator, batch: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`sample` plus the true states (B, h+1, 5) of the clip's frames (same draws)."""
+        """`sample` plus the true states (B, length, 5) of the clip's frames (same draws)."""
         ep = rng.integers(0, len(self.frames), size=batch)
         start = rng.integers(0, self.n_starts, size=batch)
-        idx = start[:, None] + np.arange(self.history + 1)
+        idx = start[:, None] + np.arange(self.length)
         return *self.clips(ep, start), torch.from_numpy(self.states[ep[:, None], idx])
 
     def fixed(self, n: int, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -171,6 +184,27 @@ def make_optimizer(model: LeWM, tcfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def rollout_loss(
+    model: LeWM, pixels: torch.Tensor, actions: torch.Tensor, steps: int
+) -> dict[str, torch.Tensor]:
+    """The teacher-forced JEPA step on the clip's first history + 1 frames (as `LeWM.forward`)
+    plus `res["rollout"]`: the MSE of a `steps`-step open-loop rollout from the first frame
+    alone against the encoded frames, the way the planner uses the predictor (1 observed
+    frame, windows of 1, 2, 3, 3, ... frames). The planner's cost is the error the
+    teacher-forced loss never sees: a 5-step rollout misjudged the expert's own actions by ~10
+    in squared latent distance, and CEM exploited that (models/README.md, diagnosis). Its
+    targets are detached: the term trains the predictor (and the latents it starts from),
+    while the encoder's targets stay shaped by the JEPA loss and SIGReg."""
+    h = model.config.history
+    z = model.encode(pixels)
+    emb = model.encode_actions(actions)
+    pred = model.predict(z[:, :h], emb[:, :h])
+    res = {"z": z, "pred": pred, **model.loss(z[:, : h + 1], pred)}
+    imagined = model.imagine(z[:, :1], emb[:, :steps])
+    res["rollout"] = (imagined - z[:, 1 : steps + 1].detach()).pow(2).mean()
+    return res
+
+
 def train_step(
     model: LeWM,
     opt: torch.optim.Optimizer,
@@ -179,14 +213,20 @@ def train_step(
     lr: float,
     clip: float,
     aux: tuple[AuxStateHead, torch.Tensor, float] | None = None,
+    rollout: tuple[int, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimizer step on a batch of clips; a function of its own so that
     benchmarks/lewm_perf.py times exactly the step that training runs. `aux` = (head, the
-    clip's true states, weight) adds the auxiliary state term (res["aux_state"])."""
+    clip's true states, weight) adds the auxiliary state term (res["aux_state"]); `rollout` =
+    (steps, weight) the rollout term (res["rollout"]) on clips of at least steps + 1 frames."""
     for g in opt.param_groups:
         g["lr"] = lr
-    res = model(pixels, actions)
-    loss = res["loss"]
+    if rollout is None:
+        res = model(pixels, actions)
+        loss = res["loss"]
+    else:
+        res = rollout_loss(model, pixels, actions, rollout[0])
+        loss = res["loss"] + rollout[1] * res["rollout"]
     params = list(model.parameters())
     if aux is not None:
         head, states, weight = aux
@@ -215,9 +255,10 @@ def recalibrate_batchnorm(model: LeWM, sampler: ClipSampler, batches: int = 20, 
     model.train()
     rng = np.random.default_rng(seed)
     dev = next(model.parameters()).device
-    for _ in range(batches):
+    h = model.config.history
+    for _ in range(batches):  # the (history + 1)-frame windows the model is evaluated on
         pixels, actions = sampler.sample(rng, 64)
-        model(pixels.to(dev), actions.to(dev))
+        model(pixels[:, : h + 1].to(dev), actions[:, :h].to(dev))
     for bn, m in zip(bns, saved, strict=True):
         bn.momentum = m
     model.train(was)
@@ -330,7 +371,8 @@ def train(
     n_val = max(1, int(round(n_ep * tcfg.val_frac)))
     train_ep, val_ep = np.arange(n_ep - n_val), np.arange(n_ep - n_val, n_ep)
     act_mean, act_std = action_stats(data["actions"][train_ep])
-    train_s = ClipSampler(data, train_ep, cfg.history, act_mean, act_std)
+    clip_len = max(cfg.history, tcfg.rollout_steps) + 1
+    train_s = ClipSampler(data, train_ep, cfg.history, act_mean, act_std, clip_len)
     mix_cfg = None
     if tcfg.mix_policy:
         mix_cfg = dataclasses.replace(
@@ -338,7 +380,7 @@ def train(
         )
         mix_data = mix_data if mix_data is not None else load_or_generate(mix_cfg)
         mix_s = ClipSampler(
-            mix_data, np.arange(len(mix_data["frames"])), cfg.history, act_mean, act_std
+            mix_data, np.arange(len(mix_data["frames"])), cfg.history, act_mean, act_std, clip_len
         )
         train_s = MixedSampler(train_s, mix_s, tcfg.mix_frac)
     val_batches = ClipSampler(data, val_ep, cfg.history, act_mean, act_std).fixed(512)
@@ -374,7 +416,10 @@ def train(
         else:
             pixels, actions, states = train_s.sample_with_states(rng, tcfg.batch)
             aux = (head, states, tcfg.aux_state)
-        res, gnorm = train_step(model, opt, pixels.to(dev), actions.to(dev), lr, tcfg.clip, aux)
+        roll = (tcfg.rollout_steps, tcfg.rollout_weight) if tcfg.rollout_steps else None
+        res, gnorm = train_step(
+            model, opt, pixels.to(dev), actions.to(dev), lr, tcfg.clip, aux, roll
+        )
         step += 1
         if step % 10 == 0 or step == 1:
             row = {
@@ -386,6 +431,8 @@ def train(
             }
             if head is not None:
                 row["aux_state"] = float(res["aux_state"])
+            if "rollout" in res:
+                row["rollout"] = float(res["rollout"])
             log.append(row)
         if step % tcfg.eval_every == 0 or step == tcfg.iters:
             recalibrate_batchnorm(model, train_s)
@@ -431,10 +478,11 @@ def train(
             "device": str(dev),
         },
     }
-    aux_log = [r["aux_state"] for r in log if "aux_state" in r]
-    if aux_log:
-        meta["training"]["first_train_aux_state"] = aux_log[0]
-        meta["training"]["final_train_aux_state"] = aux_log[-1]
+    for term in ("aux_state", "rollout"):
+        term_log = [r[term] for r in log if term in r]
+        if term_log:
+            meta["training"][f"first_train_{term}"] = term_log[0]
+            meta["training"][f"final_train_{term}"] = term_log[-1]
     if out is not None:
         save_checkpoint(model, out, meta)
     if plot is not None:
@@ -494,6 +542,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix-episodes", type=int, default=t.mix_episodes)
     ap.add_argument("--mix-steps", type=int, default=t.mix_steps)
     ap.add_argument("--mix-frac", type=float, default=t.mix_frac, help="share of each batch")
+    ap.add_argument(
+        "--rollout-steps",
+        type=int,
+        default=t.rollout_steps,
+        help="also train K-step open-loop rollouts from one frame, as the planner runs them "
+        "(0 = teacher forcing only, the default)",
+    )
+    ap.add_argument("--rollout-weight", type=float, default=t.rollout_weight)
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -506,6 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--aux-state must be >= 0, got {args.aux_state}")
     if args.mix_policy and not 0 < args.mix_frac < 1:
         ap.error(f"--mix-frac must be in (0, 1), got {args.mix_frac}")
+    if args.rollout_steps < 0 or not args.rollout_weight >= 0:
+        ap.error(
+            f"--rollout-steps and --rollout-weight must be >= 0, got {args.rollout_steps} "
+            f"and {args.rollout_weight}"
+        )
     cfg = dataclasses.replace(
         cfg,
         image_size=args.image_size or cfg.image_size,
@@ -530,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         mix_episodes=args.mix_episodes,
         mix_steps=args.mix_steps,
         mix_frac=args.mix_frac,
+        rollout_steps=args.rollout_steps,
+        rollout_weight=args.rollout_weight,
     )
     dcfg = PushTDataConfig(
         episodes=args.episodes,
