@@ -107,14 +107,17 @@ class LatentCEM:
         return self.to_z(cand) if self.proto.raw_space else cand
 
     @torch.no_grad()
-    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor):
-        """z_hist (n, D) observed latents, a_hist (n-1, A) z-scored actions between them,
-        z_goal (D). Returns the planned raw actions (horizon, A)."""
+    def search(
+        self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CEM iterations: the final mean (horizon, a) and the last iteration's elites
+        (top, horizon, a), cheapest first, both in the search space."""
         p = self.proto
         mean = torch.zeros(p.horizon, 2 if p.hold else self.adim)
         std = torch.full_like(mean, p.init_std)
         zh = z_hist[None].expand(p.samples, -1, -1)
         ah = a_hist[None].expand(p.samples, -1, -1)
+        elite = mean[None]
         for _ in range(p.iters):
             cand = self._sample(mean, std)
             acts = torch.cat([ah, self._model_actions(cand)], 1)
@@ -122,9 +125,23 @@ class LatentCEM:
             cost = (z_end - z_goal).pow(2).sum(-1)
             elite = cand[cost.topk(p.top, largest=False).indices]
             mean, std = elite.mean(0), elite.std(0).clamp_min(p.min_std)
-        if p.clip:
-            mean = mean.clamp(-1, 1) if p.raw_space else self.to_z(self.to_raw(mean).clamp(-1, 1))
-        return self.to_raw(self._model_actions(mean))
+        return mean, elite
+
+    def to_plan(self, cand: torch.Tensor) -> torch.Tensor:
+        """Search-space actions -> raw model-step actions (horizon, A), clipped as the
+        protocol says."""
+        if self.proto.clip:
+            cand = (
+                cand.clamp(-1, 1)
+                if self.proto.raw_space
+                else self.to_z(self.to_raw(cand).clamp(-1, 1))
+            )
+        return self.to_raw(self._model_actions(cand))
+
+    def plan(self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor):
+        """z_hist (n, D) observed latents, a_hist (n-1, A) z-scored actions between them,
+        z_goal (D). Returns the planned raw actions (horizon, A)."""
+        return self.to_plan(self.search(z_hist, a_hist, z_goal)[0])
 
 
 class Stepper:

@@ -8,7 +8,9 @@ them, drawn uniformly from the training episodes; the last `--val-frac` of the e
 held out. Loss = MSE(pred, next latents) + lambda * SIGReg(latents) (models/lewm.py), AdamW
 with linear warmup and cosine decay to 0, gradient clipping at 1.0. Pixels get ImageNet
 normalization and actions are z-scored with the training set's statistics, which go to
-config.json["normalization"] for the host.
+config.json["normalization"] for the host. `--rollout-steps K` draws clips of K + 1 frames and
+adds the error of a K-step open-loop rollout from the first frame (`rollout_loss`), the way
+the planner runs the predictor.
 
 Resume: every `--ckpt-every` steps the model, the optimizer moments and the step go to
 `build/<out folder name>_train_state/` (safetensors + json, no pickle); `--resume` continues
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -28,14 +31,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from hwgen.errors import InputError
 from hwgen.models.lewm import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LeWM,
     LeWMConfig,
+    load_checkpoint,
     preprocess_pixels,
     save_checkpoint,
 )
+from hwgen.models.planner_data import load_clips
 from hwgen.models.pusht_data import (
     POLICIES,
     PushTDataConfig,
@@ -68,6 +74,8 @@ class TrainConfig:
     mix_frac: float = 0.3  # fraction of each batch's clips drawn from the mix-in set
     rollout_steps: int = 0  # K > 0: also train K-step open-loop rollouts from 1 frame
     rollout_weight: float = 1.0  # weight of the rollout term (rollout_loss)
+    mix_data: str | None = None  # a clip file mixed in instead of a policy (planner_data)
+    init: str | None = None  # start from this checkpoint's weights (same config and data)
 
 
 class ClipSampler:
@@ -337,6 +345,22 @@ def plot_log(log: list, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def init_from(model: LeWM, ckpt: str, act_mean: np.ndarray, act_std: np.ndarray) -> None:
+    """Copy a checkpoint's weights into `model` (fine-tuning, e.g. on planner data). It must
+    have the same configuration and z-score actions as this run's data does, else its action
+    encoder would read other units."""
+    init, meta = load_checkpoint(ckpt)
+    if init.config.to_json_dict() != model.config.to_json_dict():
+        raise InputError(f"{ckpt}: --init checkpoint has another model configuration")
+    norm = meta["normalization"]
+    if not (
+        np.allclose(norm["action_mean"], act_mean, atol=1e-6)
+        and np.allclose(norm["action_std"], act_std, atol=1e-6)
+    ):
+        raise InputError(f"{ckpt}: --init checkpoint was trained on data with other actions")
+    model.load_state_dict(init.state_dict())
+
+
 def pick_device(name: str) -> torch.device:
     """cpu, cuda, or auto (cuda when torch sees a GPU, else cpu)."""
     if name == "auto":
@@ -374,11 +398,20 @@ def train(
     clip_len = max(cfg.history, tcfg.rollout_steps) + 1
     train_s = ClipSampler(data, train_ep, cfg.history, act_mean, act_std, clip_len)
     mix_cfg = None
-    if tcfg.mix_policy:
+    if tcfg.mix_policy and tcfg.mix_data:
+        raise ValueError("mix in a policy's data or a clip file, not both")
+    if tcfg.mix_data:
+        if mix_data is None:
+            mix_data = load_clips(tcfg.mix_data, cfg.image_size, cfg.frame_skip)
+        source = mix_data.get("source", {"kind": "given"})
+        mix_cfg = {"path": tcfg.mix_data, "clips": len(mix_data["frames"]), "source": source}
+    elif tcfg.mix_policy:
         mix_cfg = dataclasses.replace(
             dcfg, policy=tcfg.mix_policy, episodes=tcfg.mix_episodes, steps=tcfg.mix_steps
         )
         mix_data = mix_data if mix_data is not None else load_or_generate(mix_cfg)
+        mix_cfg = dataclasses.asdict(mix_cfg)
+    if mix_cfg is not None:
         mix_s = ClipSampler(
             mix_data, np.arange(len(mix_data["frames"])), cfg.history, act_mean, act_std, clip_len
         )
@@ -386,7 +419,10 @@ def train(
     val_batches = ClipSampler(data, val_ep, cfg.history, act_mean, act_std).fixed(512)
 
     dev = pick_device(tcfg.device)
-    model = LeWM(cfg).to(dev)
+    model = LeWM(cfg)
+    if tcfg.init:
+        init_from(model, tcfg.init, act_mean, act_std)
+    model = model.to(dev)
     opt = make_optimizer(model, tcfg)
     trained: torch.nn.Module = model  # what the train state holds
     head = None
@@ -463,7 +499,7 @@ def train(
             "train_episodes": int(len(train_ep)),
             "val_episodes": int(len(val_ep)),
             "block_moves_fraction": float(block_moved(data["states"]).mean()),
-            **({"mix": dataclasses.asdict(mix_cfg)} if mix_cfg else {}),
+            **({"mix": mix_cfg} if mix_cfg else {}),
         },
         "training": {
             **dataclasses.asdict(tcfg),
@@ -550,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
         "(0 = teacher forcing only, the default)",
     )
     ap.add_argument("--rollout-weight", type=float, default=t.rollout_weight)
+    ap.add_argument(
+        "--mix-data",
+        default=None,
+        help="mix this clip file into every batch (e.g. planner_data's; instead of --mix-policy)",
+    )
+    ap.add_argument("--init", default=None, help="start from this checkpoint's weights")
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -560,7 +602,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, sigreg_lambda=args.sigreg_lambda)
     if not args.aux_state >= 0:
         ap.error(f"--aux-state must be >= 0, got {args.aux_state}")
-    if args.mix_policy and not 0 < args.mix_frac < 1:
+    if args.mix_policy and args.mix_data:
+        ap.error("--mix-policy and --mix-data exclude each other")
+    if (args.mix_policy or args.mix_data) and not 0 < args.mix_frac < 1:
         ap.error(f"--mix-frac must be in (0, 1), got {args.mix_frac}")
     if args.rollout_steps < 0 or not args.rollout_weight >= 0:
         ap.error(
@@ -593,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         mix_frac=args.mix_frac,
         rollout_steps=args.rollout_steps,
         rollout_weight=args.rollout_weight,
+        mix_data=args.mix_data,
+        init=args.init,
     )
     dcfg = PushTDataConfig(
         episodes=args.episodes,
@@ -604,7 +650,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out or f"build/lewm_{args.preset}")
     plot = Path(args.plot or f"build/lewm_{args.preset}_loss.png")
-    _, meta = train(tcfg, dcfg, out, resume=args.resume, plot=plot, model_cfg=cfg)
+    try:
+        _, meta = train(tcfg, dcfg, out, resume=args.resume, plot=plot, model_cfg=cfg)
+    except InputError as e:  # a bad --mix-data file or --init checkpoint: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     tr = meta["training"]
     print(
         f"wrote {out}: val pred_loss {tr['final_val_pred_loss']:.5f}, val SIGReg "
