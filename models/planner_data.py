@@ -173,6 +173,22 @@ def load_clips(path: str | Path, image_size: int, frame_skip: int) -> dict:
     return {**data, "source": source}
 
 
+def load_clip_files(paths: list[str], image_size: int, frame_skip: int) -> dict:
+    """Several clip files as one set (aggregated planner data from successive models); their
+    clips must have one length. "source" lists each file's record."""
+    parts = [load_clips(p, image_size, frame_skip) for p in paths]
+    lengths = {part["frames"].shape[1] for part in parts}
+    if len(lengths) > 1:
+        raise ClipFileError(f"{', '.join(paths)}: clips of different lengths {sorted(lengths)}")
+    data = {k: np.concatenate([part[k] for part in parts]) for k in ("frames", "actions", "states")}
+    return {
+        **data,
+        "source": [
+            {"path": str(p), **part["source"]} for p, part in zip(paths, parts, strict=True)
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     d = PlannerDataConfig(checkpoint="")
     ap = argparse.ArgumentParser(

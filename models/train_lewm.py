@@ -41,7 +41,7 @@ from hwgen.models.lewm import (
     preprocess_pixels,
     save_checkpoint,
 )
-from hwgen.models.planner_data import load_clips
+from hwgen.models.planner_data import load_clip_files
 from hwgen.models.pusht_data import (
     POLICIES,
     PushTDataConfig,
@@ -74,7 +74,7 @@ class TrainConfig:
     mix_frac: float = 0.3  # fraction of each batch's clips drawn from the mix-in set
     rollout_steps: int = 0  # K > 0: also train K-step open-loop rollouts from 1 frame
     rollout_weight: float = 1.0  # weight of the rollout term (rollout_loss)
-    mix_data: str | None = None  # a clip file mixed in instead of a policy (planner_data)
+    mix_data: list[str] | None = None  # clip files mixed in instead of a policy (planner_data)
     init: str | None = None  # start from this checkpoint's weights (same config and data)
 
 
@@ -402,9 +402,9 @@ def train(
         raise ValueError("mix in a policy's data or a clip file, not both")
     if tcfg.mix_data:
         if mix_data is None:
-            mix_data = load_clips(tcfg.mix_data, cfg.image_size, cfg.frame_skip)
+            mix_data = load_clip_files(tcfg.mix_data, cfg.image_size, cfg.frame_skip)
         source = mix_data.get("source", {"kind": "given"})
-        mix_cfg = {"path": tcfg.mix_data, "clips": len(mix_data["frames"]), "source": source}
+        mix_cfg = {"clips": len(mix_data["frames"]), "files": source}
     elif tcfg.mix_policy:
         mix_cfg = dataclasses.replace(
             dcfg, policy=tcfg.mix_policy, episodes=tcfg.mix_episodes, steps=tcfg.mix_steps
@@ -588,8 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rollout-weight", type=float, default=t.rollout_weight)
     ap.add_argument(
         "--mix-data",
+        nargs="+",
         default=None,
-        help="mix this clip file into every batch (e.g. planner_data's; instead of --mix-policy)",
+        help="mix these clip files into every batch (planner_data's; instead of --mix-policy)",
     )
     ap.add_argument("--init", default=None, help="start from this checkpoint's weights")
     ap.add_argument("--plot", default=None, help="loss plot (default build/lewm_<preset>_loss.png)")

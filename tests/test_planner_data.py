@@ -16,6 +16,7 @@ from hwgen.models.planner_data import (
     PlannerDataConfig,
     draw_training_tasks,
     generate,
+    load_clip_files,
     load_clips,
     save,
 )
@@ -68,6 +69,9 @@ def test_train_reads_the_file_back_and_records_its_source(ckpt, monkeypatch, tmp
     path = save(generate(cfg, progress=False), cfg, tmp_path / "pd.npz")
     clips = load_clips(path, SIZE, 5)
     assert clips["source"]["kind"] == "planner" and clips["source"]["tasks"] == 2
+    both = load_clip_files([str(path), str(path)], SIZE, 5)
+    assert len(both["frames"]) == 2 * len(clips["frames"]) == 8
+    assert [f["path"] for f in both["source"]] == [str(path)] * 2
     argv = [
         "--preset", "small_cnn", "--image-size", str(SIZE), "--policy", "expert",
         "--episodes", "6", "--steps", "8", "--data-seed", "5", "--iters", "2", "--batch", "4",
