@@ -348,7 +348,8 @@ def plot_log(log: list, path: Path, title: str) -> None:
 def init_from(model: LeWM, ckpt: str, act_mean: np.ndarray, act_std: np.ndarray) -> None:
     """Copy a checkpoint's weights into `model` (fine-tuning, e.g. on planner data). It must
     have the same configuration and z-score actions as this run's data does, else its action
-    encoder would read other units."""
+    encoder would read other units. The auxiliary state head is not in checkpoints: with
+    --aux-state it starts afresh, and the optimizer's moments start at zero."""
     init, meta = load_checkpoint(ckpt)
     if init.config.to_json_dict() != model.config.to_json_dict():
         raise InputError(f"{ckpt}: --init checkpoint has another model configuration")
