@@ -462,14 +462,14 @@ def train(
             row = {
                 "split": "train",
                 "step": step,
-                "pred_loss": float(res["pred_loss"]),
-                "sigreg": float(res["sigreg"]),
+                "pred_loss": res["pred_loss"].item(),
+                "sigreg": res["sigreg"].item(),
                 "grad_norm": float(gnorm),
             }
             if head is not None:
-                row["aux_state"] = float(res["aux_state"])
+                row["aux_state"] = res["aux_state"].item()
             if "rollout" in res:
-                row["rollout"] = float(res["rollout"])
+                row["rollout"] = res["rollout"].item()
             log.append(row)
         if step % tcfg.eval_every == 0 or step == tcfg.iters:
             recalibrate_batchnorm(model, train_s)
