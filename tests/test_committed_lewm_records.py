@@ -1,0 +1,52 @@
+"""The planning figures committed in the LeWM checkpoints' config.json are whole records
+written by `plan_cem --write`: counts, rates, intervals and per-episode outcomes agree, and
+each names its protocol and the command that reproduces it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hwgen.models.lewm import load_checkpoint
+from hwgen.models.pusht_protocol import PROTOCOLS, wilson_interval
+
+CKPTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
+PLANNERS = ("lewm_small", "lewm_small_cnn")
+
+
+def _runs(name: str) -> list[dict]:
+    return json.loads((CKPTS / name / "config.json").read_text())["planning"]
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_planning_records_are_consistent(name):
+    runs = _runs(name)
+    assert runs
+    for r in runs:
+        assert r["protocol"] in PROTOCOLS
+        assert r["command"].startswith(f"python -m hwgen.models.plan_cem models/checkpoints/{name}")
+        assert len(r["per_episode"]) == r["episodes"] > 0
+        assert sum(r["per_episode"]) == r["successes"]
+        assert r["success_rate"] == pytest.approx(r["successes"] / r["episodes"])
+        lo, hi = wilson_interval(r["successes"], r["episodes"])
+        assert r["wilson95"] == [round(lo, 4), round(hi, 4)]
+        if r["episodes"] < PROTOCOLS[r["protocol"]].episodes:
+            assert "stopped" in r  # a partial run says so
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_official_float_golden_expert_and_random_are_recorded(name):
+    kinds = {(r["protocol"], r["policy"], r["predictor"]) for r in _runs(name)}
+    for kind in [("official", "cem", "float"), ("official", "cem", "golden")]:
+        assert kind in kinds
+    for policy in ("expert", "random"):
+        assert ("official", policy, None) in kinds
+
+
+def test_lewm_small_cnn_is_the_rollout_trained_cnn():
+    model, meta = load_checkpoint(CKPTS / "lewm_small_cnn")
+    assert model.config.encoder_type == "cnn" and model.config.predictor_layers == 4
+    train = meta["training"]
+    assert train["rollout_steps"] == 5 and train["init"] and len(train["mix_data"]) == 3
