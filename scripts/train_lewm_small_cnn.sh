@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reproduce models/checkpoints/lewm_small_cnn: a rollout-trained small_cnn LeWM, then three
 # rounds of planner data (each round: the current model's CEM plans played in the simulator,
-# then a fine-tune on the expert data plus every round's clips so far). About 75 minutes of a
-# 2-core CPU (models/README.md, "Training the rollout the planner runs"). The committed
-# config.json names the build/s31_* folders of the run that made it; this script writes the
-# same chain under $OUT.
+# then a fine-tune on the expert data plus every round's clips so far). The run that made it
+# took 66 min of training and collection on the 2-core CPU, plus 263 s for the expert data
+# (models/README.md, "The committed checkpoints/lewm_small_cnn"). Its config.json names that
+# run's build/ folders and files; this script writes the same chain under $OUT (the first
+# fine-tune ran with 1 torch thread, so floats may differ in the last bits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
