@@ -18,7 +18,10 @@ engine's own time per plan (stream cycle model at its clock, `--board`) next to 
 A progress bar shows the success so far and the ETA; `--max-seconds` stops starting episodes
 after a time budget and records how many were played (a prefix of the task list).
 Baselines on the same tasks (`--baselines`): the scripted expert given the true goal state
-(models/pusht_expert.py) and uniformly random actions in [-1, 1].
+(models/pusht_expert.py) and uniformly random actions in [-1, 1]. `--policy simulator` is the
+same CEM and cost with the true simulator as its predictor (models/sim_planner.py): the
+ceiling a world model without prediction error would reach. It plays every candidate, so
+`--cem SAMPLES,ITERS,TOP` can shrink the search; the protocol's name then records the budget.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwgen.errors import HwgenError
 from hwgen.models.lewm import LeWM, load_checkpoint, preprocess_pixels
 from hwgen.models.pusht_data import PushTDataConfig, get_state, load_or_generate, make_env, render
 from hwgen.models.pusht_data import reset_to as reset_env
@@ -108,10 +112,15 @@ class LatentCEM:
 
     @torch.no_grad()
     def search(
-        self, z_hist: torch.Tensor, a_hist: torch.Tensor, z_goal: torch.Tensor
+        self,
+        z_hist: torch.Tensor,
+        a_hist: torch.Tensor,
+        z_goal: torch.Tensor,
+        trace: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The CEM iterations: the final mean (horizon, a) and the last iteration's elites
-        (top, horizon, a), cheapest first, both in the search space."""
+        (top, horizon, a), cheapest first, both in the search space. `trace`, if given,
+        receives every iteration's elites (the path the search took)."""
         p = self.proto
         mean = torch.zeros(p.horizon, 2 if p.hold else self.adim)
         std = torch.full_like(mean, p.init_std)
@@ -120,12 +129,21 @@ class LatentCEM:
         elite = mean[None]
         for _ in range(p.iters):
             cand = self._sample(mean, std)
-            acts = torch.cat([ah, self._model_actions(cand)], 1)
-            z_end = rollout(self.predict, zh, acts, self.history)
-            cost = (z_end - z_goal).pow(2).sum(-1)
+            cost = self.cost(zh, ah, cand, z_goal)
             elite = cand[cost.topk(p.top, largest=False).indices]
+            if trace is not None:
+                trace.append(elite)
             mean, std = elite.mean(0), elite.std(0).clamp_min(p.min_std)
         return mean, elite
+
+    def cost(
+        self, zh: torch.Tensor, ah: torch.Tensor, cand: torch.Tensor, z_goal: torch.Tensor
+    ) -> torch.Tensor:
+        """Each candidate's squared latent distance to the goal after the predictor's rollout
+        from the window zh (S, n, D) with its actions ah (S, n-1, A)."""
+        acts = torch.cat([ah, self._model_actions(cand)], 1)
+        z_end = rollout(self.predict, zh, acts, self.history)
+        return (z_end - z_goal).pow(2).sum(-1)
 
     def to_plan(self, cand: torch.Tensor) -> torch.Tensor:
         """Search-space actions -> raw model-step actions (horizon, A), clipped as the
@@ -147,8 +165,9 @@ class LatentCEM:
 class Stepper:
     """Env steps with relative actions: target = agent + 100 u, clipped or not."""
 
-    def __init__(self, env, clip: bool):
+    def __init__(self, env, clip: bool, step: Callable[[np.ndarray], object] | None = None):
         self.env, self.clip = env, clip
+        self.step = env.step if step is None else step  # takes the absolute target
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
         agent = np.array(self.env.agent.position)
@@ -156,7 +175,7 @@ class Stepper:
         target = agent + 100.0 * u
         if self.clip:
             target = np.clip(agent + 100.0 * np.clip(u, -1, 1), 0.0, 512.0)
-        self.env.step(target)
+        self.step(target)
         return ((target - agent) / 100.0).astype(np.float32)
 
 
@@ -494,6 +513,10 @@ def evaluate(
     if policy_name == "cem" and predictor == "golden":
         predict = golden = calibrated_golden(model, meta, data, len(val_eps), board)
     planner = LatentCEM(predict, meta, cfg, proto, seed=proto.seed)
+    if policy_name == "simulator":
+        from hwgen.models.sim_planner import SimulatorCEM, SimulatorCEMPolicy
+
+        sim_planner = SimulatorCEM(model, meta, proto, seed=proto.seed)
     env = make_env(cfg.image_size)
     rng = np.random.default_rng(proto.seed)
     wins, plans, plan_s, plan_cpu, outcomes = 0, 0, 0.0, 0.0, []
@@ -502,7 +525,10 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(tasks), desc=f"{proto.name} {policy_name}/{predictor}")
+        bar = tqdm(
+            total=len(tasks),
+            desc=f"{proto.name} {policy_name}" + (f"/{predictor}" if policy_name == "cem" else ""),
+        )
     for e, s in tasks:
         if max_seconds is not None and time.time() - t_start > max_seconds:
             break
@@ -511,6 +537,9 @@ def evaluate(
         if policy_name == "cem":
             reset_env(env, goal)
             pol = CEMPolicy(model, planner, proto, render(env))
+        elif policy_name == "simulator":
+            reset_env(env, goal)
+            pol = SimulatorCEMPolicy(model, sim_planner, proto, render(env), start)
         elif policy_name == "expert":
             pol = ExpertPolicy(goal, cfg.frame_skip)
         else:
@@ -518,7 +547,7 @@ def evaluate(
         res = run_episode(env, pol, proto, start, goal, cfg.frame_skip)
         wins += res["success"]
         outcomes.append(int(res["success"]))
-        if policy_name == "cem":
+        if policy_name in ("cem", "simulator"):
             plans, plan_s = plans + pol.plans, plan_s + pol.plan_seconds
             plan_cpu += pol.plan_cpu_seconds
         if bar is not None:  # tqdm's ETA: remaining episodes at the mean time per episode
@@ -630,7 +659,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocol", default="official", choices=sorted(PROTOCOLS))
     ap.add_argument("--episodes", type=int, default=None, help="override the protocol's count")
     ap.add_argument("--predictor", default="float", choices=("float", "golden"))
-    ap.add_argument("--policy", default="cem", choices=("cem", "expert", "random"))
+    ap.add_argument(
+        "--policy",
+        default="cem",
+        choices=("cem", "expert", "random", "simulator"),
+        help="simulator: the same CEM and latent cost with the true simulator as its "
+        "predictor (the ceiling of a world model without prediction error)",
+    )
+    ap.add_argument(
+        "--cem",
+        default=None,
+        metavar="SAMPLES,ITERS,TOP",
+        help="override the protocol's CEM budget; the protocol's name then says so",
+    )
     ap.add_argument("--baselines", action="store_true", help="also run expert and random")
     ap.add_argument("--write", action="store_true", help="append the runs to config.json")
     ap.add_argument(
@@ -661,8 +702,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from hwgen.errors import HwgenError
-
     try:
         return _run(args, argv)
     except (HwgenError, OSError) as e:
@@ -670,10 +709,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def with_cem_budget(proto: Protocol, spec: str) -> Protocol:
+    """`proto` with CEM's samples, iterations and elites from "S,I,T", renamed
+    `<name>_cem<S>x<I>top<T>` so no record mistakes it for the protocol's own budget."""
+    try:
+        samples, iters, top = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise HwgenError(f"--cem {spec!r}: expected SAMPLES,ITERS,TOP, e.g. 100,10,10") from None
+    if not 1 <= top <= samples or iters < 1:
+        raise HwgenError(f"--cem {spec!r}: need 1 <= TOP <= SAMPLES and ITERS >= 1")
+    name = f"{proto.name}_cem{samples}x{iters}top{top}"
+    return replace(proto, name=name, samples=samples, iters=iters, top=top)
+
+
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     proto = PROTOCOLS[args.protocol]
     if args.episodes is not None:
         proto = replace(proto, episodes=args.episodes)
+    if args.cem is not None:
+        proto = with_cem_budget(proto, args.cem)
     if args.agreement:
         rec = {"protocol": proto.name, **cost_agreement(args.ckpt, proto, args.agreement)}
         print(json.dumps(rec))

@@ -49,6 +49,11 @@ class PlannerDataConfig:
     iters: int = 15  # CEM iterations (the official planner runs 30; fewer keep collection cheap)
     candidates: int = 4  # clips per task: the final mean, then the cheapest elites
     seed: int = 0
+    per_iter: int = 0  # also the cheapest elites of every earlier iteration (the search path)
+
+    @property
+    def clips_per_task(self) -> int:
+        return self.candidates + self.per_iter * (self.iters - 1)
 
 
 def draw_training_tasks(
@@ -63,7 +68,9 @@ def draw_training_tasks(
 
 
 def collect(cfg: PlannerDataConfig, lo: int, hi: int) -> dict[str, np.ndarray]:
-    """Tasks lo..hi-1: each gives `cfg.candidates` open-loop clips of the planner's plans."""
+    """Tasks lo..hi-1: each gives `cfg.clips_per_task` open-loop clips of the planner's
+    plans: the final mean, the last iteration's cheapest elites, and, with `per_iter`, the
+    cheapest elites of each earlier iteration, where the search passed on its way."""
     from hwgen.models.lewm import load_checkpoint
     from hwgen.models.plan_cem import CEMPolicy, LatentCEM, Stepper, _data, float_predictor
     from hwgen.models.pusht_data import get_state, make_env, render
@@ -76,14 +83,18 @@ def collect(cfg: PlannerDataConfig, lo: int, hi: int) -> dict[str, np.ndarray]:
     states = data["states"]
     train_eps = np.setdiff1d(np.arange(len(states)), val_eps)
     proto = dataclasses.replace(PROTOCOLS["official"], iters=cfg.iters)
-    if cfg.candidates > proto.top:
-        raise ValueError(f"at most {proto.top} candidates (the elites), got {cfg.candidates}")
+    if max(cfg.candidates, cfg.per_iter) > proto.top:
+        raise ValueError(
+            f"at most {proto.top} candidates per iteration (the elites), got "
+            f"{max(cfg.candidates, cfg.per_iter)}"
+        )
     mcfg, h = model.config, proto.horizon
     tasks = draw_training_tasks(states, train_eps, cfg.tasks, h, cfg.seed)[lo:hi]
     planner = LatentCEM(float_predictor(model), meta, mcfg, proto)
     env = make_env(mcfg.image_size)
     step = Stepper(env, clip=False)
-    n, s, fs = len(tasks) * cfg.candidates, mcfg.image_size, mcfg.frame_skip
+    per_task = cfg.clips_per_task
+    n, s, fs = len(tasks) * per_task, mcfg.image_size, mcfg.frame_skip
     frames = np.empty((n, h + 1, s, s, 3), np.uint8)
     actions = np.empty((n, h, fs, 2), np.float32)
     out_states = np.empty((n, h + 1, 5), np.float32)
@@ -96,10 +107,12 @@ def collect(cfg: PlannerDataConfig, lo: int, hi: int) -> dict[str, np.ndarray]:
         pol = CEMPolicy(model, planner, proto, render(env))
         reset_env(env, start)
         z0 = pol.encode(render(env))[None]
-        mean, elite = planner.search(z0, torch.zeros(0, mcfg.action_dim), pol.z_goal)
+        trace: list[torch.Tensor] = []
+        mean, elite = planner.search(z0, torch.zeros(0, mcfg.action_dim), pol.z_goal, trace)
         cands = [mean, *elite[: cfg.candidates - 1]]
+        cands += [c for it in trace[:-1] for c in it[: cfg.per_iter]]
         for c, cand in enumerate(cands):
-            i = t * cfg.candidates + c
+            i = t * per_task + c
             raw = planner.to_plan(cand).numpy().reshape(h, fs, 2)
             reset_env(env, start)
             frames[i, 0], out_states[i, 0] = render(env), get_state(env)
@@ -198,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", type=int, default=d.tasks)
     ap.add_argument("--iters", type=int, default=d.iters, help="CEM iterations per plan")
     ap.add_argument("--candidates", type=int, default=d.candidates, help="clips per task")
+    ap.add_argument(
+        "--per-iter",
+        type=int,
+        default=d.per_iter,
+        help="also this many of the cheapest elites of every earlier CEM iteration per task",
+    )
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", required=True, help="npz path")
@@ -205,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("tasks", "iters", "candidates", "workers"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    cfg = PlannerDataConfig(args.ckpt, args.tasks, args.iters, args.candidates, args.seed)
+    if args.per_iter < 0:
+        ap.error(f"--per-iter must be >= 0, got {args.per_iter}")
+    cfg = PlannerDataConfig(
+        args.ckpt, args.tasks, args.iters, args.candidates, args.seed, args.per_iter
+    )
     t0 = time.time()
     data = generate(cfg, args.workers)
     out = save(data, cfg, Path(args.out))

@@ -63,6 +63,23 @@ def test_clips_are_the_plans_played_and_any_worker_count_gives_them(ckpt, monkey
     assert not np.array_equal(one["actions"][0], one["actions"][1])
 
 
+def test_per_iter_adds_the_search_path_after_the_same_clips(ckpt, monkeypatch):
+    """`per_iter` appends each earlier iteration's cheapest elites to a task's clips; the
+    clips without it come first, unchanged (the same search, seeded per task)."""
+    monkeypatch.chdir(ckpt)
+    base = PlannerDataConfig(str(ckpt / "ck"), tasks=2, iters=3, candidates=2, seed=4)
+    path = dataclasses.replace(base, per_iter=2)
+    assert path.clips_per_task == 2 + 2 * 2
+    a, b = generate(base, progress=False), generate(path, progress=False)
+    assert len(a["frames"]) == 4 and len(b["frames"]) == 12
+    for t in range(2):
+        for key in ("frames", "actions", "states"):
+            assert np.array_equal(a[key][2 * t : 2 * t + 2], b[key][6 * t : 6 * t + 2]), key
+        extra = b["actions"][6 * t + 2 : 6 * t + 6]
+        assert np.array_equal(b["states"][6 * t + 2 :, 0][:4], b["states"][[6 * t] * 4, 0])
+        assert len({arr.tobytes() for arr in extra}) == 4  # four different plans
+
+
 def test_train_reads_the_file_back_and_records_its_source(ckpt, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(ckpt)
     cfg = PlannerDataConfig(str(ckpt / "ck"), tasks=2, iters=1, candidates=2)
