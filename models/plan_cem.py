@@ -50,6 +50,7 @@ from hwgen.models.pusht_protocol import (
     angle_error,
     draw_tasks,
     wilson_interval,
+    with_cem_budget,
 )
 
 PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -707,19 +708,6 @@ def main(argv: list[str] | None = None) -> int:
     except (HwgenError, OSError) as e:
         print(f"plan_cem: {e}", file=sys.stderr)
         return 2
-
-
-def with_cem_budget(proto: Protocol, spec: str) -> Protocol:
-    """`proto` with CEM's samples, iterations and elites from "S,I,T", renamed
-    `<name>_cem<S>x<I>top<T>` so no record mistakes it for the protocol's own budget."""
-    try:
-        samples, iters, top = (int(v) for v in spec.split(","))
-    except ValueError:
-        raise HwgenError(f"--cem {spec!r}: expected SAMPLES,ITERS,TOP, e.g. 100,10,10") from None
-    if not 1 <= top <= samples or iters < 1:
-        raise HwgenError(f"--cem {spec!r}: need 1 <= TOP <= SAMPLES and ITERS >= 1")
-    name = f"{proto.name}_cem{samples}x{iters}top{top}"
-    return replace(proto, name=name, samples=samples, iters=iters, top=top)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:

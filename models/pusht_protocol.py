@@ -21,14 +21,19 @@ with up to 3 observed frames, clips candidates to [-1, 1] with a std floor of 0.
 block pose only (block xy < 20 px, angle < pi/9, the agent ignored) after every model step,
 searches raw actions, and uses only goals the block-only test does not already pass;
 `project_hold` also searches one 2-D action per model step, held for its 5 env steps.
+A reduced CEM budget (`with_cem_budget`) keeps everything else and renames the protocol, e.g.
+`official_cem150x10top15`, so a record never passes it off as the official search.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+from hwgen.errors import InputError
 
 POS_TOL = 20.0  # px
 ANG_TOL = np.pi / 9  # rad
@@ -98,6 +103,27 @@ PROTOCOLS = {
 }
 PROTOCOLS["project_hold"] = Protocol(**{**PROTOCOLS["project"].to_json(), "name": "project_hold",
                                         "hold": True})  # fmt: skip
+
+
+def with_cem_budget(proto: Protocol, spec: str) -> Protocol:
+    """`proto` with CEM's samples, iterations and elites from "S,I,T", renamed
+    `<name>_cem<S>x<I>top<T>` so no record mistakes it for the protocol's own budget."""
+    try:
+        samples, iters, top = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise InputError(f"--cem {spec!r}: expected SAMPLES,ITERS,TOP, e.g. 100,10,10") from None
+    if not 1 <= top <= samples or iters < 1:
+        raise InputError(f"--cem {spec!r}: need 1 <= TOP <= SAMPLES and ITERS >= 1")
+    name = f"{proto.name}_cem{samples}x{iters}top{top}"
+    return replace(proto, name=name, samples=samples, iters=iters, top=top)
+
+
+def protocol_named(name: str) -> Protocol:
+    """The protocol a record names: one of PROTOCOLS, or one with a reduced CEM budget."""
+    m = re.fullmatch(r"(\w+?)_cem(\d+)x(\d+)top(\d+)", name)
+    if m is None:
+        return PROTOCOLS[name]
+    return with_cem_budget(PROTOCOLS[m[1]], ",".join(m.groups()[1:]))
 
 
 def draw_tasks(states: np.ndarray, episodes: np.ndarray, proto: Protocol) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hwgen.models.lewm import load_checkpoint
-from hwgen.models.pusht_protocol import PROTOCOLS, wilson_interval
+from hwgen.models.pusht_protocol import protocol_named, wilson_interval
 
 CKPTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 PLANNERS = ("lewm_small", "lewm_small_cnn")
@@ -25,14 +25,15 @@ def test_planning_records_are_consistent(name):
     runs = _runs(name)
     assert runs
     for r in runs:
-        assert r["protocol"] in PROTOCOLS
+        proto = protocol_named(r["protocol"])  # a reduced CEM budget is named in the label
+        assert r["settings"] == proto.to_json()
         assert r["command"].startswith(f"python -m hwgen.models.plan_cem models/checkpoints/{name}")
         assert len(r["per_episode"]) == r["episodes"] > 0
         assert sum(r["per_episode"]) == r["successes"]
         assert r["success_rate"] == pytest.approx(r["successes"] / r["episodes"])
         lo, hi = wilson_interval(r["successes"], r["episodes"])
         assert r["wilson95"] == [round(lo, 4), round(hi, 4)]
-        if r["episodes"] < PROTOCOLS[r["protocol"]].episodes:
+        if r["episodes"] < proto.episodes:
             assert "stopped" in r  # a partial run says so
 
 

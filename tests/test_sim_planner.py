@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from hwgen.models.lewm import LeWM, LeWMConfig, load_checkpoint, preprocess_pixels
-from hwgen.models.plan_cem import Stepper, main, with_cem_budget
+from hwgen.models.plan_cem import Stepper, main
 from hwgen.models.pusht_data import make_env, reset_to
-from hwgen.models.pusht_protocol import PROTOCOLS
+from hwgen.models.pusht_protocol import PROTOCOLS, protocol_named, with_cem_budget
 from hwgen.models.sim_planner import SimulatorCEM, SimulatorCEMPolicy, physics_step, snapshot
 
 torch.set_num_threads(1)
@@ -91,6 +91,7 @@ def test_a_reduced_cem_budget_renames_the_protocol():
     p = with_cem_budget(PROTOCOLS["official"], "150,10,15")
     assert (p.name, p.samples, p.iters, p.top) == ("official_cem150x10top15", 150, 10, 15)
     assert p.horizon == 5 and p.success == "official"  # everything else unchanged
+    assert protocol_named(p.name) == p and protocol_named("official") == PROTOCOLS["official"]
 
 
 @pytest.mark.parametrize("spec", ["150,10", "a,b,c", "10,5,20", "10,0,5"])
