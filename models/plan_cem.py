@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwgen.errors import HwgenError
+from hwgen.errors import HwgenError, InputError
 from hwgen.models.lewm import LeWM, load_checkpoint, preprocess_pixels
 from hwgen.models.pusht_data import PushTDataConfig, get_state, load_or_generate, make_env, render
 from hwgen.models.pusht_data import reset_to as reset_env
@@ -320,7 +320,6 @@ class GoldenPredictor:
 
 def _engine_plan(prog, board: str | None):
     """The stream planner's (lanes, slots) for `board`, or for the first of BOARDS it fits."""
-    from hwgen.errors import InputError
     from hwgen.stream.model import choose
 
     for name in [board] if board else BOARDS:
@@ -500,14 +499,20 @@ def evaluate(
     progress: bool = True,
     board: str | None = None,
     max_seconds: float | None = None,
+    first_task: int = 0,
 ) -> dict:
     """Run `proto` on the checkpoint's held-out episodes with one policy; returns the record.
 
     `max_seconds`: start no episode after this long; the record then holds the episodes
-    played (a prefix of the protocol's task list: draw_tasks draws them in order)."""
+    played (a prefix of the protocol's task list: draw_tasks draws them in order).
+    `first_task`: start at this task of the list (a second process can take the tail of a
+    slow run; the search's random draws then differ from those of a run from task 0)."""
     model, meta = load_checkpoint(ckpt)
     data, val_eps = _data(meta)
     tasks = draw_tasks(data["states"], val_eps, proto)
+    if not 0 <= first_task < len(tasks):
+        raise InputError(f"--first-task {first_task}: the protocol has {len(tasks)} tasks")
+    tasks = tasks[first_task:]
     cfg = model.config
     predict: PredictFn = float_predictor(model)
     golden = None
@@ -575,6 +580,8 @@ def evaluate(
         "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # start, end
         "per_episode": outcomes,
     }
+    if first_task:
+        record["first_task"] = first_task
     if played < len(tasks):
         record["stopped"] = f"time budget of {max_seconds:g} s: {played} of {len(tasks)} tasks"
     if golden is not None:
@@ -689,6 +696,13 @@ def main(argv: list[str] | None = None) -> int:
         help="start no episode after this long (the record says how many were played)",
     )
     ap.add_argument(
+        "--first-task",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start at task N of the protocol's list (the record says so)",
+    )
+    ap.add_argument(
         "--agreement",
         type=int,
         default=0,
@@ -716,6 +730,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         proto = replace(proto, episodes=args.episodes)
     if args.cem is not None:
         proto = with_cem_budget(proto, args.cem)
+    if not 0 <= args.first_task < proto.episodes:
+        raise InputError(f"--first-task {args.first_task}: the protocol has {proto.episodes} tasks")
     if args.agreement:
         rec = {"protocol": proto.name, **cost_agreement(args.ckpt, proto, args.agreement)}
         print(json.dumps(rec))
@@ -731,7 +747,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     policies = [args.policy] + (["expert", "random"] if args.baselines else [])
     for pol in policies:
         rec = evaluate(
-            args.ckpt, proto, pol, args.predictor, board=args.board, max_seconds=args.max_seconds
+            args.ckpt,
+            proto,
+            pol,
+            args.predictor,
+            board=args.board,
+            max_seconds=args.max_seconds,
+            first_task=args.first_task,
         )
         lo, hi = rec["wilson95"]
         print(

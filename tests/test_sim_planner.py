@@ -94,8 +94,12 @@ def test_a_reduced_cem_budget_renames_the_protocol():
     assert protocol_named(p.name) == p and protocol_named("official") == PROTOCOLS["official"]
 
 
-@pytest.mark.parametrize("spec", ["150,10", "a,b,c", "10,5,20", "10,0,5"])
-def test_a_bad_cem_budget_is_one_line_and_exit_2(spec, capsys):
-    assert main(["models/checkpoints/lewm_small_cnn", "--cem", spec]) == 2
+@pytest.mark.parametrize(
+    "args",
+    [["--cem", "150,10"], ["--cem", "a,b,c"], ["--cem", "10,5,20"], ["--cem", "10,0,5"],
+     ["--first-task", "50"], ["--first-task", "-1"]],
+)  # fmt: skip
+def test_a_bad_budget_or_first_task_is_one_line_and_exit_2(args, capsys):
+    assert main(["models/checkpoints/lewm_small_cnn", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("plan_cem: --cem")
+    assert len(err) == 1 and err[0].startswith(f"plan_cem: {args[0]}")
