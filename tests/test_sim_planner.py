@@ -39,8 +39,8 @@ def test_physics_step_moves_the_bodies_exactly_as_env_step_does():
 
 
 def test_replay_reproduces_the_real_episode_through_contacts():
-    """Resetting to the start and replaying gives the real env's state exactly, where a cold
-    restore of positions and velocities would not (pymunk warm-starts contacts)."""
+    """Resetting to the start and replaying every action gives the real env's state exactly,
+    pushes included; one action fewer does not."""
     model = LeWM(dataclasses.replace(LeWMConfig.tiny(), image_size=32, name="t32")).eval()
     meta = {"normalization": {"action_mean": [0.0] * 10, "action_std": [0.4] * 10}}
     planner = SimulatorCEM(model, meta, PROTOCOLS["official"])
