@@ -518,11 +518,12 @@ def evaluate(
     golden = None
     if policy_name == "cem" and predictor == "golden":
         predict = golden = calibrated_golden(model, meta, data, len(val_eps), board)
-    planner = LatentCEM(predict, meta, cfg, proto, seed=proto.seed)
     if policy_name == "simulator":
         from hwgen.models.sim_planner import SimulatorCEM, SimulatorCEMPolicy
 
-        sim_planner = SimulatorCEM(model, meta, proto, seed=proto.seed)
+        planner = SimulatorCEM(model, meta, proto, seed=proto.seed)
+    else:
+        planner = LatentCEM(predict, meta, cfg, proto, seed=proto.seed)
     env = make_env(cfg.image_size)
     rng = np.random.default_rng(proto.seed)
     wins, plans, plan_s, plan_cpu, outcomes = 0, 0, 0.0, 0.0, []
@@ -545,7 +546,7 @@ def evaluate(
             pol = CEMPolicy(model, planner, proto, render(env))
         elif policy_name == "simulator":
             reset_env(env, goal)
-            pol = SimulatorCEMPolicy(model, sim_planner, proto, render(env), start)
+            pol = SimulatorCEMPolicy(model, planner, proto, render(env), start)
         elif policy_name == "expert":
             pol = ExpertPolicy(goal, cfg.frame_skip)
         else:
