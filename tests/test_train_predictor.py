@@ -1,0 +1,126 @@
+"""train_predictor: the predictor trained alone on a frozen encoder's latents. The encoder (so
+the planner's cost and goal latents) stays bit-identical, the loss is the planner's own
+rollout, the held-out episodes stay out of training, and bad input is refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hwgen.models import train_predictor as tp
+from hwgen.models.lewm import LeWMConfig, load_checkpoint
+from hwgen.models.pusht_data import PushTDataConfig
+from hwgen.models.train_lewm import TrainConfig, train
+
+torch.set_num_threads(1)
+SIZE = 32
+FROZEN = ("encoder.", "projector.")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A 32 px CNN LeWM trained 2 steps on 6 expert episodes of 8 model steps (2 held out)."""
+    root = tmp_path_factory.mktemp("tp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        cfg = dataclasses.replace(
+            LeWMConfig.small_cnn(), image_size=SIZE, cnn_channels=8, name="c32"
+        )
+        dcfg = PushTDataConfig(episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert")
+        tcfg = TrainConfig(iters=2, batch=4, eval_every=2, ckpt_every=1000, val_frac=0.34)
+        train(tcfg, dcfg, root / "ck", progress=False, model_cfg=cfg)
+        yield root
+
+
+def test_windows_are_consecutive_latents_with_the_actions_between_them():
+    n, t1, d = 3, 7, 2
+    z = np.arange(n * t1 * d, dtype=np.float32).reshape(n, t1, d)
+    a = np.arange(n * (t1 - 1) * 4, dtype=np.float32).reshape(n, t1 - 1, 2, 2)
+    w = tp.LatentWindows(z, a, length=4)
+    assert len(w) == 3 * 4
+    zs, acts = w.sample(np.random.default_rng(0), 50)
+    assert zs.shape == (50, 4, d) and acts.shape == (50, 3, 4)
+    for zi, ai in zip(zs.numpy(), acts.numpy(), strict=True):
+        seq, start = divmod(int(zi[0, 0]) // d, t1)
+        assert np.array_equal(zi, z[seq, start : start + 4])
+        assert np.array_equal(ai, a[seq, start : start + 3].reshape(3, 4))
+    with pytest.raises(ValueError, match="no window of 8"):
+        tp.LatentWindows(z, a, length=8)
+
+
+def test_the_rollout_term_is_the_planners_rollout(ckpt):
+    """The loss scores exactly what LeWM.rollout (the planner's predictor call) returns."""
+    model, _ = load_checkpoint(ckpt / "ck")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 6, model.config.latent_dim, generator=g)
+    a = torch.randn(4, 5, model.config.action_dim, generator=g)
+    res = tp.window_loss(model, z, a, steps=5)
+    want = (model.rollout(z[:, :1], a) - z[:, 1:]).pow(2).mean()
+    torch.testing.assert_close(res["rollout"], want)
+    h = model.config.history
+    teacher = (model.predict(z[:, :h], model.encode_actions(a[:, :h])) - z[:, 1 : h + 1]).pow(2)
+    torch.testing.assert_close(res["teacher"], teacher.mean())
+
+
+def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
+    ckpt, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(ckpt)
+    tcfg = tp.PredictorTrainConfig(iters=3, batch=8, eval_every=2, rollout_steps=3)
+    model, meta = load_checkpoint(ckpt / "ck")
+    parts, val = tp.load_sources(model, meta, ckpt / "ck", tcfg, tmp_path / "cache")
+    z = tp.encode_frames(model, tp.load_or_generate(PushTDataConfig(
+        episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert"))["frames"])  # fmt: skip
+    n_val = meta["dataset"]["val_episodes"]
+    assert torch.equal(parts[0].z, torch.from_numpy(z[:-n_val]))
+    assert torch.equal(val.z, torch.from_numpy(z[-n_val:]))
+
+    rec = tp.train(str(ckpt / "ck"), str(tmp_path / "out"), tcfg, str(tmp_path / "cache"))
+    before = load_file(str(ckpt / "ck" / "model.safetensors"))
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    for k in before:
+        if k.startswith(FROZEN):
+            assert torch.equal(before[k], after[k]), k
+    moved = [
+        k for k in before if k.startswith("predictor.") and not torch.equal(before[k], after[k])
+    ]
+    assert moved
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg["training"] == meta["training"]  # how the encoder was made
+    assert cfg["predictor_training"]["iters"] == 3 and rec["windows"] == [len(parts[0])]
+    assert "planning" not in cfg and "evaluation" not in cfg  # they scored the old predictor
+    load_checkpoint(tmp_path / "out")  # a complete checkpoint
+
+
+def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
+    model, _ = load_checkpoint(ckpt / "ck")
+    frames = np.random.default_rng(0).integers(0, 255, (2, 3, SIZE, SIZE, 3), dtype=np.uint8)
+    first = tp.cached_latents(model, ckpt / "ck", frames, "x", tmp_path)
+    assert len(list(tmp_path.glob("latents_*_x_2x3.npy"))) == 1
+
+    def no_encoding(*_a, **_k):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(tp, "encode_frames", no_encoding)
+    assert np.array_equal(tp.cached_latents(model, ckpt / "ck", frames, "x", tmp_path), first)
+
+
+def test_bad_input_is_one_line_and_leaves_user_files_alone(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ckpt)
+    base = [str(ckpt / "ck"), "--iters", "1", "--batch", "4", "--rollout-steps", "3"]
+    assert tp.main([*base, "--out", str(tmp_path / "a"), "--mix-data", "none.npz"]) == 2
+    assert "none.npz: no such clip file" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert tp.main([*base, "--out", str(mine)]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep" and len(list(mine.iterdir())) == 1
+    with pytest.raises(SystemExit):
+        tp.main([*base, "--out", str(ckpt / "ck")])
