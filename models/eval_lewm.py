@@ -12,6 +12,12 @@ Figures (latents are the model's own encodings of the true frames, eval mode):
   variance (min / median / max), participation ratio (effective rank) of the covariance.
 - probe: a least-squares linear map latent -> state (agent xy, block xy, block angle cos/sin)
   fitted on training episodes, R^2 on validation episodes (does the latent know the state?).
+- planner scale: the planner's 5-step rollout from one observed frame with the true actions,
+  its squared error at the last step summed over the latent (the units of the CEM cost),
+  against the cost between two frames of one held-out episode whose states pass the official
+  success test (distinct states) and between two that fail it. A predictor whose error is far
+  above the success pairs' costs cannot tell a plan that reaches the goal from one that ends
+  beside it.
 - nearest neighbour: for each validation latent, the training latent nearest in L2 (the
   planner's cost); the block-angle error between their states, median and the fraction under
   pi/9 (the success tolerance). Unlike the probe it also sees a nonlinear encoding; with no
@@ -129,6 +135,7 @@ def evaluate(model: LeWM, meta: dict, data: dict, horizon: int = 10) -> dict:
         data["states"][e - nv :, :, 4].reshape(-1),
     )
     return {
+        **planner_scale(model, z_va, a_va, data["states"][e - nv :]),
         "nn_angle_error_median": float(np.median(err)),
         "nn_angle_within_tol": float(np.mean(err < np.pi / 9)),
         "val_episodes": nv,
@@ -156,6 +163,37 @@ def evaluate(model: LeWM, meta: dict, data: dict, horizon: int = 10) -> dict:
     }
 
 
+@torch.no_grad()
+def planner_scale(model: LeWM, z_va: torch.Tensor, a_va: torch.Tensor, states: np.ndarray):
+    """The `planner scale` figures of the module docstring (medians and 90th percentiles)."""
+    from hwgen.models.pusht_protocol import official_success
+
+    steps = 5
+    e, t1 = z_va.shape[:2]
+    starts = range(0, t1 - steps)
+    z0 = torch.stack([z_va[:, s] for s in starts], 1).flatten(0, 1)[:, None]
+    acts = torch.stack([a_va[:, s : s + steps] for s in starts], 1).flatten(0, 1)
+    end = torch.stack([z_va[:, s + steps] for s in starts], 1).flatten(0, 1)
+    err = (model.rollout(z0, acts)[:, -1] - end).pow(2).sum(-1).numpy()
+    cost = torch.cdist(z_va, z_va).pow(2).numpy()  # (E, T+1, T+1) within each episode
+    ok = np.array(
+        [
+            [[official_success(states[k, i], states[k, j]) for j in range(t1)] for i in range(t1)]
+            for k in range(e)
+        ]
+    )
+    distinct = np.abs(states[:, :, None, :] - states[:, None, :, :]).max(-1) > 0
+    hit, miss = cost[ok & distinct], cost[~ok]
+    return {
+        "rollout5_from1_end_sq_median": float(np.median(err)),
+        "rollout5_from1_end_sq_p90": float(np.percentile(err, 90)),
+        "success_pair_cost_median": float(np.median(hit)),
+        "success_pair_cost_p90": float(np.percentile(hit, 90)),
+        "failure_pair_cost_p10": float(np.percentile(miss, 10)),
+        "failure_pair_cost_median": float(np.median(miss)),
+    }
+
+
 def format_report(ev: dict) -> str:
     r, c = ev["rollout_rel"], ev["rollout_copy_rel"]
     ks = [k for k in (1, 2, 5, 10, 20) if k <= len(r)]
@@ -168,6 +206,11 @@ def format_report(ev: dict) -> str:
         f"{ev['dim_var_min']:.3f} median {ev['dim_var_median']:.3f} max {ev['dim_var_max']:.3f}, "
         f"effective rank {ev['participation_ratio']:.1f} / {ev['latent_dim']}",
         "probe R^2 " + ", ".join(f"{k} {v:.2f}" for k, v in ev["probe_r2"].items()),
+        f"planner   5-step rollout from 1 frame, end error (sum of squares) median "
+        f"{ev['rollout5_from1_end_sq_median']:.2f}, p90 {ev['rollout5_from1_end_sq_p90']:.2f}; "
+        f"cost between success-test pairs median {ev['success_pair_cost_median']:.2f}, p90 "
+        f"{ev['success_pair_cost_p90']:.2f}; failing pairs p10 "
+        f"{ev['failure_pair_cost_p10']:.2f}, median {ev['failure_pair_cost_median']:.2f}",
         f"nearest   angle error median {ev['nn_angle_error_median']:.3f} rad, within pi/9 "
         f"{ev['nn_angle_within_tol']:.1%} (nearest training latent in L2)",
     ]

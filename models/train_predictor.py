@@ -37,7 +37,8 @@ import torch
 from tqdm import tqdm
 
 from hwgen.errors import InputError
-from hwgen.models.lewm import LeWM, load_checkpoint, preprocess_pixels, save_checkpoint
+from hwgen.models.eval_lewm import encode_episodes
+from hwgen.models.lewm import LeWM, load_checkpoint, save_checkpoint
 from hwgen.models.planner_data import load_clips
 from hwgen.models.pusht_data import PushTDataConfig, cache_path, load_or_generate
 from hwgen.models.schedule import lr_at
@@ -56,22 +57,11 @@ class PredictorTrainConfig:
     teacher_weight: float = 1.0  # weight of the teacher-forced (history)-frame term
     mix_frac: float = 0.5  # share of each batch drawn from the clip files
     eval_every: int = 250
+    predictor_layers: int = 0  # > the checkpoint's: grow the predictor (`grow_predictor`)
     mix_data: list[str] = dataclasses.field(default_factory=list)
 
 
 # ---- latents -------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def encode_frames(model: LeWM, frames: np.ndarray, batch: int = 512) -> np.ndarray:
-    """uint8 frames (N, T, S, S, 3) -> float32 latents (N, T, D) with the eval-mode encoder,
-    exactly the latents the planner computes from a frame."""
-    n, t = frames.shape[:2]
-    flat = frames.reshape(n * t, 1, *frames.shape[2:])
-    out = np.empty((n * t, model.config.latent_dim), np.float32)
-    for i in tqdm(range(0, len(flat), batch), desc="encode", unit="batch", leave=False):
-        out[i : i + batch] = model.encode(preprocess_pixels(flat[i : i + batch]))[:, 0].numpy()
-    return out.reshape(n, t, -1)
 
 
 def _weights_digest(ckpt: Path) -> str:
@@ -79,7 +69,8 @@ def _weights_digest(ckpt: Path) -> str:
 
 
 def cached_latents(model: LeWM, ckpt: Path, frames: np.ndarray, tag: str, cache: Path):
-    """`encode_frames`, cached under cache/latents_<weights digest>_<tag>_<shape>.npy: the
+    """`eval_lewm.encode_episodes` (the eval-mode latents the planner computes from a frame),
+    cached under cache/latents_<weights digest>_<tag>_<shape>.npy: the
     digest of CKPT's weights ties the cache to the encoder that made it."""
     path = (
         cache / f"latents_{_weights_digest(ckpt)}_{tag}_{'x'.join(map(str, frames.shape[:2]))}.npy"
@@ -88,7 +79,8 @@ def cached_latents(model: LeWM, ckpt: Path, frames: np.ndarray, tag: str, cache:
         z = np.load(path, allow_pickle=False)
         if z.shape == (*frames.shape[:2], model.config.latent_dim) and z.dtype == np.float32:
             return z
-    z = encode_frames(model, frames)
+    print(f"encoding {frames.shape[0] * frames.shape[1]} frames ({tag}) ...", flush=True)
+    z = encode_episodes(model, frames).numpy()
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, z)
@@ -128,6 +120,21 @@ def predictor_params(model: LeWM) -> list[torch.nn.Parameter]:
         for part in (model.action_encoder, model.predictor, model.pred_proj)
         for p in part.parameters()
     ]
+
+
+def grow_predictor(model: LeWM, layers: int) -> LeWM:
+    """A copy of `model` whose predictor has `layers` blocks: the old blocks keep their weights
+    and the new ones, appended last, start as adaLN-zero blocks (every gate 0), so the grown
+    model computes exactly what the old one did and training starts from there."""
+    old = model.config.predictor_layers
+    if layers < old:
+        raise InputError(f"--predictor-layers {layers} is below the checkpoint's {old}")
+    grown = LeWM(dataclasses.replace(model.config, predictor_layers=layers))
+    state = grown.state_dict()
+    for k, v in model.state_dict().items():
+        state[k] = v  # every old tensor has a same-named, same-shaped place
+    grown.load_state_dict(state)
+    return grown.eval()
 
 
 def window_loss(model: LeWM, z: torch.Tensor, a: torch.Tensor, steps: int) -> dict:
@@ -225,6 +232,8 @@ def train(ckpt: str, out: str, tcfg: PredictorTrainConfig, cache: str = "build")
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
     model, meta = load_checkpoint(ckpt)
+    if tcfg.predictor_layers:
+        model = grow_predictor(model, tcfg.predictor_layers)
     t0 = time.time()
     parts, val = load_sources(model, meta, Path(ckpt), tcfg, Path(cache))
     data_s = time.time() - t0

@@ -74,8 +74,10 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     tcfg = tp.PredictorTrainConfig(iters=3, batch=8, eval_every=2, rollout_steps=3)
     model, meta = load_checkpoint(ckpt / "ck")
     parts, val = tp.load_sources(model, meta, ckpt / "ck", tcfg, tmp_path / "cache")
-    z = tp.encode_frames(model, tp.load_or_generate(PushTDataConfig(
-        episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert"))["frames"])  # fmt: skip
+    data = tp.load_or_generate(
+        PushTDataConfig(episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert")
+    )
+    z = tp.encode_episodes(model, data["frames"]).numpy()
     n_val = meta["dataset"]["val_episodes"]
     assert torch.equal(parts[0].z, torch.from_numpy(z[:-n_val]))
     assert torch.equal(val.z, torch.from_numpy(z[-n_val:]))
@@ -107,7 +109,7 @@ def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
     def no_encoding(*_a, **_k):
         raise AssertionError("encoded again")
 
-    monkeypatch.setattr(tp, "encode_frames", no_encoding)
+    monkeypatch.setattr(tp, "encode_episodes", no_encoding)
     assert np.array_equal(tp.cached_latents(model, ckpt / "ck", frames, "x", tmp_path), first)
 
 
@@ -124,3 +126,40 @@ def test_bad_input_is_one_line_and_leaves_user_files_alone(ckpt, tmp_path, capsy
     assert (mine / "notes.txt").read_text() == "keep" and len(list(mine.iterdir())) == 1
     with pytest.raises(SystemExit):
         tp.main([*base, "--out", str(ckpt / "ck")])
+
+
+def test_growing_the_predictor_keeps_what_it_computes(ckpt):
+    """New blocks start with every adaLN gate at 0: the grown model's rollout is the old one's
+    to the bit, and its encoder is the same."""
+    model, _ = load_checkpoint(ckpt / "ck")
+    grown = tp.grow_predictor(model, model.config.predictor_layers + 2)
+    assert len(grown.predictor.transformer.layers) == model.config.predictor_layers + 2
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 1, model.config.latent_dim, generator=g)
+    a = torch.randn(3, 5, model.config.action_dim, generator=g)
+    assert torch.equal(grown.rollout(z, a), model.rollout(z, a))
+    px = torch.randn(2, 1, 3, SIZE, SIZE, generator=g)
+    assert torch.equal(grown.encode(px), model.encode(px))
+    with pytest.raises(tp.InputError, match="below the checkpoint's"):
+        tp.grow_predictor(model, 1)
+
+
+def test_planner_scale_measures_costs_between_success_test_pairs():
+    """eval_lewm.planner_scale: the success pairs are the distinct states that pass the
+    official test, scored by the squared latent distance (the CEM cost)."""
+    from hwgen.models.eval_lewm import planner_scale
+    from hwgen.models.lewm import LeWM
+
+    model = LeWM(LeWMConfig.tiny()).eval()
+    t1, d = 7, model.config.latent_dim
+    states = np.zeros((1, t1, 5))
+    states[0, :, 0] = 100.0 * np.arange(t1)  # every agent 100 px from the next
+    states[0, 1, 0] = 10.0  # frame 1 within 20 px of frame 0
+    z = torch.zeros(1, t1, d)
+    z[0, :, 0] = torch.arange(t1, dtype=torch.float32)
+    z[0, 1, 0] = 0.5
+    a = torch.zeros(1, t1 - 1, model.config.action_dim)
+    res = planner_scale(model, z, a, states)
+    assert res["success_pair_cost_median"] == pytest.approx(0.25)  # (0, 1) and (1, 0)
+    assert res["failure_pair_cost_p10"] > 0.25
+    assert np.isfinite(res["rollout5_from1_end_sq_median"])
