@@ -64,16 +64,26 @@ class PredictorTrainConfig:
 # ---- latents -------------------------------------------------------------------------------
 
 
-def _weights_digest(ckpt: Path) -> str:
-    return hashlib.sha256((ckpt / "model.safetensors").read_bytes()).hexdigest()[:12]
+FROZEN_PARTS = ("encoder.", "projector.")  # what makes a latent; never trained here
 
 
-def cached_latents(model: LeWM, ckpt: Path, frames: np.ndarray, tag: str, cache: Path):
+def encoder_digest(model: LeWM) -> str:
+    """A digest of the frozen parts' tensors (names, shapes, bytes): checkpoints that share an
+    encoder (e.g. before and after this module trained or grew their predictors) share it."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        if k.startswith(FROZEN_PARTS):
+            h.update(f"{k}{tuple(v.shape)}".encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def cached_latents(model: LeWM, frames: np.ndarray, tag: str, cache: Path):
     """`eval_lewm.encode_episodes` (the eval-mode latents the planner computes from a frame),
-    cached under cache/latents_<weights digest>_<tag>_<shape>.npy: the
-    digest of CKPT's weights ties the cache to the encoder that made it."""
+    cached under cache/latents_<encoder digest>_<tag>_<shape>.npy, so that a cache is read
+    only by a model with the same encoder."""
     path = (
-        cache / f"latents_{_weights_digest(ckpt)}_{tag}_{'x'.join(map(str, frames.shape[:2]))}.npy"
+        cache / f"latents_{encoder_digest(model)}_{tag}_{'x'.join(map(str, frames.shape[:2]))}.npy"
     )
     if path.is_file():
         z = np.load(path, allow_pickle=False)
@@ -194,7 +204,7 @@ def recalibrate_pred_bn(model: LeWM, parts, frac: float, steps: int, batches: in
     model.eval()
 
 
-def load_sources(model: LeWM, meta: dict, ckpt: Path, tcfg: PredictorTrainConfig, cache: Path):
+def load_sources(model: LeWM, meta: dict, tcfg: PredictorTrainConfig, cache: Path):
     """(train windows, val windows): the checkpoint's data set, split into its training and
     held-out episodes, and the clip files (training only)."""
     ds = meta["dataset"]
@@ -205,7 +215,7 @@ def load_sources(model: LeWM, meta: dict, ckpt: Path, tcfg: PredictorTrainConfig
     mean = np.asarray(norm["action_mean"], np.float32)
     std = np.asarray(norm["action_std"], np.float32)
     length = max(tcfg.rollout_steps, model.config.history) + 1
-    z = cached_latents(model, ckpt, data["frames"], cache_path(dcfg).stem, cache)
+    z = cached_latents(model, data["frames"], cache_path(dcfg).stem, cache)
     n_val = int(ds["val_episodes"])
     acts = (data["actions"].reshape(len(z), z.shape[1] - 1, -1) - mean) / std
     train = [LatentWindows(z[:-n_val], acts[:-n_val], length)]
@@ -218,7 +228,7 @@ def load_sources(model: LeWM, meta: dict, ckpt: Path, tcfg: PredictorTrainConfig
             raise InputError(
                 f"{path}: clips of {clips['frames'].shape[1]} frames, need at least {length}"
             )
-        zc = cached_latents(model, ckpt, clips["frames"], Path(path).stem, cache)
+        zc = cached_latents(model, clips["frames"], Path(path).stem, cache)
         ac = (clips["actions"].reshape(len(zc), zc.shape[1] - 1, -1) - mean) / std
         for start in range(0, zc.shape[1] - length + 1, length - 1):  # cut to one length
             mix_z.append(zc[:, start : start + length])
@@ -235,7 +245,7 @@ def train(ckpt: str, out: str, tcfg: PredictorTrainConfig, cache: str = "build")
     if tcfg.predictor_layers:
         model = grow_predictor(model, tcfg.predictor_layers)
     t0 = time.time()
-    parts, val = load_sources(model, meta, Path(ckpt), tcfg, Path(cache))
+    parts, val = load_sources(model, meta, tcfg, Path(cache))
     data_s = time.time() - t0
     val_batches = [val.sample(np.random.default_rng(1234 + i), 256) for i in range(8)]
     for p in model.parameters():

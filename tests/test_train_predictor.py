@@ -19,7 +19,6 @@ from hwgen.models.train_lewm import TrainConfig, train
 
 torch.set_num_threads(1)
 SIZE = 32
-FROZEN = ("encoder.", "projector.")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,7 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     monkeypatch.chdir(ckpt)
     tcfg = tp.PredictorTrainConfig(iters=3, batch=8, eval_every=2, rollout_steps=3)
     model, meta = load_checkpoint(ckpt / "ck")
-    parts, val = tp.load_sources(model, meta, ckpt / "ck", tcfg, tmp_path / "cache")
+    parts, val = tp.load_sources(model, meta, tcfg, tmp_path / "cache")
     data = tp.load_or_generate(
         PushTDataConfig(episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert")
     )
@@ -87,7 +86,7 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     after = load_file(str(tmp_path / "out" / "model.safetensors"))
     assert before.keys() == after.keys()
     for k in before:
-        if k.startswith(FROZEN):
+        if k.startswith(tp.FROZEN_PARTS):
             assert torch.equal(before[k], after[k]), k
     moved = [
         k for k in before if k.startswith("predictor.") and not torch.equal(before[k], after[k])
@@ -103,14 +102,16 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
 def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
     model, _ = load_checkpoint(ckpt / "ck")
     frames = np.random.default_rng(0).integers(0, 255, (2, 3, SIZE, SIZE, 3), dtype=np.uint8)
-    first = tp.cached_latents(model, ckpt / "ck", frames, "x", tmp_path)
+    first = tp.cached_latents(model, frames, "x", tmp_path)
     assert len(list(tmp_path.glob("latents_*_x_2x3.npy"))) == 1
 
     def no_encoding(*_a, **_k):
         raise AssertionError("encoded again")
 
     monkeypatch.setattr(tp, "encode_episodes", no_encoding)
-    assert np.array_equal(tp.cached_latents(model, ckpt / "ck", frames, "x", tmp_path), first)
+    grown = tp.grow_predictor(model, model.config.predictor_layers + 1)  # same encoder
+    assert np.array_equal(tp.cached_latents(grown, frames, "x", tmp_path), first)
+    assert np.array_equal(tp.cached_latents(model, frames, "x", tmp_path), first)
 
 
 def test_bad_input_is_one_line_and_leaves_user_files_alone(ckpt, tmp_path, capsys, monkeypatch):
