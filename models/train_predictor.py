@@ -6,9 +6,10 @@ Why: the planner's misses are the predictor's (CEM on the true simulator, with t
 cost, plans 63 % of the official tasks; models/README.md). Joint training runs the CNN encoder
 on every frame of every step, ~1 s per batch of 32 clips on two cores. With the encoder frozen
 its latents are computed once, and a step of the predictor alone on 256 five-step rollouts
-takes ~0.25 s: about 30 times the clips per second, so the predictor can be trained far longer
-on the same CPU. The encoder, its projector and so the planner's cost and goal latents stay
-bit-identical to CKPT's; only the action encoder, the predictor and its projector change.
+takes 0.25-0.4 s (4 blocks): 20-30 times the clips per second, so the predictor can be
+trained far longer on the same CPU. The encoder, its projector and so the planner's cost and
+goal latents stay bit-identical to CKPT's; only the action encoder, the predictor and its
+projector change.
 
 Loss: the planner's own use of the predictor, an open-loop rollout of `--rollout-steps` model
 steps from one observed latent (windows of 1, 2, 3, 3, ... frames, `LeWM.imagine`), MSE against
@@ -18,8 +19,9 @@ are never used) and from clip files (planner_data or pusht_data npz), `--mix-fra
 batch. AdamW, warmup and cosine decay, gradient clipping. At the end the predictor projector's
 BatchNorm statistics are recomputed over training rollouts ("precise BN").
 
-The output is a complete checkpoint: CKPT's config.json with a `predictor_training` record
-(the previous `training` record stays, it describes how the encoder was made).
+The output is a complete checkpoint: CKPT's config.json with this run's record appended to
+`predictor_training` (a list, one record per run; the `training` record stays, it describes
+how the encoder was made).
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ from hwgen.models.schedule import lr_at
 
 @dataclasses.dataclass
 class PredictorTrainConfig:
-    iters: int = 6000
+    iters: int = 4000
     batch: int = 256
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 1e-3
     warmup_frac: float = 0.02
     clip: float = 1.0
@@ -80,11 +82,12 @@ def encoder_digest(model: LeWM) -> str:
 
 def cached_latents(model: LeWM, frames: np.ndarray, tag: str, cache: Path):
     """`eval_lewm.encode_episodes` (the eval-mode latents the planner computes from a frame),
-    cached under cache/latents_<encoder digest>_<tag>_<shape>.npy, so that a cache is read
-    only by a model with the same encoder."""
-    path = (
-        cache / f"latents_{encoder_digest(model)}_{tag}_{'x'.join(map(str, frames.shape[:2]))}.npy"
-    )
+    cached under cache/latents_<encoder digest>_<tag>_<frames digest>.npy: a cache is read
+    only for the same frames and a model with the same encoder."""
+    frames = np.ascontiguousarray(frames)
+    data = hashlib.sha256(str(frames.shape).encode())
+    data.update(memoryview(frames).cast("B"))
+    path = cache / f"latents_{encoder_digest(model)}_{tag}_{data.hexdigest()[:12]}.npy"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         if z.shape == (*frames.shape[:2], model.config.latent_dim) and z.dtype == np.float32:
@@ -148,12 +151,13 @@ def grow_predictor(model: LeWM, layers: int) -> LeWM:
 
 
 def window_loss(model: LeWM, z: torch.Tensor, a: torch.Tensor, steps: int) -> dict:
-    """`rollout`: MSE of the open-loop rollout of `steps` actions from z[:, 0] alone against
-    z[:, 1 : steps + 1]; `teacher`: the teacher-forced step on the first history + 1 latents."""
+    """`rollout`: MSE of the open-loop rollout (`imagined`) of `steps` actions from z[:, 0]
+    alone against z[:, 1 : steps + 1]; `teacher`: the teacher-forced step on the first
+    history + 1 latents."""
     h = model.config.history
     emb = model.encode_actions(a)
     imagined = model.imagine(z[:, :1], emb[:, :steps])
-    res = {"rollout": (imagined - z[:, 1 : steps + 1]).pow(2).mean()}
+    res = {"imagined": imagined, "rollout": (imagined - z[:, 1 : steps + 1]).pow(2).mean()}
     pred = model.predict(z[:, :h], emb[:, :h])
     res["teacher"] = (pred - z[:, 1 : h + 1]).pow(2).mean()
     return res
@@ -177,8 +181,7 @@ def evaluate(model: LeWM, batches, steps: int) -> dict[str, float]:
     acc = {"rollout": 0.0, "teacher": 0.0, "end_sq": 0.0}
     for z, a in batches:
         res = window_loss(model, z, a, steps)
-        imagined = model.imagine(z[:, :1], model.encode_actions(a)[:, :steps])
-        acc["end_sq"] += float((imagined[:, -1] - z[:, steps]).pow(2).sum(-1).mean())
+        acc["end_sq"] += float((res["imagined"][:, -1] - z[:, steps]).pow(2).sum(-1).mean())
         acc["rollout"] += float(res["rollout"])
         acc["teacher"] += float(res["teacher"])
     model.train()
@@ -305,7 +308,11 @@ def train(ckpt: str, out: str, tcfg: PredictorTrainConfig, cache: str = "build")
     extra.pop("architecture", None)
     for stale in ("planning", "planning_diagnosis", "evaluation"):
         extra.pop(stale, None)  # they describe CKPT's predictor, not this one
-    extra["predictor_training"] = record
+    earlier = meta.get("predictor_training", [])  # runs that made CKPT's predictor
+    earlier = [earlier] if isinstance(earlier, dict) else earlier
+    if not isinstance(earlier, list):
+        raise InputError(f"{ckpt}: config.json predictor_training must be a list of records")
+    extra["predictor_training"] = [*earlier, record]
     save_checkpoint(model, out, extra)
     return record
 

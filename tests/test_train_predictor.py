@@ -94,16 +94,23 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     assert moved
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
     assert cfg["training"] == meta["training"]  # how the encoder was made
-    assert cfg["predictor_training"]["iters"] == 3 and rec["windows"] == [len(parts[0])]
+    assert [r["iters"] for r in cfg["predictor_training"]] == [3]
+    assert rec["windows"] == [len(parts[0])]
     assert "planning" not in cfg and "evaluation" not in cfg  # they scored the old predictor
     load_checkpoint(tmp_path / "out")  # a complete checkpoint
+    tp.train(str(tmp_path / "out"), str(tmp_path / "out2"), tcfg, str(tmp_path / "cache"))
+    cfg2 = json.loads((tmp_path / "out2" / "config.json").read_text())
+    assert [r["init"] for r in cfg2["predictor_training"]] == [
+        str(ckpt / "ck"),
+        str(tmp_path / "out"),
+    ]
 
 
 def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
     model, _ = load_checkpoint(ckpt / "ck")
     frames = np.random.default_rng(0).integers(0, 255, (2, 3, SIZE, SIZE, 3), dtype=np.uint8)
     first = tp.cached_latents(model, frames, "x", tmp_path)
-    assert len(list(tmp_path.glob("latents_*_x_2x3.npy"))) == 1
+    assert len(list(tmp_path.glob("latents_*_x_*.npy"))) == 1
 
     def no_encoding(*_a, **_k):
         raise AssertionError("encoded again")
@@ -111,6 +118,8 @@ def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(tp, "encode_episodes", no_encoding)
     grown = tp.grow_predictor(model, model.config.predictor_layers + 1)  # same encoder
     assert np.array_equal(tp.cached_latents(grown, frames, "x", tmp_path), first)
+    with pytest.raises(AssertionError, match="encoded again"):  # other frames, same tag
+        tp.cached_latents(model, frames[:, ::-1], "x", tmp_path)
     assert np.array_equal(tp.cached_latents(model, frames, "x", tmp_path), first)
 
 
