@@ -6,7 +6,7 @@ Why: the planner's misses are the predictor's (CEM on the true simulator, with t
 cost, plans 63 % of the official tasks; models/README.md). Joint training runs the CNN encoder
 on every frame of every step, ~1 s per batch of 32 clips on two cores. With the encoder frozen
 its latents are computed once, and a step of the predictor alone on 256 five-step rollouts
-takes 0.25-0.4 s (4 blocks): 20-30 times the clips per second, so the predictor can be
+takes 0.25-0.4 s (4 blocks): 18-28 times the clips per second, so the predictor can be
 trained far longer on the same CPU. The encoder, its projector and so the planner's cost and
 goal latents stay bit-identical to CKPT's; only the action encoder, the predictor and its
 projector change.
