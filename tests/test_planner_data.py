@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from hwgen.models.lewm import LeWMConfig
 from hwgen.models.planner_data import (
     ClipFileError,
     PlannerDataConfig,
@@ -20,26 +19,10 @@ from hwgen.models.planner_data import (
     load_clips,
     save,
 )
-from hwgen.models.pusht_data import PushTDataConfig
-from hwgen.models.train_lewm import TrainConfig, main, train
+from hwgen.models.train_lewm import main
 
 torch.set_num_threads(1)
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A 32 px CNN LeWM trained 2 steps on 6 expert episodes (cached in the temp build/)."""
-    root = tmp_path_factory.mktemp("pd")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        cfg = dataclasses.replace(
-            LeWMConfig.small_cnn(), image_size=SIZE, cnn_channels=8, name="c32"
-        )
-        dcfg = PushTDataConfig(episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert")
-        tcfg = TrainConfig(iters=2, batch=4, eval_every=2, ckpt_every=1000, val_frac=0.34)
-        train(tcfg, dcfg, root / "ck", progress=False, model_cfg=cfg)
-        yield root
 
 
 def test_tasks_come_from_the_training_episodes_only():
@@ -50,9 +33,9 @@ def test_tasks_come_from_the_training_episodes_only():
     assert tasks == draw_training_tasks(states, np.arange(7), 200, 5, seed=0)
 
 
-def test_clips_are_the_plans_played_and_any_worker_count_gives_them(ckpt, monkeypatch):
-    monkeypatch.chdir(ckpt)
-    cfg = PlannerDataConfig(str(ckpt / "ck"), tasks=3, iters=2, candidates=2, seed=1)
+def test_clips_are_the_plans_played_and_any_worker_count_gives_them(tiny_cnn_run, monkeypatch):
+    monkeypatch.chdir(tiny_cnn_run)
+    cfg = PlannerDataConfig(str(tiny_cnn_run / "ck"), tasks=3, iters=2, candidates=2, seed=1)
     one = generate(cfg, workers=1, progress=False)
     two = generate(cfg, workers=2, progress=False)
     assert one["frames"].shape == (6, 6, SIZE, SIZE, 3) and one["actions"].shape == (6, 5, 5, 2)
@@ -63,11 +46,11 @@ def test_clips_are_the_plans_played_and_any_worker_count_gives_them(ckpt, monkey
     assert not np.array_equal(one["actions"][0], one["actions"][1])
 
 
-def test_per_iter_adds_the_search_path_after_the_same_clips(ckpt, monkeypatch):
+def test_per_iter_adds_the_search_path_after_the_same_clips(tiny_cnn_run, monkeypatch):
     """`per_iter` appends each earlier iteration's cheapest elites to a task's clips; the
     clips without it come first, unchanged (the same search, seeded per task)."""
-    monkeypatch.chdir(ckpt)
-    base = PlannerDataConfig(str(ckpt / "ck"), tasks=2, iters=3, candidates=2, seed=4)
+    monkeypatch.chdir(tiny_cnn_run)
+    base = PlannerDataConfig(str(tiny_cnn_run / "ck"), tasks=2, iters=3, candidates=2, seed=4)
     path = dataclasses.replace(base, per_iter=2)
     assert path.clips_per_task == 2 + 2 * 2
     a, b = generate(base, progress=False), generate(path, progress=False)
@@ -80,9 +63,11 @@ def test_per_iter_adds_the_search_path_after_the_same_clips(ckpt, monkeypatch):
         assert len({arr.tobytes() for arr in extra}) == 4  # four different plans
 
 
-def test_train_reads_the_file_back_and_records_its_source(ckpt, monkeypatch, tmp_path, capsys):
-    monkeypatch.chdir(ckpt)
-    cfg = PlannerDataConfig(str(ckpt / "ck"), tasks=2, iters=1, candidates=2)
+def test_train_reads_the_file_back_and_records_its_source(
+    tiny_cnn_run, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.chdir(tiny_cnn_run)
+    cfg = PlannerDataConfig(str(tiny_cnn_run / "ck"), tasks=2, iters=1, candidates=2)
     path = save(generate(cfg, progress=False), cfg, tmp_path / "pd.npz")
     clips = load_clips(path, SIZE, 5)
     assert clips["source"]["kind"] == "planner" and clips["source"]["tasks"] == 2
@@ -96,7 +81,7 @@ def test_train_reads_the_file_back_and_records_its_source(ckpt, monkeypatch, tmp
         "--out", str(tmp_path / "ft"), "--plot", str(tmp_path / "p.png"),
     ]  # fmt: skip
     # --init with another configuration (the fixture's has 8 conv channels): one line, exit 2
-    assert main([*argv, "--init", str(ckpt / "ck")]) == 2
+    assert main([*argv, "--init", str(tiny_cnn_run / "ck")]) == 2
     assert "--init checkpoint has another model configuration" in capsys.readouterr().err
     assert not (tmp_path / "ft").exists()
 

@@ -4,7 +4,6 @@ rollout, the held-out episodes stay out of training, and bad input is refused in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -15,25 +14,9 @@ from safetensors.torch import load_file
 from hwgen.models import train_predictor as tp
 from hwgen.models.lewm import LeWMConfig, load_checkpoint
 from hwgen.models.pusht_data import PushTDataConfig
-from hwgen.models.train_lewm import TrainConfig, train
 
 torch.set_num_threads(1)
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A 32 px CNN LeWM trained 2 steps on 6 expert episodes of 8 model steps (2 held out)."""
-    root = tmp_path_factory.mktemp("tp")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        cfg = dataclasses.replace(
-            LeWMConfig.small_cnn(), image_size=SIZE, cnn_channels=8, name="c32"
-        )
-        dcfg = PushTDataConfig(episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert")
-        tcfg = TrainConfig(iters=2, batch=4, eval_every=2, ckpt_every=1000, val_frac=0.34)
-        train(tcfg, dcfg, root / "ck", progress=False, model_cfg=cfg)
-        yield root
 
 
 def test_windows_are_consecutive_latents_with_the_actions_between_them():
@@ -52,9 +35,9 @@ def test_windows_are_consecutive_latents_with_the_actions_between_them():
         tp.LatentWindows(z, a, length=8)
 
 
-def test_the_rollout_term_is_the_planners_rollout(ckpt):
+def test_the_rollout_term_is_the_planners_rollout(tiny_cnn_run):
     """The loss scores exactly what LeWM.rollout (the planner's predictor call) returns."""
-    model, _ = load_checkpoint(ckpt / "ck")
+    model, _ = load_checkpoint(tiny_cnn_run / "ck")
     g = torch.Generator().manual_seed(0)
     z = torch.randn(4, 6, model.config.latent_dim, generator=g)
     a = torch.randn(4, 5, model.config.action_dim, generator=g)
@@ -67,11 +50,11 @@ def test_the_rollout_term_is_the_planners_rollout(ckpt):
 
 
 def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
-    ckpt, monkeypatch, tmp_path
+    tiny_cnn_run, monkeypatch, tmp_path
 ):
-    monkeypatch.chdir(ckpt)
+    monkeypatch.chdir(tiny_cnn_run)
     tcfg = tp.PredictorTrainConfig(iters=3, batch=8, eval_every=2, rollout_steps=3)
-    model, meta = load_checkpoint(ckpt / "ck")
+    model, meta = load_checkpoint(tiny_cnn_run / "ck")
     parts, val = tp.load_sources(model, meta, tcfg, tmp_path / "cache")
     data = tp.load_or_generate(
         PushTDataConfig(episodes=6, steps=8, render_size=SIZE, seed=5, policy="expert")
@@ -81,8 +64,8 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     assert torch.equal(parts[0].z, torch.from_numpy(z[:-n_val]))
     assert torch.equal(val.z, torch.from_numpy(z[-n_val:]))
 
-    rec = tp.train(str(ckpt / "ck"), str(tmp_path / "out"), tcfg, str(tmp_path / "cache"))
-    before = load_file(str(ckpt / "ck" / "model.safetensors"))
+    rec = tp.train(str(tiny_cnn_run / "ck"), str(tmp_path / "out"), tcfg, str(tmp_path / "cache"))
+    before = load_file(str(tiny_cnn_run / "ck" / "model.safetensors"))
     after = load_file(str(tmp_path / "out" / "model.safetensors"))
     assert before.keys() == after.keys()
     for k in before:
@@ -101,13 +84,13 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     tp.train(str(tmp_path / "out"), str(tmp_path / "out2"), tcfg, str(tmp_path / "cache"))
     cfg2 = json.loads((tmp_path / "out2" / "config.json").read_text())
     assert [r["init"] for r in cfg2["predictor_training"]] == [
-        str(ckpt / "ck"),
+        str(tiny_cnn_run / "ck"),
         str(tmp_path / "out"),
     ]
 
 
-def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
-    model, _ = load_checkpoint(ckpt / "ck")
+def test_latents_are_cached_per_encoder(tiny_cnn_run, tmp_path, monkeypatch):
+    model, _ = load_checkpoint(tiny_cnn_run / "ck")
     frames = np.random.default_rng(0).integers(0, 255, (2, 3, SIZE, SIZE, 3), dtype=np.uint8)
     first = tp.cached_latents(model, frames, "x", tmp_path)
     assert len(list(tmp_path.glob("latents_*_x_*.npy"))) == 1
@@ -123,9 +106,11 @@ def test_latents_are_cached_per_encoder(ckpt, tmp_path, monkeypatch):
     assert np.array_equal(tp.cached_latents(model, frames, "x", tmp_path), first)
 
 
-def test_bad_input_is_one_line_and_leaves_user_files_alone(ckpt, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(ckpt)
-    base = [str(ckpt / "ck"), "--iters", "1", "--batch", "4", "--rollout-steps", "3"]
+def test_bad_input_is_one_line_and_leaves_user_files_alone(
+    tiny_cnn_run, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tiny_cnn_run)
+    base = [str(tiny_cnn_run / "ck"), "--iters", "1", "--batch", "4", "--rollout-steps", "3"]
     assert tp.main([*base, "--out", str(tmp_path / "a"), "--mix-data", "none.npz"]) == 2
     assert "none.npz: no such clip file" in capsys.readouterr().err
     mine = tmp_path / "mine"
@@ -135,13 +120,13 @@ def test_bad_input_is_one_line_and_leaves_user_files_alone(ckpt, tmp_path, capsy
     assert "did not write" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "keep" and len(list(mine.iterdir())) == 1
     with pytest.raises(SystemExit):
-        tp.main([*base, "--out", str(ckpt / "ck")])
+        tp.main([*base, "--out", str(tiny_cnn_run / "ck")])
 
 
-def test_growing_the_predictor_keeps_what_it_computes(ckpt):
+def test_growing_the_predictor_keeps_what_it_computes(tiny_cnn_run):
     """New blocks start with every adaLN gate at 0: the grown model's rollout is the old one's
     to the bit, and its encoder is the same."""
-    model, _ = load_checkpoint(ckpt / "ck")
+    model, _ = load_checkpoint(tiny_cnn_run / "ck")
     grown = tp.grow_predictor(model, model.config.predictor_layers + 2)
     assert len(grown.predictor.transformer.layers) == model.config.predictor_layers + 2
     g = torch.Generator().manual_seed(1)
