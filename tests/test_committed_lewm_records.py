@@ -11,9 +11,10 @@ import pytest
 
 from hwgen.models.lewm import load_checkpoint
 from hwgen.models.pusht_protocol import protocol_named, wilson_interval
+from hwgen.models.train_predictor import encoder_digest
 
 CKPTS = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
-PLANNERS = ("lewm_small", "lewm_small_cnn")
+PLANNERS = ("lewm_small", "lewm_small_cnn", "lewm_small_cnn_p6")
 
 
 def _runs(name: str) -> list[dict]:
@@ -51,3 +52,16 @@ def test_lewm_small_cnn_is_the_rollout_trained_cnn():
     assert model.config.encoder_type == "cnn" and model.config.predictor_layers == 4
     train = meta["training"]
     assert train["rollout_steps"] == 5 and train["init"] and len(train["mix_data"]) == 3
+
+
+def test_lewm_small_cnn_p6_plans_with_lewm_small_cnns_encoder():
+    """Only the predictor was trained (train_predictor): the encoder and its projector, so the
+    planner's cost and goal latents, are lewm_small_cnn's to the bit; the predictor has 6 blocks
+    and each of the three runs is recorded."""
+    base, _ = load_checkpoint(CKPTS / "lewm_small_cnn")
+    model, meta = load_checkpoint(CKPTS / "lewm_small_cnn_p6")
+    assert encoder_digest(model) == encoder_digest(base)
+    assert model.config.predictor_layers == 6
+    runs = meta["predictor_training"]
+    assert runs[0]["init"] == "models/checkpoints/lewm_small_cnn" and len(runs) == 3
+    assert all(r["rollout_steps"] == 5 for r in runs)
