@@ -366,6 +366,8 @@ def pick_device(name: str) -> torch.device:
     """cpu, cuda, or auto (cuda when torch sees a GPU, else cpu)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: this torch sees no CUDA GPU (use cpu or auto)")
     return torch.device(name)
 
 

@@ -1,6 +1,7 @@
 """Train a LeWM checkpoint's predictor alone, on latents of its frozen encoder.
 
     python -m hwgen.models.train_predictor CKPT --out DIR --mix-data build/planner_*.npz
+    python -m hwgen.models.train_predictor CKPT --out DIR --device auto ...   # a GPU if any
 
 Why: the planner's misses are the predictor's (CEM on the true simulator, with this encoder's
 cost, plans 63 % of the official tasks; models/README.md). Joint training runs the CNN encoder
@@ -44,6 +45,7 @@ from hwgen.models.lewm import LeWM, load_checkpoint, save_checkpoint
 from hwgen.models.planner_data import load_clips
 from hwgen.models.pusht_data import PushTDataConfig, cache_path, load_or_generate
 from hwgen.models.schedule import lr_at
+from hwgen.models.train_lewm import pick_device
 
 
 @dataclasses.dataclass
@@ -60,6 +62,7 @@ class PredictorTrainConfig:
     mix_frac: float = 0.5  # share of each batch drawn from the clip files
     eval_every: int = 250
     predictor_layers: int = 0  # > the checkpoint's: grow the predictor (`grow_predictor`)
+    device: str = "cpu"  # cpu | cuda | auto (cuda when torch sees a GPU)
     mix_data: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -199,9 +202,10 @@ def recalibrate_pred_bn(model: LeWM, parts, frac: float, steps: int, batches: in
         bn.momentum = None
     model.train()
     rng = np.random.default_rng(7)
+    dev = next(model.parameters()).device
     for _ in range(batches):
         z, a = mixed_batch(parts, rng, 256, frac)
-        window_loss(model, z, a, steps)
+        window_loss(model, z.to(dev), a.to(dev), steps)
     for bn, m in zip(bns, saved, strict=True):
         bn.momentum = m
     model.eval()
@@ -244,13 +248,17 @@ def load_sources(model: LeWM, meta: dict, tcfg: PredictorTrainConfig, cache: Pat
 def train(ckpt: str, out: str, tcfg: PredictorTrainConfig, cache: str = "build") -> dict:
     torch.manual_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
+    dev = pick_device(tcfg.device)
     model, meta = load_checkpoint(ckpt)
     if tcfg.predictor_layers:
         model = grow_predictor(model, tcfg.predictor_layers)
     t0 = time.time()
     parts, val = load_sources(model, meta, tcfg, Path(cache))
     data_s = time.time() - t0
-    val_batches = [val.sample(np.random.default_rng(1234 + i), 256) for i in range(8)]
+    model = model.to(dev)  # after the latents: the frozen encoder runs once, on the CPU
+    val_batches = [
+        tuple(x.to(dev) for x in val.sample(np.random.default_rng(1234 + i), 256)) for i in range(8)
+    ]
     for p in model.parameters():
         p.requires_grad_(False)
     params = predictor_params(model)
@@ -272,7 +280,7 @@ def train(ckpt: str, out: str, tcfg: PredictorTrainConfig, cache: str = "build")
         for g in opt.param_groups:
             g["lr"] = lr_at(step, tcfg.iters, tcfg.lr, tcfg.warmup_frac)
         z, a = mixed_batch(parts, rng, tcfg.batch, tcfg.mix_frac)
-        res = window_loss(model, z, a, tcfg.rollout_steps)
+        res = window_loss(model, z.to(dev), a.to(dev), tcfg.rollout_steps)
         loss = res["rollout"] + tcfg.teacher_weight * res["teacher"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -291,10 +299,11 @@ def train(ckpt: str, out: str, tcfg: PredictorTrainConfig, cache: str = "build")
     train_s = time.time() - t1
     recalibrate_pred_bn(model, parts, tcfg.mix_frac, tcfg.rollout_steps)
     last = evaluate(model, val_batches, tcfg.rollout_steps)
-    model.eval()
+    model = model.cpu().eval()
     record = {
         "init": str(ckpt),
         **dataclasses.asdict(tcfg),
+        "device": str(dev),  # what `auto` chose
         "windows": [len(p) for p in parts],
         "val_windows": len(val),
         "first": first,
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("ckpt", help="LeWM checkpoint folder (its encoder stays frozen)")
     ap.add_argument("--out", required=True, help="output checkpoint folder")
     for f in dataclasses.fields(PredictorTrainConfig):
-        if f.name == "mix_data":
+        if f.name in ("mix_data", "device"):
             continue
         ap.add_argument(
             f"--{f.name.replace('_', '-')}",
@@ -354,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             default=getattr(d, f.name),
         )
     ap.add_argument("--mix-data", nargs="*", default=[], help="clip files (npz) mixed in")
+    ap.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
     ap.add_argument("--cache", default="build", help="folder of the cached latents")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)

@@ -79,6 +79,7 @@ def test_training_changes_the_predictor_only_and_keeps_held_out_episodes_out(
     assert cfg["training"] == meta["training"]  # how the encoder was made
     assert [r["iters"] for r in cfg["predictor_training"]] == [3]
     assert rec["windows"] == [len(parts[0])]
+    assert rec["device"] == "cpu"
     assert "planning" not in cfg and "evaluation" not in cfg  # they scored the old predictor
     load_checkpoint(tmp_path / "out")  # a complete checkpoint
     tp.train(str(tmp_path / "out"), str(tmp_path / "out2"), tcfg, str(tmp_path / "cache"))
@@ -121,6 +122,10 @@ def test_bad_input_is_one_line_and_leaves_user_files_alone(
     assert (mine / "notes.txt").read_text() == "keep" and len(list(mine.iterdir())) == 1
     with pytest.raises(SystemExit):
         tp.main([*base, "--out", str(tiny_cnn_run / "ck")])
+    if not torch.cuda.is_available():
+        assert tp.main([*base, "--out", str(tmp_path / "b"), "--device", "cuda"]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+        assert not (tmp_path / "b").exists()
 
 
 def test_growing_the_predictor_keeps_what_it_computes(tiny_cnn_run):
