@@ -1,6 +1,7 @@
 """Evaluate a LeWM checkpoint on held-out PushT episodes (the training run's validation split).
 
-    python -m hwgen.models.eval_lewm models/checkpoints/lewm_tiny [--horizon 10] [--write]
+    python -m hwgen.models.eval_lewm models/checkpoints/lewm_tiny [--horizon 10] [--golden [BOARD]]
+        [--write]
 
 Figures (latents are the model's own encodings of the true frames, eval mode):
 - one-step: teacher-forced prediction of the next latent from 3 history frames and their
@@ -22,6 +23,9 @@ Figures (latents are the model's own encodings of the true frames, eval mode):
   planner's cost); the block-angle error between their states, median and the fraction under
   pi/9 (the success tolerance). Unlike the probe it also sees a nonlinear encoding; with no
   angle in the latent the error is uniform on [0, pi]: median pi/2, 1/9 of it under pi/9.
+- golden (`--golden [BOARD]`): the planner scale of the hardware's integer golden model,
+  as `plan_cem --predictor golden` runs it, against the true latents and against the float
+  model's rollout (what quantization adds to the error the planner sees).
 `--write` stores the figures in config.json["evaluation"].
 """
 
@@ -163,17 +167,23 @@ def evaluate(model: LeWM, meta: dict, data: dict, horizon: int = 10) -> dict:
     }
 
 
+def planner_windows(z_va: torch.Tensor, a_va: torch.Tensor, steps: int = 5):
+    """Every `steps`-step stretch of the held-out episodes: the start latent (B, 1, D), the
+    true actions (B, steps, A) and the true end latent (B, D)."""
+    starts = range(0, z_va.shape[1] - steps)
+    z0 = torch.stack([z_va[:, s] for s in starts], 1).flatten(0, 1)[:, None]
+    acts = torch.stack([a_va[:, s : s + steps] for s in starts], 1).flatten(0, 1)
+    end = torch.stack([z_va[:, s + steps] for s in starts], 1).flatten(0, 1)
+    return z0, acts, end
+
+
 @torch.no_grad()
 def planner_scale(model: LeWM, z_va: torch.Tensor, a_va: torch.Tensor, states: np.ndarray):
     """The `planner scale` figures of the module docstring (medians and 90th percentiles)."""
     from hwgen.models.pusht_protocol import official_success
 
-    steps = 5
     e, t1 = z_va.shape[:2]
-    starts = range(0, t1 - steps)
-    z0 = torch.stack([z_va[:, s] for s in starts], 1).flatten(0, 1)[:, None]
-    acts = torch.stack([a_va[:, s : s + steps] for s in starts], 1).flatten(0, 1)
-    end = torch.stack([z_va[:, s + steps] for s in starts], 1).flatten(0, 1)
+    z0, acts, end = planner_windows(z_va, a_va)
     err = (model.rollout(z0, acts)[:, -1] - end).pow(2).sum(-1).numpy()
     cost = torch.cdist(z_va, z_va).pow(2).numpy()  # (E, T+1, T+1) within each episode
     ok = np.array(
@@ -191,6 +201,38 @@ def planner_scale(model: LeWM, z_va: torch.Tensor, a_va: torch.Tensor, states: n
         "success_pair_cost_p90": float(np.percentile(hit, 90)),
         "failure_pair_cost_p10": float(np.percentile(miss, 10)),
         "failure_pair_cost_median": float(np.median(miss)),
+    }
+
+
+@torch.no_grad()
+def golden_planner_scale(model: LeWM, meta: dict, data: dict, board: str | None) -> dict:
+    """The planner-scale error of the hardware's integer golden model (plan_cem's predictor
+    with `--predictor golden`, word format calibrated the same way), against the true end
+    latent and against the float model's own rollout: the part of the error the planner sees
+    in hardware that quantization adds."""
+    from hwgen.models.plan_cem import calibrated_golden, rollout
+
+    nv = meta["dataset"]["val_episodes"]
+    e, t = data["actions"].shape[:2]
+    norm = meta["normalization"]
+    a_va = normalize_actions(
+        data["actions"][e - nv :].reshape(nv, t, -1), norm["action_mean"], norm["action_std"]
+    )
+    z0, acts, end = planner_windows(encode_episodes(model, data["frames"][e - nv :]), a_va)
+    golden = calibrated_golden(model, meta, data, nv, board)
+    g = rollout(golden, z0, acts, model.config.history)
+    f = model.rollout(z0, acts)[:, -1]
+    to_true = (g - end).pow(2).sum(-1).numpy()
+    to_float = (g - f).pow(2).sum(-1).numpy()
+    return {
+        "board": golden.board,
+        "lanes": golden.lanes,
+        "slots": golden.slots,
+        "frac_bits": golden.frac_bits,
+        "rollout5_from1_end_sq_median": float(np.median(to_true)),
+        "rollout5_from1_end_sq_p90": float(np.percentile(to_true, 90)),
+        "to_float_end_sq_median": float(np.median(to_float)),
+        "to_float_end_sq_p90": float(np.percentile(to_float, 90)),
     }
 
 
@@ -214,6 +256,14 @@ def format_report(ev: dict) -> str:
         f"nearest   angle error median {ev['nn_angle_error_median']:.3f} rad, within pi/9 "
         f"{ev['nn_angle_within_tol']:.1%} (nearest training latent in L2)",
     ]
+    if "golden" in ev:
+        g = ev["golden"]
+        lines.append(
+            f"golden    (hardware golden model, {g['board']}, {g['frac_bits']} fractional bits) "
+            f"5-step end error median {g['rollout5_from1_end_sq_median']:.2f}, p90 "
+            f"{g['rollout5_from1_end_sq_p90']:.2f}; to the float rollout median "
+            f"{g['to_float_end_sq_median']:.3f}, p90 {g['to_float_end_sq_p90']:.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -224,6 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("ckpt")
     ap.add_argument("--horizon", type=int, default=10)
     ap.add_argument("--write", action="store_true", help="store figures in config.json")
+    ap.add_argument(
+        "--golden",
+        metavar="BOARD",
+        nargs="?",
+        const="",
+        default=None,
+        help="also the planner scale of the hardware golden model (the engine plan for BOARD, "
+        "or the first board it fits)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
@@ -232,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     fields = PushTDataConfig.__dataclass_fields__
     data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields if k in ds}))
     ev = evaluate(model, meta, data, args.horizon)
+    if args.golden is not None:
+        ev["golden"] = golden_planner_scale(model, meta, data, args.golden or None)
     print(f"eval {args.ckpt} on {ev['val_episodes']} held-out episodes ({time.time() - t0:.1f} s)")
     print(format_report(ev))
     if args.write:

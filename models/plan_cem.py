@@ -277,7 +277,14 @@ class GoldenPredictor:
     windows. It also adds up the hardware time of what it ran: each call is one stream of
     windows through the (lanes, slots) engine, at the stream cycle model's clock."""
 
-    def __init__(self, model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray, board: str | None):
+    def __init__(
+        self,
+        model: LeWM,
+        calib_z: np.ndarray,
+        calib_a: np.ndarray,
+        board: str | None,
+        proj_terms: int = 1,
+    ):
         from hwgen.folded.compact import streamlined
         from hwgen.folded.lewm_lower import choose_frac_bits, compile_predictor, predictor_weights
         from hwgen.stream.golden import EngineModel
@@ -285,11 +292,14 @@ class GoldenPredictor:
         pw = predictor_weights(model)
         self.frac_bits, _ = choose_frac_bits(pw, calib_z, calib_a)
         progs = {
-            t: streamlined(compile_predictor(replace(pw, history=t), self.frac_bits))
+            t: streamlined(
+                compile_predictor(replace(pw, history=t), self.frac_bits, proj_terms=proj_terms)
+            )
             for t in range(1, pw.history + 1)
         }
         plan = _engine_plan(progs[pw.history], board)
         self.board, self.lanes, self.slots = plan.board, plan.lanes, plan.slots
+        self.proj_terms = proj_terms
         self.engines = {t: EngineModel(p, plan.lanes, plan.slots) for t, p in progs.items()}
         self.calls: Counter[tuple[int, int]] = Counter()  # (window length, batch) -> calls
 
@@ -312,6 +322,7 @@ class GoldenPredictor:
             "lanes": self.lanes,
             "slots": self.slots,
             "clock_hz": CLOCK_HZ,
+            "proj_terms": self.proj_terms,
             "cycles_per_prediction": {
                 str(t): round(e.cycles_per_prediction, 1) for t, e in self.engines.items()
             },
@@ -332,17 +343,35 @@ def _engine_plan(prog, board: str | None):
 
 
 def golden_predictor(
-    model: LeWM, calib_z: np.ndarray, calib_a: np.ndarray, board: str | None = None
+    model: LeWM,
+    calib_z: np.ndarray,
+    calib_a: np.ndarray,
+    board: str | None = None,
+    proj_terms: int = 1,
 ) -> GoldenPredictor:
-    """The hardware golden model, its word format calibrated on these windows."""
-    return GoldenPredictor(model, calib_z, calib_a, board)
+    """The hardware golden model, its word format calibrated on these windows (`proj_terms`:
+    compile_predictor's)."""
+    return GoldenPredictor(model, calib_z, calib_a, board, proj_terms)
 
 
 def calibrated_golden(
-    model: LeWM, meta: dict, data: dict, n_val: int, board: str | None = None
+    model: LeWM,
+    meta: dict,
+    data: dict,
+    n_val: int,
+    board: str | None = None,
+    proj_terms: int = 1,
 ) -> GoldenPredictor:
-    """The golden predictor, its word format calibrated on every window of (up to) 20
-    training episodes."""
+    """The golden predictor, its word format calibrated on calibration_windows."""
+    cz, ca = calibration_windows(model, meta, data, n_val)
+    return golden_predictor(model, cz, ca, board, proj_terms)
+
+
+def calibration_windows(
+    model: LeWM, meta: dict, data: dict, n_val: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of `history` frames (latents, z-scored actions) of the first (up to) 20
+    training episodes: what the golden model's word format is calibrated on."""
     from hwgen.models.eval_lewm import encode_episodes
     from hwgen.models.lewm import normalize_actions
 
@@ -353,7 +382,7 @@ def calibrated_golden(
     h = model.config.history
     cz = np.concatenate([z[:, s : s + h] for s in range(t + 1 - h)])
     ca = np.concatenate([a[:, s : s + h] for s in range(t + 1 - h)])
-    return golden_predictor(model, cz, ca, board)
+    return cz, ca
 
 
 @torch.no_grad()
@@ -499,6 +528,7 @@ def evaluate(
     progress: bool = True,
     board: str | None = None,
     max_seconds: float | None = None,
+    proj_terms: int = 1,
     first_task: int = 0,
 ) -> dict:
     """Run `proto` on the checkpoint's held-out episodes with one policy; returns the record.
@@ -506,7 +536,8 @@ def evaluate(
     `max_seconds`: start no episode after this long; the record then holds the episodes
     played (a prefix of the protocol's task list: draw_tasks draws them in order).
     `first_task`: start at this task of the list (a second process can take the tail of a
-    slow run; the search's random draws then differ from those of a run from task 0)."""
+    slow run; the search's random draws then differ from those of a run from task 0).
+    `proj_terms`: the golden model's output projector in that many Q4 terms."""
     model, meta = load_checkpoint(ckpt)
     data, val_eps = _data(meta)
     tasks = draw_tasks(data["states"], val_eps, proto)
@@ -517,7 +548,7 @@ def evaluate(
     predict: PredictFn = float_predictor(model)
     golden = None
     if policy_name == "cem" and predictor == "golden":
-        predict = golden = calibrated_golden(model, meta, data, len(val_eps), board)
+        predict = golden = calibrated_golden(model, meta, data, len(val_eps), board, proj_terms)
     if policy_name == "simulator":
         from hwgen.models.sim_planner import SimulatorCEM, SimulatorCEMPolicy
 
@@ -691,6 +722,14 @@ def main(argv: list[str] | None = None) -> int:
         + " it fits)",
     )
     ap.add_argument(
+        "--proj-terms",
+        type=int,
+        default=1,
+        metavar="N",
+        help="golden model: the output projector's weights as N Q4 terms (default 1; 2 "
+        "halves its error, benchmarks/LEWM_GOLDEN_ERROR.md)",
+    )
+    ap.add_argument(
         "--max-seconds",
         type=float,
         default=None,
@@ -731,6 +770,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         proto = replace(proto, episodes=args.episodes)
     if args.cem is not None:
         proto = with_cem_budget(proto, args.cem)
+    if not 1 <= args.proj_terms <= 4:
+        raise InputError(f"--proj-terms {args.proj_terms}: use 1 to 4 Q4 terms")
+    if args.proj_terms != 1 and args.predictor != "golden":
+        raise InputError("--proj-terms: only the golden predictor (--predictor golden) has terms")
     if not 0 <= args.first_task < proto.episodes:
         raise InputError(f"--first-task {args.first_task}: the protocol has {proto.episodes} tasks")
     if args.agreement:
@@ -753,6 +796,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
             pol,
             args.predictor,
             board=args.board,
+            proj_terms=args.proj_terms,
             max_seconds=args.max_seconds,
             first_task=args.first_task,
         )

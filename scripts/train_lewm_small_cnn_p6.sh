@@ -55,8 +55,15 @@ files+=("$OUT/p6a_path_400.npz")
   --out "$OUT/p6b_path_400.npz"
 files+=("$OUT/p6b_path_400.npz")
 
-# the last round trains 6,000 steps (session 36; the earlier rounds' 4,000 gave less each time)
+# the last two rounds train 6,000 steps (sessions 36 and 37; the earlier rounds' 4,000 gave
+# less each time)
 "$PY" -m hwgen.models.train_predictor "$OUT/p6b" "${TRAIN[@]/4000/6000}" --lr 3e-4 --seed 2 \
   --mix-data "${files[@]}" --out "$OUT/p6c"
-echo "final model: $OUT/p6c (copy model.safetensors and config.json to" \
+"$PY" -m hwgen.models.planner_data "$OUT/p6c" "${PATH_DATA[@]}" --seed 17 \
+  --out "$OUT/p6c_path_400.npz"
+files+=("$OUT/p6c_path_400.npz")
+
+"$PY" -m hwgen.models.train_predictor "$OUT/p6c" "${TRAIN[@]/4000/6000}" --lr 3e-4 --seed 3 \
+  --mix-data "${files[@]}" --out "$OUT/p6d"
+echo "final model: $OUT/p6d (copy model.safetensors and config.json to" \
   "models/checkpoints/lewm_small_cnn_p6, then run the figures' commands in models/README.md)"

@@ -57,11 +57,11 @@ def test_lewm_small_cnn_is_the_rollout_trained_cnn():
 def test_lewm_small_cnn_p6_plans_with_lewm_small_cnns_encoder():
     """Only the predictor was trained (train_predictor): the encoder and its projector, so the
     planner's cost and goal latents, are lewm_small_cnn's to the bit; the predictor has 6 blocks
-    and each of the four runs is recorded."""
+    and each of the five runs is recorded."""
     base, _ = load_checkpoint(CKPTS / "lewm_small_cnn")
     model, meta = load_checkpoint(CKPTS / "lewm_small_cnn_p6")
     assert encoder_digest(model) == encoder_digest(base)
     assert model.config.predictor_layers == 6
     runs = meta["predictor_training"]
-    assert runs[0]["init"] == "models/checkpoints/lewm_small_cnn" and len(runs) == 4
+    assert runs[0]["init"] == "models/checkpoints/lewm_small_cnn" and len(runs) == 5
     assert all(r["rollout_steps"] == 5 for r in runs)

@@ -53,6 +53,22 @@ def test_hardware_predictions_track_the_float_model(tiny):
     assert cos.mean() > 0.997 and cos.min() > 0.99
 
 
+def test_a_projector_in_two_q4_terms_brings_the_predictions_closer(tiny):
+    """proj_terms=2: the projector's weights as Q4 plus the Q4 of the rest, one more LIN
+    and an ADD per layer; the output error to float falls, the rest of the program stays."""
+    model, pw, win, prog = tiny
+    two = compile_predictor(pw, prog.frac_bits, proj_terms=2)
+    want = float_predict(model, win.z, win.actions)
+    err1 = np.mean((run_golden(prog, win.z, win.actions) - want) ** 2)
+    err2 = np.mean((run_golden(two, win.z, win.actions) - want) ** 2)
+    assert err2 < 0.7 * err1
+    names = [lin.name for lin in two.linears]
+    assert [n for n in names if n.startswith("proj")] == [
+        "proj.0.0", "proj.0.1", "proj.3.0", "proj.3.1"
+    ]  # fmt: skip
+    assert len(two.instrs) == len(prog.instrs) + 4
+
+
 def test_no_saturation_on_real_windows_at_the_chosen_format(tiny):
     _, _, win, prog = tiny
     from hwgen.folded.lewm_lower import saturations

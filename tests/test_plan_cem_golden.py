@@ -59,3 +59,30 @@ def test_a_bad_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     assert main([str(tmp_path), "--predictor", "golden"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("plan_cem: ")
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--predictor", "golden", "--proj-terms", "0"], "use 1 to 4"),
+        (["--proj-terms", "2"], "only the golden predictor"),
+    ],
+)
+def test_bad_projector_terms_are_one_line_and_exit_2(args, says, capsys):
+    assert main(["models/checkpoints/lewm_tiny", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
+
+
+def test_a_projector_in_two_terms_is_the_program_the_golden_model_runs(gold):
+    """proj_terms=2 reaches the engines' programs and the record's hardware line."""
+    model, one = gold
+    rng = np.random.default_rng(0)
+    cfg = model.config
+    calib = [rng.normal(size=(64, cfg.history, d)) for d in (cfg.latent_dim, cfg.action_dim)]
+    two = golden_predictor(model, *calib, proj_terms=2)
+    names = {lin.name for lin in two.engines[3].prog.linears}
+    assert {"proj.0.1", "proj.3.1"} <= names and "proj.0.1" not in {
+        lin.name for lin in one.engines[3].prog.linears
+    }
+    assert two.hardware()["proj_terms"] == 2 and one.hardware()["proj_terms"] == 1

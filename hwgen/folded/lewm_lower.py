@@ -116,9 +116,18 @@ def fold_projector(
 
 
 def compile_predictor(
-    pw: PredictorWeights, frac_bits: int, word_bits: int = WORD_BITS, scale_bits: int = 10
+    pw: PredictorWeights,
+    frac_bits: int,
+    word_bits: int = WORD_BITS,
+    scale_bits: int = 10,
+    proj_terms: int = 1,
 ) -> FoldedProgram:
-    """The whole predictor step as one straight-line folded program."""
+    """The whole predictor step as one straight-line folded program.
+
+    `proj_terms` > 1 stores the output projector's two layers as that many Q4 terms (the
+    weight, then the Q4 of what is left; about 3.5 more weight bits each): on the planner's
+    5-step rollout the projector's Q4 error is the largest share of the golden model's
+    (benchmarks/LEWM_GOLDEN_ERROR.md)."""
     b = ProgramBuilder("lewm_predictor", word_bits, frac_bits, scale_bits)
     t, hd, T = pw.tensors, pw.hidden, pw.history
     n_act = t["act.0.w"].shape[1]
@@ -136,9 +145,15 @@ def compile_predictor(
     for n in range(pw.layers):
         x = _block(b, t, n, x, sc, pw.heads)
     y = b.layernorm(x[-1], note="final norm")  # its gain and bias are in proj.0
-    y = b.gelu(b.linear(y, t["proj.0.w"], t["proj.0.b"], "proj.0"), note="proj gelu")
-    b.output("z_next", b.linear(y, t["proj.3.w"], t["proj.3.b"], "proj.3"))
+    y = b.gelu(_proj(b, y, t, "proj.0", proj_terms), note="proj gelu")
+    b.output("z_next", _proj(b, y, t, "proj.3", proj_terms))
     return b.build()
+
+
+def _proj(b: ProgramBuilder, x: Vec, t: dict, key: str, terms: int) -> Vec:
+    if terms == 1:
+        return b.linear(x, t[key + ".w"], t[key + ".b"], key)
+    return b.linear_terms(x, t[key + ".w"], t[key + ".b"], key, terms)
 
 
 def _block(b: ProgramBuilder, t: dict, n: int, x: list[Vec], sc: list[Vec], heads: int):
