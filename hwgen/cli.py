@@ -360,6 +360,13 @@ def _add_folded_options(p: argparse.ArgumentParser, board: bool = True) -> None:
         help=f"held-out episodes for the test vectors and compare (default: LeWM "
         f"{d.test_episodes} PushT episodes, LeWorld {TEST_EPISODES})",
     )
+    g.add_argument(
+        "--proj-terms",
+        type=_COUNT,
+        help=f"LeWM: the predictor's output projector as N Q4 terms, about 3.5 weight bits "
+        f"more each (default {d.proj_terms}; 2 cuts the planner's error from float by 2/3, "
+        "benchmarks/LEWM_GOLDEN_ERROR.md)",
+    )
 
 
 def _gate_options(a: argparse.Namespace):

@@ -249,6 +249,32 @@ def test_lewm_rtl_is_gated_by_its_record(tmp_path, capsys):
     assert manifest["accuracy_gate"]["passed"] is False
 
 
+def test_lewm_rtl_with_the_projector_in_two_q4_terms(tmp_path, capsys):
+    """--proj-terms 2 reaches the program; the record made for one term is not applied to it
+    (the gate falls back to its default and says why)."""
+    from hwgen.folded.design import FoldedOptions, gate_options
+
+    out = tmp_path / "out"
+    args = ["--out", str(out), "rtl", str(COMMITTED / "lewm_tiny"), "--test-episodes", "2"]
+    assert main([*args, "--design", "p2", "--proj-terms", "2"]) == 0
+    names = (out / "p2" / "program.lst").read_text()
+    assert "proj.0.1" in names and "proj.3.1" in names
+    err = capsys.readouterr().err
+    assert "proj_terms 2" in err
+    assert "proj_terms" not in gate_options(FoldedOptions())
+    assert gate_options(FoldedOptions(proj_terms=2))["proj_terms"] == 2
+    with pytest.raises(InputError, match="--proj-terms must be >= 1"):
+        FoldedOptions(proj_terms=0)
+
+
+def test_leworld_refuses_projector_terms():
+    from hwgen.adapters import JobOptions
+    from hwgen.adapters.leworld import _slots
+
+    with pytest.raises(InputError, match="--proj-terms: a LeWM predictor option"):
+        _slots(JobOptions(proj_terms=2))
+
+
 @pytest.mark.slow
 @pytest.mark.sim
 def test_simulated_rtl_is_measured_on_its_own_outputs(tmp_path):

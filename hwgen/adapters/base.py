@@ -35,6 +35,7 @@ class JobOptions:
     lanes: int | None = None
     slots: int | None = None
     test_episodes: int | None = None
+    proj_terms: int | None = None  # LeWM: the output projector's Q4 terms (None: 1)
     simulator: str | None = None
     count: int | None = None  # folded designs: simulate only the first `count` vectors
     vectors: Path | None = None

@@ -149,6 +149,7 @@ def folded_options(options: JobOptions):
         board=options.board,
         margin=options.margin,
         test_episodes=options.test_episodes or d.test_episodes,
+        proj_terms=options.proj_terms or d.proj_terms,
     )
 
 

@@ -285,6 +285,8 @@ def _slots(options: JobOptions) -> None:
             f"--slots {options.slots}: a LeWorld step reads its bit memory, so the engine "
             "runs one slot"
         )
+    if options.proj_terms not in (None, 1):
+        raise InputError("--proj-terms: a LeWM predictor option; LeWorld has no such projector")
 
 
 def load(checkpoint: Path):

@@ -61,6 +61,7 @@ class FoldedOptions:
     rollout_horizon: int = 10
     headroom_bits: int = 1
     scale_bits: int = DEFAULT_SCALE_BITS
+    proj_terms: int = 1  # the output projector's weights as this many Q4 terms
     seed: int = 1  # the PushT episodes' seed (calibration, test: +1, rollout: +2)
 
     def __post_init__(self) -> None:
@@ -94,9 +95,11 @@ class FoldedOptions:
         check_count(self.rollout_horizon, "rollout horizon", 1, self.steps)
         check_count(self.headroom_bits, "headroom bits", 0, 16)
         check_count(self.scale_bits, "scale bits", 1, 24)
+        check_count(self.proj_terms, "--proj-terms", 1, MAX_PROJ_TERMS)
         check_count(self.seed, "seed", 0, (1 << 63) - 1)
 
 
+MAX_PROJ_TERMS = 4  # each term is ~3.5 more weight bits; past 4 the words' rounding rules
 MAX_LANES = 256  # the widest boards fit far fewer shift-add MAC lanes
 VERILOG_BYTES_PER_LANE = 4000  # measured: ~4.1 KB more Verilog per lane on a small program
 MAX_EPISODES = 1000
@@ -222,13 +225,15 @@ def format_accuracy(a: Accuracy) -> str:
 
 def gate_options(o: FoldedOptions) -> dict[str, int]:
     """The options that change the hardware's arithmetic or its calibration: a recorded
-    figure holds only for these values (lanes and the test-set size change neither)."""
+    figure holds only for these values (lanes and the test-set size change neither).
+    proj_terms appears only where it is not 1, so records made before it existed hold."""
     return {
         "calib_episodes": o.calib_episodes,
         "steps": o.steps,
         "headroom_bits": o.headroom_bits,
         "scale_bits": o.scale_bits,
         "seed": o.seed,
+        **({"proj_terms": o.proj_terms} if o.proj_terms != 1 else {}),
     }
 
 
@@ -302,7 +307,9 @@ def _build_folded_rtl(
     with step("choose the fixed-point format and compile the predictor"):
         frac, tried = choose_frac_bits(pw, calib.z, calib.actions, headroom_bits=o.headroom_bits)
         # dead instructions out, scratch packed: the same output words (compact.py)
-        prog = streamlined(compile_predictor(pw, frac, scale_bits=o.scale_bits))
+        prog = streamlined(
+            compile_predictor(pw, frac, scale_bits=o.scale_bits, proj_terms=o.proj_terms)
+        )
     with step(f"plan the batched engine for {o.board}"):
         plan = choose(prog, o.board, o.margin, lanes=o.lanes, slots=o.slots)
     with step(f"golden model on {len(test.z)} windows and {len(roll[0])} rollouts"):
