@@ -166,6 +166,17 @@ def test_rtl_sim_compare_on_every_committed_checkpoint(name, tmp_path, capsys):
 
 
 @pytest.mark.sim
+def test_a_lewm_projector_in_two_q4_terms_is_bit_exact_in_rtl(tmp_path, capsys):
+    """--proj-terms 2: the extra LIN and ADD per projector layer run on the same engine, and
+    the simulated RTL equals the golden model."""
+    out = tmp_path / "rtl_out"
+    assert main(_flow("lewm_tiny", out, "--skip-synth", "--proj-terms", "2")) == 0
+    text = capsys.readouterr().out
+    assert "result    OK" in text and "bit-exact" in text
+    assert "proj.3.1" in (out / "lewm_tiny" / "program.lst").read_text()
+
+
+@pytest.mark.sim
 @pytest.mark.synth
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SMALL))
