@@ -103,12 +103,15 @@ def _number(doc: dict, key: str, path: Path) -> float:
     return float(value)
 
 
-def measure(checkpoint: Path, board: str | None = None) -> dict[str, Any]:
+def measure(
+    checkpoint: Path, board: str | None = None, proj_terms: int | None = None
+) -> dict[str, Any]:
     """Build the design in a scratch folder with default options and measure golden vs float,
     as the checkpoint's adapter (hwgen/adapters/) does.
 
     `board`: the board a folded engine is planned for (its lanes and slots; the arithmetic,
-    and so the figures, do not depend on it); None: the jobs' default."""
+    and so the figures, do not depend on it); None: the jobs' default. `proj_terms`: LeWM's
+    output projector in that many Q4 terms (None: one)."""
     from .adapters import JobOptions, for_checkpoint
     from .gate import GateOptions
 
@@ -116,15 +119,19 @@ def measure(checkpoint: Path, board: str | None = None) -> dict[str, Any]:
     options = JobOptions(gate=GateOptions(enabled=False))
     if board is not None:
         options = replace(options, board=board)
+    if proj_terms is not None:
+        options = replace(options, proj_terms=proj_terms)
     with tempfile.TemporaryDirectory(prefix="hwgen_expected_") as tmp:
         f = adapter.expected_figures(checkpoint, Path(tmp), options)
-    return _doc(checkpoint, f.where, f.samples, f.options, f.golden, board)
+    flags = (f" --board {board}" if board is not None else "") + (
+        f" --proj-terms {proj_terms}" if proj_terms is not None else ""
+    )
+    return _doc(checkpoint, f.where, f.samples, f.options, f.golden, flags)
 
 
 def _doc(
-    checkpoint: Path, where: str, samples: int, options: dict, golden: dict, board: str | None
+    checkpoint: Path, where: str, samples: int, options: dict, golden: dict, flag: str
 ) -> dict:
-    flag = f" --board {board}" if board is not None else ""
     return {
         "what": f"golden (integer) model vs the float model on {where} with these options",
         "command": f"{COMMAND}{flag} {checkpoint}",
@@ -134,10 +141,10 @@ def _doc(
     }
 
 
-def record(checkpoint: Path, board: str | None = None) -> Path:
+def record(checkpoint: Path, board: str | None = None, proj_terms: int | None = None) -> Path:
     """Measure and write <checkpoint>/expected_accuracy.json; returns its path. The new
     record replaces the one with the same options; records for other options are kept."""
-    doc = measure(checkpoint, board)
+    doc = measure(checkpoint, board, proj_terms)
     path = expected_path(checkpoint)
     kept = []
     if path.exists():
@@ -156,12 +163,18 @@ def main(argv: list[str] | None = None) -> int:
         "--board",
         help="board a folded engine is planned for (default: the folded engine's default)",
     )
+    p.add_argument(
+        "--proj-terms",
+        type=int,
+        metavar="N",
+        help="LeWM: the record for the output projector in N Q4 terms (hwgen rtl --proj-terms)",
+    )
     args = p.parse_args(argv)
     try:
         if args.board is not None:
             get_any_board(args.board)  # a typo names the known boards before any work
         for ckpt in args.checkpoints:
-            path = record(ckpt, args.board)
+            path = record(ckpt, args.board, args.proj_terms)
             for r in load_records(ckpt):
                 print(f"{path}: {r.options}: cosine {r.cosine_mean:.5f}, "
                       f"max |err| {r.max_abs_error:.4f}")  # fmt: skip

@@ -267,6 +267,21 @@ def test_lewm_rtl_with_the_projector_in_two_q4_terms(tmp_path, capsys):
         FoldedOptions(proj_terms=0)
 
 
+def test_the_gate_takes_the_record_of_the_runs_projector_terms(tmp_path, capsys):
+    """A record for proj_terms 2 gates a --proj-terms 2 build: with an impossible max |err|
+    in it, that build fails while the one-term record is left alone."""
+    ckpt = tmp_path / "lewm_tiny"
+    shutil.copytree(COMMITTED / "lewm_tiny", ckpt)
+    one = json.loads((ckpt / FILE_NAME).read_text())
+    two = json.loads(json.dumps(one))
+    two["options"]["proj_terms"] = 2
+    two["golden"]["max_abs_error"] = 1e-6
+    (ckpt / FILE_NAME).write_text(json.dumps({"records": [one, two]}))
+    args = ["--out", str(tmp_path / "out"), "rtl", str(ckpt), "--test-episodes", "2"]
+    assert main([*args, "--design", "p2", "--proj-terms", "2"]) == 1
+    assert "(2 x expected 0.0000" in gate_lines(capsys.readouterr().out)[0]
+
+
 def test_leworld_refuses_projector_terms():
     from hwgen.adapters import JobOptions
     from hwgen.adapters.leworld import _slots
@@ -301,9 +316,9 @@ def test_a_record_file_holds_one_record_per_options_set(tmp_path, monkeypatch):
     ckpt.mkdir()
     figures = {"a": 0.99, "b": 0.98}
 
-    def fake_measure(checkpoint, board=None):
+    def fake_measure(checkpoint, board=None, proj_terms=None):
         golden = {"cosine_mean": figures[board], "max_abs_error": 0.5}
-        return E._doc(checkpoint, "test", 10, {"program": ord(board)}, golden, board)
+        return E._doc(checkpoint, "test", 10, {"program": ord(board)}, golden, f" --board {board}")
 
     monkeypatch.setattr(E, "measure", fake_measure)
     E.record(ckpt, "a")

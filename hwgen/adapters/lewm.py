@@ -53,6 +53,7 @@ class LewmAdapter(FoldedAdapter):
         from ..folded.design import (
             check_accuracy,
             format_accuracy,
+            gate_options,
             measure_accuracy,
             rollout_inputs,
         )
@@ -64,7 +65,7 @@ class LewmAdapter(FoldedAdapter):
         o = folded_options(options)
         torch.set_num_threads(1)
         model, meta = load(checkpoint)
-        record = load_expected(checkpoint) if options.gate.enabled else None
+        record = load_expected(checkpoint, gate_options(o)) if options.gate.enabled else None
         verify_design(design, ["program.npz"])
         prog = load_program(design / "program.npz")
         with step(f"play and encode PushT: {o.test_episodes} episodes"):

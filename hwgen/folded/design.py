@@ -296,8 +296,9 @@ def _build_folded_rtl(
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise InputError(f"{checkpoint}: cannot load the LeWM checkpoint ({e})") from e
         pw = predictor_weights(model)
-    record = load_expected(checkpoint) if gate.enabled else None  # refuse a bad one early
     o = options
+    # the record of this run's options (else the first); a bad file is refused early
+    record = load_expected(checkpoint, gate_options(o)) if gate.enabled else None
     with step(f"play and encode PushT: {o.calib_episodes} + {o.test_episodes} episodes"):
         calib = pusht_windows(model, meta, o.calib_episodes, o.steps, o.seed)
         test = pusht_windows(model, meta, o.test_episodes, o.steps, o.seed + 1)
