@@ -282,6 +282,17 @@ def test_the_gate_takes_the_record_of_the_runs_projector_terms(tmp_path, capsys)
     assert "(2 x expected 0.0000" in gate_lines(capsys.readouterr().out)[0]
 
 
+def test_expected_refuses_zero_projector_terms_and_writes_nothing(tmp_path, capsys):
+    import hwgen.expected as E
+
+    ckpt = tmp_path / "lewm_tiny"
+    shutil.copytree(COMMITTED / "lewm_tiny", ckpt)
+    before = (ckpt / FILE_NAME).read_text()
+    assert E.main(["--proj-terms", "0", str(ckpt)]) == 2
+    assert "--proj-terms must be >= 1, got 0" in capsys.readouterr().err
+    assert (ckpt / FILE_NAME).read_text() == before
+
+
 def test_leworld_refuses_projector_terms():
     from hwgen.adapters import JobOptions
     from hwgen.adapters.leworld import _slots

@@ -150,7 +150,7 @@ def folded_options(options: JobOptions):
         board=options.board,
         margin=options.margin,
         test_episodes=options.test_episodes or d.test_episodes,
-        proj_terms=options.proj_terms or d.proj_terms,
+        proj_terms=d.proj_terms if options.proj_terms is None else options.proj_terms,
     )
 
 
