@@ -29,7 +29,7 @@ from hwgen.folded.lewm_lower import (
     run_golden,
 )
 from hwgen.models import eval_lewm, plan_cem
-from hwgen.models.lewm import load_checkpoint, normalize_actions
+from hwgen.models.lewm import load_checkpoint
 from hwgen.models.pusht_data import PushTDataConfig, load_or_generate
 
 HERE = Path(__file__).parent
@@ -47,17 +47,11 @@ def measure(ckpt: str) -> list[dict]:
     ds = meta["dataset"]
     fields = PushTDataConfig.__dataclass_fields__
     data = load_or_generate(PushTDataConfig(**{k: ds[k] for k in fields if k in ds}))
-    nv, (e, t) = ds["val_episodes"], data["actions"].shape[:2]
-    norm = meta["normalization"]
-    a_va = normalize_actions(
-        data["actions"][e - nv :].reshape(nv, t, -1), norm["action_mean"], norm["action_std"]
-    )
-    z_va = eval_lewm.encode_episodes(model, data["frames"][e - nv :])
-    z0, acts, end = eval_lewm.planner_windows(z_va, a_va)
+    z0, acts, end = eval_lewm.held_out_planner_windows(model, meta, data)
     with torch.no_grad():
         fl = model.rollout(z0, acts)[:, -1]
     rows = [_row("float model", fl, end, fl, None)]
-    cz, ca = plan_cem.calibration_windows(model, meta, data, nv)
+    cz, ca = plan_cem.calibration_windows(model, meta, data, ds["val_episodes"])
     pw, h = predictor_weights(model), model.config.history
     for name, word_bits, terms in VARIANTS:
         frac, _ = choose_frac_bits(pw, cz, ca, word_bits=word_bits)

@@ -177,6 +177,18 @@ def planner_windows(z_va: torch.Tensor, a_va: torch.Tensor, steps: int = 5):
     return z0, acts, end
 
 
+def held_out_planner_windows(model: LeWM, meta: dict, data: dict):
+    """planner_windows of the held-out episodes (the training run's validation split), in
+    the model's own latents and z-scored actions."""
+    nv = meta["dataset"]["val_episodes"]
+    e, t = data["actions"].shape[:2]
+    norm = meta["normalization"]
+    a_va = normalize_actions(
+        data["actions"][e - nv :].reshape(nv, t, -1), norm["action_mean"], norm["action_std"]
+    )
+    return planner_windows(encode_episodes(model, data["frames"][e - nv :]), a_va)
+
+
 @torch.no_grad()
 def planner_scale(model: LeWM, z_va: torch.Tensor, a_va: torch.Tensor, states: np.ndarray):
     """The `planner scale` figures of the module docstring (medians and 90th percentiles)."""
@@ -212,14 +224,8 @@ def golden_planner_scale(model: LeWM, meta: dict, data: dict, board: str | None)
     in hardware that quantization adds."""
     from hwgen.models.plan_cem import calibrated_golden, rollout
 
-    nv = meta["dataset"]["val_episodes"]
-    e, t = data["actions"].shape[:2]
-    norm = meta["normalization"]
-    a_va = normalize_actions(
-        data["actions"][e - nv :].reshape(nv, t, -1), norm["action_mean"], norm["action_std"]
-    )
-    z0, acts, end = planner_windows(encode_episodes(model, data["frames"][e - nv :]), a_va)
-    golden = calibrated_golden(model, meta, data, nv, board)
+    z0, acts, end = held_out_planner_windows(model, meta, data)
+    golden = calibrated_golden(model, meta, data, meta["dataset"]["val_episodes"], board)
     g = rollout(golden, z0, acts, model.config.history)
     f = model.rollout(z0, acts)[:, -1]
     to_true = (g - end).pow(2).sum(-1).numpy()

@@ -99,7 +99,7 @@ class FoldedOptions:
         check_count(self.seed, "seed", 0, (1 << 63) - 1)
 
 
-MAX_PROJ_TERMS = 4  # ~3.5 weight bits more per term; by 4, each term's word rounding rules
+MAX_PROJ_TERMS = 4  # a bound on the program's size; 2 was the most measured
 MAX_LANES = 256  # the widest boards fit far fewer shift-add MAC lanes
 VERILOG_BYTES_PER_LANE = 4000  # measured: ~4.1 KB more Verilog per lane on a small program
 MAX_EPISODES = 1000
